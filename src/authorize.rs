@@ -1,0 +1,396 @@
+//! The hot path: from a raw `Authorization` value to a [`Grant`] or a [`Denial`].
+
+use std::sync::Arc;
+
+use crate::bearer::{parse_bearer, BearerError};
+use crate::digest::KeyId;
+use crate::error::ErrorCode;
+use crate::key::ApiKey;
+use crate::limiter::{LimitDecision, Quota, RateLimit, RateLimiter};
+use crate::scope::Scopes;
+use crate::store::{KeyStore, Lookup};
+
+/// Header names used in responses.
+pub mod header {
+    /// Maximum requests allowed per window.
+    pub const X_RATELIMIT_LIMIT: &str = "X-RateLimit-Limit";
+    /// Requests remaining in the current window.
+    pub const X_RATELIMIT_REMAINING: &str = "X-RateLimit-Remaining";
+    /// Unix time, in seconds, when the window resets.
+    pub const X_RATELIMIT_RESET: &str = "X-RateLimit-Reset";
+    /// Seconds to wait before retrying, on a 429.
+    pub const RETRY_AFTER: &str = "Retry-After";
+    /// The challenge sent with every 401.
+    pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
+    /// The value of `WWW-Authenticate`.
+    pub const BEARER_CHALLENGE: &str = "Bearer";
+}
+
+/// Authorizes requests against a [`KeyStore`] and a [`RateLimiter`].
+///
+/// # Order of checks
+///
+/// 1. No `Authorization` header: 401.
+/// 2. Not `Bearer <well-formed key>`: 401, before any hashing or limiter work.
+/// 3. SHA-256 of the key, then lookup: unknown, revoked or expired keys get a 401 without
+///    touching the limiter.
+/// 4. The key's request is counted in its window. If the window is already full: 429, and the
+///    refused request is not counted.
+/// 5. The key lacks a required scope: 403. The request was counted in step 4, so a key cannot
+///    probe scopes without spending quota.
+/// 6. Otherwise a [`Grant`].
+///
+/// Every 401 has the same body and headers, whatever the cause, and no rate-limit headers, so a
+/// client cannot tell an unknown key from a revoked or expired one; the cause is in
+/// [`Denial::reason`] for the host's logs and metrics.
+#[derive(Debug)]
+pub struct Authorizer {
+    store: Arc<KeyStore>,
+    limiter: RateLimiter,
+    quota: Quota,
+}
+
+impl Authorizer {
+    /// Authorizes against `store` with the spec's default quota, 60 requests per minute.
+    #[must_use]
+    pub fn new(store: Arc<KeyStore>) -> Self {
+        Self {
+            store,
+            limiter: RateLimiter::new(),
+            quota: Quota::SPEC,
+        }
+    }
+
+    /// Sets the quota of keys that have none of their own.
+    #[must_use]
+    pub fn with_quota(mut self, quota: Quota) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// Uses the given limiter (for example one with more stripes).
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The key store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<KeyStore> {
+        &self.store
+    }
+
+    /// The limiter.
+    #[must_use]
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    /// The default quota.
+    #[must_use]
+    pub fn quota(&self) -> Quota {
+        self.quota
+    }
+
+    /// Decides one request from the raw `Authorization` header value (`None` if the request had
+    /// none), the scopes the route requires, and the current Unix time in seconds.
+    ///
+    /// See [the order of checks](Authorizer#order-of-checks).
+    #[inline]
+    pub fn authorize(&self, authorization: Option<&[u8]>, required: Scopes, now: u64) -> Decision {
+        let Some(value) = authorization else {
+            return Decision::Denied(Denial::unauthorized(DenialReason::MissingHeader));
+        };
+        match parse_bearer(value) {
+            Ok(key) => self.authorize_key(&key, required, now),
+            Err(e) => Decision::Denied(Denial::unauthorized(DenialReason::Malformed(e))),
+        }
+    }
+
+    /// As [`Authorizer::authorize`], for a key already parsed.
+    pub fn authorize_key(&self, key: &ApiKey, required: Scopes, now: u64) -> Decision {
+        let (id, scopes, rate_limit) = match self.store.lookup(&key.digest(), now) {
+            Lookup::Active {
+                id,
+                scopes,
+                rate_limit,
+            } => (id, scopes, rate_limit),
+            Lookup::Unknown => {
+                return Decision::Denied(Denial::unauthorized(DenialReason::UnknownKey))
+            }
+            Lookup::Revoked(id) => {
+                return Decision::Denied(Denial::unauthorized(DenialReason::Revoked(id)))
+            }
+            Lookup::Expired(id) => {
+                return Decision::Denied(Denial::unauthorized(DenialReason::Expired(id)))
+            }
+        };
+        let quota = rate_limit.unwrap_or(self.quota);
+        let rate = match self.limiter.check(id, quota, now) {
+            LimitDecision::Allowed(r) => r,
+            LimitDecision::Limited(r) => {
+                return Decision::Denied(Denial {
+                    reason: DenialReason::RateLimited(id),
+                    rate_limit: Some(r),
+                    // Never earlier than the reset, and at least one second.
+                    retry_after: Some(r.seconds_to_reset(now).max(1)),
+                });
+            }
+        };
+        if !scopes.contains(required) {
+            return Decision::Denied(Denial {
+                reason: DenialReason::InsufficientScope {
+                    key_id: id,
+                    missing: required.difference(scopes),
+                },
+                rate_limit: Some(rate),
+                retry_after: None,
+            });
+        }
+        Decision::Granted(Grant {
+            key_id: id,
+            scopes,
+            rate_limit: rate,
+        })
+    }
+}
+
+/// The outcome of [`Authorizer::authorize`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a request must be refused unless it was granted"]
+pub enum Decision {
+    /// Serve the request.
+    Granted(Grant),
+    /// Refuse it with [`Denial::status`] and [`Denial::body`].
+    Denied(Denial),
+}
+
+impl Decision {
+    /// `Ok` for a grant, `Err` for a denial.
+    pub fn into_result(self) -> Result<Grant, Denial> {
+        match self {
+            Self::Granted(g) => Ok(g),
+            Self::Denied(d) => Err(d),
+        }
+    }
+
+    /// Whether the request was granted.
+    #[must_use]
+    pub fn is_granted(&self) -> bool {
+        matches!(self, Self::Granted(_))
+    }
+
+    /// The HTTP status: 200 for a grant (the handler may choose another 2xx), else the denial's.
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Granted(_) => 200,
+            Self::Denied(d) => d.status(),
+        }
+    }
+
+    /// The headers the response must carry (see [`Grant::headers`] and [`Denial::headers`]).
+    #[must_use]
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Granted(g) => g.headers(),
+            Self::Denied(d) => d.headers(),
+        }
+    }
+}
+
+/// A granted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Grant {
+    /// The key that made the request.
+    pub key_id: KeyId,
+    /// All the scopes the key holds.
+    pub scopes: Scopes,
+    /// The key's window after counting this request.
+    pub rate_limit: RateLimit,
+}
+
+impl Grant {
+    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
+    #[must_use]
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        rate_limit_headers(&self.rate_limit)
+    }
+}
+
+/// Why a request was refused: for the host's logs and metrics, never for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DenialReason {
+    /// No `Authorization` header.
+    MissingHeader,
+    /// The header is not `Bearer` and a well-formed key.
+    Malformed(BearerError),
+    /// A well-formed key that is not in the store.
+    UnknownKey,
+    /// A revoked key.
+    Revoked(KeyId),
+    /// An expired key.
+    Expired(KeyId),
+    /// The key lacks some required scopes.
+    InsufficientScope {
+        /// The key.
+        key_id: KeyId,
+        /// The required scopes it does not hold.
+        missing: Scopes,
+    },
+    /// The key's window is used up.
+    RateLimited(KeyId),
+}
+
+impl DenialReason {
+    /// A short stable label for logs and metrics: `missing`, `malformed`, `unknown`, `revoked`,
+    /// `expired`, `insufficient_scope` or `rate_limited`.
+    #[must_use]
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Self::MissingHeader => "missing",
+            Self::Malformed(_) => "malformed",
+            Self::UnknownKey => "unknown",
+            Self::Revoked(_) => "revoked",
+            Self::Expired(_) => "expired",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::RateLimited(_) => "rate_limited",
+        }
+    }
+
+    /// The id of the key, when the key was found in the store.
+    #[must_use]
+    pub const fn key_id(&self) -> Option<KeyId> {
+        match *self {
+            Self::Revoked(id) | Self::Expired(id) | Self::RateLimited(id) => Some(id),
+            Self::InsufficientScope { key_id, .. } => Some(key_id),
+            Self::MissingHeader | Self::Malformed(_) | Self::UnknownKey => None,
+        }
+    }
+}
+
+/// A refused request: everything needed to answer the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Denial {
+    reason: DenialReason,
+    rate_limit: Option<RateLimit>,
+    retry_after: Option<u64>,
+}
+
+impl Denial {
+    fn unauthorized(reason: DenialReason) -> Self {
+        Self {
+            reason,
+            rate_limit: None,
+            retry_after: None,
+        }
+    }
+
+    /// The internal reason, for logs and metrics. Never send it to the client.
+    #[must_use]
+    pub const fn reason(&self) -> DenialReason {
+        self.reason
+    }
+
+    /// The public error code.
+    #[must_use]
+    pub const fn code(&self) -> ErrorCode {
+        match self.reason {
+            DenialReason::InsufficientScope { .. } => ErrorCode::InsufficientScope,
+            DenialReason::RateLimited(_) => ErrorCode::RateLimited,
+            _ => ErrorCode::Unauthorized,
+        }
+    }
+
+    /// The HTTP status: 401, 403 or 429.
+    #[must_use]
+    pub const fn status(&self) -> u16 {
+        self.code().status()
+    }
+
+    /// The `error` message of the body.
+    #[must_use]
+    pub const fn message(&self) -> &'static str {
+        self.code().message()
+    }
+
+    /// The JSON body, `{"error": ..., "code": ..., "status": ...}`.
+    #[must_use]
+    pub const fn body(&self) -> &'static str {
+        self.code().json()
+    }
+
+    /// The key's window, for a 403 or 429 (the key is known); `None` for a 401.
+    #[must_use]
+    pub const fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
+
+    /// Seconds the client should wait, for a 429.
+    #[must_use]
+    pub const fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
+    /// The response headers: the `X-RateLimit-*` trio for a 403 or 429, `Retry-After` too for a
+    /// 429, and `WWW-Authenticate: Bearer` for a 401.
+    #[must_use]
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = match &self.rate_limit {
+            Some(r) => rate_limit_headers(r),
+            None => Vec::new(),
+        };
+        if let Some(secs) = self.retry_after {
+            h.push((header::RETRY_AFTER, secs.to_string()));
+        }
+        if self.code() == ErrorCode::Unauthorized {
+            h.push((
+                header::WWW_AUTHENTICATE,
+                header::BEARER_CHALLENGE.to_owned(),
+            ));
+        }
+        h
+    }
+}
+
+fn rate_limit_headers(r: &RateLimit) -> Vec<(&'static str, String)> {
+    vec![
+        (header::X_RATELIMIT_LIMIT, r.limit.to_string()),
+        (header::X_RATELIMIT_REMAINING, r.remaining.to_string()),
+        (header::X_RATELIMIT_RESET, r.reset_at.to_string()),
+    ]
+}
+
+#[cfg(feature = "http")]
+mod http_impls {
+    use super::{Decision, Denial};
+
+    impl Decision {
+        /// The response headers as an [`http::HeaderMap`].
+        #[must_use]
+        pub fn header_map(&self) -> http::HeaderMap {
+            let mut map = http::HeaderMap::with_capacity(4);
+            for (name, value) in self.headers() {
+                // Names are static ASCII and values are digits or "Bearer": always valid.
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_str(&value),
+                ) {
+                    map.insert(n, v);
+                }
+            }
+            map
+        }
+    }
+
+    impl Denial {
+        /// The status as an [`http::StatusCode`].
+        #[must_use]
+        pub fn status_code(&self) -> http::StatusCode {
+            http::StatusCode::from_u16(self.status()).unwrap_or(http::StatusCode::UNAUTHORIZED)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Parsing of the raw `Authorization: Bearer <key>` header value.
+
+use crate::key::{ApiKey, KeyParseError};
+
+/// Why an `Authorization` value was not a usable bearer key. No variant carries any of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerError {
+    /// The scheme is not `Bearer` (or nothing follows it).
+    #[error("authorization scheme is not Bearer")]
+    NotBearer,
+    /// `Bearer` is followed by no token.
+    #[error("bearer token is missing")]
+    MissingToken,
+    /// The token is not a well-formed key.
+    #[error("bearer token is not a valid key: {0}")]
+    InvalidKey(#[source] KeyParseError),
+}
+
+const SCHEME: &[u8; 6] = b"bearer";
+
+/// Parses a raw `Authorization` header value, which may not be UTF-8, into a key.
+///
+/// Accepted: optional leading whitespace, the scheme `Bearer` in any letter case, one or more
+/// spaces, the key, optional trailing spaces or tabs (RFC 9110 §11.4, RFC 6750 §2.1).
+///
+/// ```
+/// use sitequest_auth::{parse_bearer, BearerError};
+/// let key = "sq_live_0000000000000000000000000000000000000000000000000000000000000001";
+/// assert!(parse_bearer(format!("bearer  {key} ").as_bytes()).is_ok());
+/// assert_eq!(parse_bearer(b"Basic dXNlcjpwYXNz").unwrap_err(), BearerError::NotBearer);
+/// ```
+///
+/// # Errors
+///
+/// [`BearerError`] for any other shape.
+pub fn parse_bearer(value: &[u8]) -> Result<ApiKey, BearerError> {
+    let value = trim_ows(value);
+    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return Err(BearerError::NotBearer);
+    }
+    let rest = &value[SCHEME.len()..];
+    if rest.is_empty() {
+        return Err(BearerError::MissingToken);
+    }
+    if rest[0] != b' ' {
+        // As in "Bearerx ...": another scheme that starts with the same letters.
+        return Err(BearerError::NotBearer);
+    }
+    let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
+    let token = &rest[start..];
+    if token.is_empty() {
+        return Err(BearerError::MissingToken);
+    }
+    ApiKey::parse_bytes(token).map_err(BearerError::InvalidKey)
+}
+
+/// Strips spaces and horizontal tabs at both ends.
+#[inline]
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sq_live_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn accepted_forms() {
+        for v in [
+            format!("Bearer {KEY}"),
+            format!("bearer {KEY}"),
+            format!("BEARER {KEY}"),
+            format!("bEaReR {KEY}"),
+            format!("Bearer    {KEY}"),
+            format!("Bearer {KEY}  \t"),
+            format!(" \tBearer {KEY}"),
+        ] {
+            let key = parse_bearer(v.as_bytes()).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert_eq!(&*key.expose_secret(), KEY);
+        }
+    }
+
+    #[test]
+    fn refused_forms() {
+        let cases: Vec<(Vec<u8>, BearerError)> = vec![
+            (b"".to_vec(), BearerError::NotBearer),
+            (b"Bearer".to_vec(), BearerError::MissingToken),
+            (b"Bearer   ".to_vec(), BearerError::MissingToken),
+            (format!("Basic {KEY}").into_bytes(), BearerError::NotBearer),
+            (
+                format!("Bearer\t{KEY}").into_bytes(),
+                BearerError::NotBearer,
+            ),
+            (
+                format!("Bearerx {KEY}").into_bytes(),
+                BearerError::NotBearer,
+            ),
+            (KEY.as_bytes().to_vec(), BearerError::NotBearer),
+            (
+                format!("Bearer {KEY} extra").into_bytes(),
+                BearerError::InvalidKey(KeyParseError::WrongLength { found: 78 }),
+            ),
+            (
+                format!("Bearer {KEY},").into_bytes(),
+                BearerError::InvalidKey(KeyParseError::WrongLength { found: 73 }),
+            ),
+            (
+                b"Bearer sq_test_x".to_vec(),
+                BearerError::InvalidKey(KeyParseError::WrongPrefix),
+            ),
+            (
+                b"Bearer \xff\xfe".to_vec(),
+                BearerError::InvalidKey(KeyParseError::WrongPrefix),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(
+                parse_bearer(&v).unwrap_err(),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(&v)
+            );
+        }
+    }
+}

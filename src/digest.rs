@@ -1,0 +1,239 @@
+//! The stored form of a key (SHA-256 of its secret bytes), its constant-time equality, and the
+//! public key id derived from it.
+
+use core::fmt;
+
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::key::SECRET_LEN;
+
+/// SHA-256 of a key's 32 secret bytes: what a store keeps instead of the key.
+///
+/// `digest = SHA-256(secret)`, where `secret` is the 32 bytes that the key's 64 hex digits
+/// encode (not the 72-character text). That is one SHA-256 compression per presented key.
+///
+/// # Security
+///
+/// Equality (`==`) compares all 32 bytes in constant time with [`subtle`]; the result becomes a
+/// `bool` only at the end. A digest does not let anyone recover or present the key, but treat it
+/// as confidential anyway: it is the verifier for a credential.
+#[derive(Clone, Copy)]
+pub struct KeyDigest([u8; 32]);
+
+impl KeyDigest {
+    /// Hashes the 32 secret bytes of a key.
+    #[must_use]
+    #[inline]
+    pub fn of_secret(secret: &[u8; SECRET_LEN]) -> Self {
+        Self(Sha256::digest(secret).into())
+    }
+
+    /// Wraps 32 bytes previously obtained from [`KeyDigest::as_bytes`].
+    #[must_use]
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The 32 digest bytes.
+    #[must_use]
+    pub const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The digest as 64 lowercase hex digits, the form used for export.
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses 64 hex digits produced by [`KeyDigest::to_hex`].
+    ///
+    /// # Errors
+    ///
+    /// [`DigestParseError`] when the text is not exactly 64 hex digits.
+    pub fn from_hex(text: &str) -> Result<Self, DigestParseError> {
+        if text.len() != 64 {
+            return Err(DigestParseError);
+        }
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| DigestParseError)?;
+        Ok(Self(bytes))
+    }
+
+    /// The public id of the key with this digest.
+    #[must_use]
+    #[inline]
+    pub fn id(&self) -> KeyId {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&self.0[..8]);
+        KeyId(u64::from_be_bytes(head))
+    }
+}
+
+impl ConstantTimeEq for KeyDigest {
+    #[inline(never)]
+    fn ct_eq(&self, other: &Self) -> subtle::Choice {
+        self.0.ct_eq(&other.0)
+    }
+}
+
+impl PartialEq for KeyDigest {
+    fn eq(&self, other: &Self) -> bool {
+        self.ct_eq(other).into()
+    }
+}
+
+impl Eq for KeyDigest {}
+
+impl fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The id is enough to tell digests apart in a log.
+        write!(f, "KeyDigest({}…)", self.id())
+    }
+}
+
+/// The text is not a digest: exactly 64 hex digits are expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("digest must be exactly 64 hex digits")]
+pub struct DigestParseError;
+
+/// The public id of a key: safe to log, to show, and to put in URLs.
+///
+/// The id is the first 64 bits of the key's [`KeyDigest`], printed as `kid_` and 16 hex digits.
+/// It is not part of the secret and reveals nothing usable about it (finding a key for an id is
+/// a SHA-256 preimage search). Because it is already uniformly distributed, stores and the limiter
+/// use it as its own hash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(u64);
+
+impl KeyId {
+    /// The prefix of an id's text form.
+    pub const PREFIX: &'static str = "kid_";
+
+    /// Wraps a raw id value.
+    #[must_use]
+    pub const fn from_u64(value: u64) -> Self {
+        Self(value)
+    }
+
+    /// The raw id value.
+    #[must_use]
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:016x}", Self::PREFIX, self.0)
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl core::str::FromStr for KeyId {
+    type Err = KeyIdParseError;
+
+    /// Parses `kid_` followed by exactly 16 lowercase hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let digits = s.strip_prefix(Self::PREFIX).ok_or(KeyIdParseError)?;
+        if digits.len() != 16
+            || !digits
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(KeyIdParseError);
+        }
+        u64::from_str_radix(digits, 16)
+            .map(Self)
+            .map_err(|_| KeyIdParseError)
+    }
+}
+
+/// The text is not a key id: `kid_` and 16 lowercase hex digits are expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("key id must be kid_ followed by 16 lowercase hex digits")]
+pub struct KeyIdParseError;
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::{KeyDigest, KeyId};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    impl Serialize for KeyId {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for KeyId {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            text.parse().map_err(serde::de::Error::custom)
+        }
+    }
+
+    impl Serialize for KeyDigest {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(&self.to_hex())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for KeyDigest {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            KeyDigest::from_hex(&text).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_sha256_of_the_secret_bytes() {
+        // SHA-256 of 32 zero bytes, a published test value.
+        let d = KeyDigest::of_secret(&[0u8; 32]);
+        assert_eq!(
+            d.to_hex(),
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+        assert_eq!(d.id().to_string(), "kid_66687aadf862bd77");
+    }
+
+    #[test]
+    fn equality_compares_every_byte() {
+        let a = KeyDigest::from_bytes([7; 32]);
+        for i in 0..32 {
+            let mut other = [7; 32];
+            other[i] ^= 1;
+            assert_ne!(a, KeyDigest::from_bytes(other));
+        }
+        assert_eq!(a, KeyDigest::from_bytes([7; 32]));
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let d = KeyDigest::from_bytes([0xab; 32]);
+        assert_eq!(KeyDigest::from_hex(&d.to_hex()).unwrap(), d);
+        assert_eq!(KeyDigest::from_hex("ab"), Err(DigestParseError));
+        assert_eq!(KeyDigest::from_hex(&"zz".repeat(32)), Err(DigestParseError));
+    }
+
+    #[test]
+    fn key_id_text_form() {
+        let id: KeyId = "kid_00000000000000ff".parse().unwrap();
+        assert_eq!(id.as_u64(), 255);
+        assert_eq!(id.to_string(), "kid_00000000000000ff");
+        assert!("kid_ff".parse::<KeyId>().is_err());
+        assert!("kid_00000000000000FF".parse::<KeyId>().is_err());
+        assert!("key_00000000000000ff".parse::<KeyId>().is_err());
+        assert!("kid_+0000000000000ff".parse::<KeyId>().is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! The public error codes of the spec and their JSON bodies.
+
+use core::fmt;
+
+/// The error codes a client can receive, with their HTTP status and JSON body.
+///
+/// Every body has exactly the spec's shape, `{"error": ..., "code": ..., "status": ...}`:
+///
+/// ```
+/// use sitequest_auth::ErrorCode;
+/// assert_eq!(
+///     ErrorCode::Unauthorized.json(),
+///     r#"{"error":"Invalid or missing API key","code":"UNAUTHORIZED","status":401}"#
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// 401: missing, invalid, revoked, or expired API key.
+    Unauthorized,
+    /// 403: the API key lacks the required scope(s).
+    InsufficientScope,
+    /// 429: too many requests.
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// The HTTP status code.
+    #[must_use]
+    pub const fn status(self) -> u16 {
+        match self {
+            Self::Unauthorized => 401,
+            Self::InsufficientScope => 403,
+            Self::RateLimited => 429,
+        }
+    }
+
+    /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE` or `RATE_LIMITED`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::InsufficientScope => "INSUFFICIENT_SCOPE",
+            Self::RateLimited => "RATE_LIMITED",
+        }
+    }
+
+    /// The `error` field, a message for people. The same for every 401, whatever its cause.
+    #[must_use]
+    pub const fn message(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "Invalid or missing API key",
+            Self::InsufficientScope => "API key lacks the required scope(s)",
+            Self::RateLimited => "Too many requests",
+        }
+    }
+
+    /// The whole JSON body, compact, with the fields in the spec's order.
+    #[must_use]
+    pub const fn json(self) -> &'static str {
+        match self {
+            Self::Unauthorized => {
+                r#"{"error":"Invalid or missing API key","code":"UNAUTHORIZED","status":401}"#
+            }
+            Self::InsufficientScope => {
+                r#"{"error":"API key lacks the required scope(s)","code":"INSUFFICIENT_SCOPE","status":403}"#
+            }
+            Self::RateLimited => {
+                r#"{"error":"Too many requests","code":"RATE_LIMITED","status":429}"#
+            }
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body must be what `json` says it is, field for field.
+    #[test]
+    fn json_bodies_match_their_parts() {
+        for code in [
+            ErrorCode::Unauthorized,
+            ErrorCode::InsufficientScope,
+            ErrorCode::RateLimited,
+        ] {
+            let v: serde_json::Value = serde_json::from_str(code.json()).unwrap();
+            assert_eq!(
+                v,
+                serde_json::json!({
+                    "error": code.message(),
+                    "code": code.as_str(),
+                    "status": code.status(),
+                })
+            );
+            assert_eq!(v.as_object().unwrap().len(), 3);
+        }
+    }
+
+    #[test]
+    fn spec_example_body() {
+        let v: serde_json::Value = serde_json::from_str(ErrorCode::Unauthorized.json()).unwrap();
+        let spec: serde_json::Value = serde_json::from_str(
+            "{\n\"error\": \"Invalid or missing API key\",\n\"code\": \"UNAUTHORIZED\",\n\"status\": 401\n}",
+        )
+        .unwrap();
+        assert_eq!(v, spec);
+        assert_eq!(ErrorCode::InsufficientScope.status(), 403);
+        assert_eq!(ErrorCode::RateLimited.as_str(), "RATE_LIMITED");
+    }
+}

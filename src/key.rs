@@ -1,0 +1,337 @@
+//! API keys: the `sq_live_` format, generation, strict parsing and the redacted secret type.
+
+use core::fmt;
+
+use rand::{CryptoRng, RngCore};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::digest::KeyDigest;
+
+/// The prefix every Sitequest API key starts with.
+pub const KEY_PREFIX: &str = "sq_live_";
+
+/// Length of a key's text form: the prefix plus 64 hex digits.
+pub const KEY_LEN: usize = KEY_PREFIX.len() + 2 * SECRET_LEN;
+
+/// Number of random bytes behind a key (256 bits).
+pub const SECRET_LEN: usize = 32;
+
+/// An API key: 32 secret bytes, shown to people as `sq_live_` followed by 64 lowercase hex digits.
+///
+/// # Security
+///
+/// The bytes are zeroized when the value is dropped. `Debug` and `Display` print only the prefix
+/// and the last four characters (`sq_live_…1a2b`); the full text is available only through
+/// [`ApiKey::expose_secret`], so it cannot reach a log by accident. The type is deliberately not
+/// `Clone`.
+pub struct ApiKey {
+    secret: [u8; SECRET_LEN],
+}
+
+impl ApiKey {
+    /// Generates a new key from the operating system's CSPRNG.
+    #[must_use]
+    pub fn generate() -> Self {
+        Self::generate_with(&mut rand::rngs::OsRng)
+    }
+
+    /// Generates a new key from the given cryptographically secure generator.
+    #[must_use]
+    pub fn generate_with<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let mut secret = [0u8; SECRET_LEN];
+        rng.fill_bytes(&mut secret);
+        Self { secret }
+    }
+
+    /// Parses a presented key, strictly: the exact prefix `sq_live_`, then exactly 64 lowercase
+    /// hex digits, nothing before or after.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyParseError`] says what is wrong (prefix, length, or the position of the first bad
+    /// character) without repeating any part of the input.
+    pub fn parse(text: &str) -> Result<Self, KeyParseError> {
+        Self::parse_bytes(text.as_bytes())
+    }
+
+    /// Parses a presented key from raw bytes, which need not be UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// As for [`ApiKey::parse`].
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Self, KeyParseError> {
+        if bytes.len() != KEY_LEN {
+            // A wrong prefix is the more useful message when the input is not a key at all.
+            let n = bytes.len().min(KEY_PREFIX.len());
+            if bytes[..n] != KEY_PREFIX.as_bytes()[..n] {
+                return Err(KeyParseError::WrongPrefix);
+            }
+            return Err(KeyParseError::WrongLength { found: bytes.len() });
+        }
+        let (prefix, digits) = bytes.split_at(KEY_PREFIX.len());
+        if prefix != KEY_PREFIX.as_bytes() {
+            return Err(KeyParseError::WrongPrefix);
+        }
+        let mut secret = [0u8; SECRET_LEN];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let hi = hex_value(pair[0]);
+            let lo = hex_value(pair[1]);
+            if hi | lo > 0x0f {
+                secret.zeroize();
+                let offset = if hi > 0x0f { 0 } else { 1 };
+                return Err(KeyParseError::BadCharacter {
+                    position: KEY_PREFIX.len() + 2 * i + offset,
+                });
+            }
+            secret[i] = (hi << 4) | lo;
+        }
+        Ok(Self { secret })
+    }
+
+    /// Returns the full key text, `sq_live_` + 64 hex digits, in a buffer zeroized on drop.
+    ///
+    /// This is the only way to see the plaintext. Show it to its owner once, at creation, and
+    /// store only [`ApiKey::digest`].
+    #[must_use]
+    pub fn expose_secret(&self) -> Zeroizing<String> {
+        let mut text = Zeroizing::new(String::with_capacity(KEY_LEN));
+        text.push_str(KEY_PREFIX);
+        let mut digits = Zeroizing::new([0u8; 2 * SECRET_LEN]);
+        // Encoding into a slice of the right size cannot fail.
+        let _ = hex::encode_to_slice(self.secret, &mut digits[..]);
+        for &d in digits.iter() {
+            text.push(char::from(d));
+        }
+        text
+    }
+
+    /// The stored form of this key: SHA-256 of its 32 secret bytes.
+    #[must_use]
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest::of_secret(&self.secret)
+    }
+
+    /// The last four characters of the key text, safe to display to help people tell keys apart.
+    #[must_use]
+    pub fn last4(&self) -> Last4 {
+        let mut digits = [0u8; 4];
+        let _ = hex::encode_to_slice(&self.secret[SECRET_LEN - 2..], &mut digits);
+        Last4(digits)
+    }
+}
+
+impl Drop for ApiKey {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKey({KEY_PREFIX}…{})", self.last4())
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{KEY_PREFIX}…{}", self.last4())
+    }
+}
+
+/// Value of a lowercase hex digit, or `0xff` for any other byte.
+#[inline]
+fn hex_value(b: u8) -> u8 {
+    match b {
+        b'0'..=b'9' => b - b'0',
+        b'a'..=b'f' => b - b'a' + 10,
+        _ => 0xff,
+    }
+}
+
+/// The last four hex characters of a key, kept for display ("…1a2b").
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Last4([u8; 4]);
+
+impl Last4 {
+    /// Builds the value from four lowercase hex characters.
+    ///
+    /// # Errors
+    ///
+    /// [`Last4Error`] when the text is not exactly four lowercase hex digits.
+    pub fn new(text: &str) -> Result<Self, Last4Error> {
+        let bytes = text.as_bytes();
+        if bytes.len() != 4 || bytes.iter().any(|&b| hex_value(b) > 0x0f) {
+            return Err(Last4Error);
+        }
+        Ok(Self([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    /// The four characters as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // Only ever built from ASCII hex digits.
+        core::str::from_utf8(&self.0).unwrap_or("????")
+    }
+}
+
+impl fmt::Debug for Last4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Last4({})", self.as_str())
+    }
+}
+
+impl fmt::Display for Last4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl core::str::FromStr for Last4 {
+    type Err = Last4Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// The text given for [`Last4`] is not four lowercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("last4 must be exactly four lowercase hex digits")]
+pub struct Last4Error;
+
+/// Why a presented key was refused by [`ApiKey::parse`]. No variant carries any of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyParseError {
+    /// The text does not start with `sq_live_`.
+    #[error("key does not start with the prefix sq_live_")]
+    WrongPrefix,
+    /// The text is not 72 characters long.
+    #[error("key is {found} bytes long, expected 72 (sq_live_ and 64 hex digits)")]
+    WrongLength {
+        /// Length of the presented text, in bytes.
+        found: usize,
+    },
+    /// A character after the prefix is not a lowercase hex digit.
+    #[error("key has a character that is not a lowercase hex digit at position {position}")]
+    BadCharacter {
+        /// Zero-based byte offset of the first offending character in the key text.
+        position: usize,
+    },
+}
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::Last4;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    impl Serialize for Last4 {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_str(self.as_str())
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Last4 {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let text = <&str>::deserialize(d)?;
+            Last4::new(text).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "sq_live_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn generated_key_has_the_spec_format() {
+        let key = ApiKey::generate();
+        let text = key.expose_secret();
+        assert_eq!(text.len(), 72);
+        assert!(text.starts_with("sq_live_"));
+        assert!(text[8..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    }
+
+    #[test]
+    fn two_generated_keys_differ() {
+        assert_ne!(
+            *ApiKey::generate().expose_secret(),
+            *ApiKey::generate().expose_secret()
+        );
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let key = ApiKey::parse(SAMPLE).unwrap();
+        assert_eq!(&*key.expose_secret(), SAMPLE);
+        assert_eq!(key.last4().as_str(), "eeff");
+    }
+
+    #[test]
+    fn parse_errors_are_specific() {
+        assert_eq!(
+            ApiKey::parse(
+                "sq_test_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+            )
+            .unwrap_err(),
+            KeyParseError::WrongPrefix
+        );
+        assert_eq!(
+            ApiKey::parse("Bearer").unwrap_err(),
+            KeyParseError::WrongPrefix
+        );
+        assert_eq!(
+            ApiKey::parse("").unwrap_err(),
+            KeyParseError::WrongLength { found: 0 }
+        );
+        assert_eq!(
+            ApiKey::parse(&SAMPLE[..71]).unwrap_err(),
+            KeyParseError::WrongLength { found: 71 }
+        );
+        assert_eq!(
+            ApiKey::parse(&format!("{SAMPLE}0")).unwrap_err(),
+            KeyParseError::WrongLength { found: 73 }
+        );
+        let mut upper = SAMPLE.to_owned();
+        upper.replace_range(30..31, "A");
+        assert_eq!(
+            ApiKey::parse(&upper).unwrap_err(),
+            KeyParseError::BadCharacter { position: 30 }
+        );
+        let mut odd = SAMPLE.as_bytes().to_vec();
+        odd[71] = 0xff;
+        assert_eq!(
+            ApiKey::parse_bytes(&odd).unwrap_err(),
+            KeyParseError::BadCharacter { position: 71 }
+        );
+    }
+
+    #[test]
+    fn error_messages_never_echo_the_input() {
+        let mut bad = SAMPLE.to_owned();
+        bad.replace_range(71..72, "z");
+        let err = ApiKey::parse(&bad).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "key has a character that is not a lowercase hex digit at position 71"
+        );
+        assert!(!err.contains("00112233"));
+    }
+
+    #[test]
+    fn debug_and_display_redact() {
+        let key = ApiKey::parse(SAMPLE).unwrap();
+        assert_eq!(format!("{key:?}"), "ApiKey(sq_live_…eeff)");
+        assert_eq!(key.to_string(), "sq_live_…eeff");
+    }
+
+    #[test]
+    fn last4_validation() {
+        assert_eq!(Last4::new("a1b2").unwrap().to_string(), "a1b2");
+        assert_eq!(Last4::new("A1B2"), Err(Last4Error));
+        assert_eq!(Last4::new("abc"), Err(Last4Error));
+    }
+}

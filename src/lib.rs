@@ -1,0 +1,65 @@
+//! API-key authentication, permission scopes and per-key rate limiting for the Sitequest API.
+//!
+//! The crate is sans-IO: it opens no socket or file, starts no task and never reads the clock.
+//! The host passes the raw `Authorization` header value and the current Unix time, and gets back
+//! a [`Decision`] that says everything needed to answer the request.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use sitequest_auth::{Authorizer, Decision, KeyStore, NewKey, Preset, Scopes};
+//!
+//! let now = 1_800_000_000; // Unix seconds, from the host's clock
+//! let store = Arc::new(KeyStore::new());
+//! let issued = store.issue(&NewKey::new("ci deploy", Preset::ReadOnly), now).unwrap();
+//! // Show the plaintext once; only its digest is kept.
+//! let header = format!("Bearer {}", &*issued.key.expose_secret());
+//!
+//! let auth = Authorizer::new(store);
+//! match auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, now) {
+//!     Decision::Granted(grant) => {
+//!         assert_eq!(grant.rate_limit.remaining, 59);
+//!         assert_eq!(grant.headers()[0], ("X-RateLimit-Limit", "60".to_string()));
+//!     }
+//!     Decision::Denied(denial) => unreachable!("{:?}", denial.reason()),
+//! }
+//!
+//! // The key is read only: a write is refused with the spec's 403 body.
+//! let denial = auth
+//!     .authorize(Some(header.as_bytes()), Scopes::VPS_WRITE, now)
+//!     .into_result()
+//!     .unwrap_err();
+//! assert_eq!(denial.status(), 403);
+//! assert_eq!(
+//!     denial.body(),
+//!     r#"{"error":"API key lacks the required scope(s)","code":"INSUFFICIENT_SCOPE","status":403}"#
+//! );
+//! ```
+//!
+//! # Features
+//!
+//! - `serde`: (de)serialize [`Scopes`] (as a list of names), [`KeyId`], [`KeyDigest`],
+//!   [`Quota`], [`Last4`] and [`KeyRecord`].
+//! - `http`: [`Decision::header_map`] and [`Denial::status_code`].
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod authorize;
+mod bearer;
+mod digest;
+mod error;
+mod key;
+mod limiter;
+mod scope;
+mod store;
+
+pub use authorize::{header, Authorizer, Decision, Denial, DenialReason, Grant};
+pub use bearer::{parse_bearer, BearerError};
+pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
+pub use error::ErrorCode;
+pub use key::{ApiKey, KeyParseError, Last4, Last4Error, KEY_LEN, KEY_PREFIX, SECRET_LEN};
+pub use limiter::{LimitDecision, Quota, QuotaParseError, RateLimit, RateLimiter};
+pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
+pub use store::{
+    InvalidRecord, IssuedKey, KeyRecord, KeyStatus, KeyStore, NewKey, Rotation, StoreError,
+    MAX_NAME_LEN,
+};

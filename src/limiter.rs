@@ -1,0 +1,560 @@
+//! The per-key fixed-window rate limiter, lock-striped.
+//!
+//! Windows are aligned to the Unix epoch: with a period of `p` seconds, the window holding `now`
+//! is `now / p`, and it resets at `(now / p + 1) * p`. Each key may have its own [`Quota`].
+
+use core::fmt;
+use core::hash::{BuildHasherDefault, Hasher};
+use core::num::NonZeroU32;
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::digest::KeyId;
+
+/// How many requests a key may make per window, and the window's length.
+///
+/// ```
+/// use sitequest_auth::Quota;
+/// const SPEC: Quota = Quota::per_minute(60);
+/// assert_eq!(SPEC, Quota::default());
+/// assert_eq!((SPEC.limit(), SPEC.period_secs()), (60, 60));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quota {
+    limit: NonZeroU32,
+    period: NonZeroU32,
+}
+
+impl Quota {
+    /// The spec's quota: 60 requests per minute.
+    pub const SPEC: Self = Self::per_minute(60);
+
+    /// `limit` requests per `period_secs` seconds; `None` if either is zero.
+    #[must_use]
+    pub const fn new(limit: u32, period_secs: u32) -> Option<Self> {
+        match (NonZeroU32::new(limit), NonZeroU32::new(period_secs)) {
+            (Some(limit), Some(period)) => Some(Self { limit, period }),
+            _ => None,
+        }
+    }
+
+    /// `limit` requests per 60 seconds.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is zero (at compile time when used in a `const`).
+    #[must_use]
+    pub const fn per_minute(limit: u32) -> Self {
+        match Self::new(limit, 60) {
+            Some(q) => q,
+            None => panic!("a quota needs a limit of at least 1"),
+        }
+    }
+
+    /// Requests allowed per window.
+    #[must_use]
+    pub const fn limit(self) -> u32 {
+        self.limit.get()
+    }
+
+    /// Length of a window in seconds.
+    #[must_use]
+    pub const fn period_secs(self) -> u32 {
+        self.period.get()
+    }
+
+    /// The Unix time at which the window holding `now` ends.
+    #[must_use]
+    #[inline]
+    pub const fn window_end(self, now: u64) -> u64 {
+        let p = self.period.get() as u64;
+        (now / p).saturating_add(1).saturating_mul(p)
+    }
+
+    /// Parses `N/SECONDS` (as in `60/60`).
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaParseError`] when the text is not two positive integers around a `/`.
+    pub fn parse(text: &str) -> Result<Self, QuotaParseError> {
+        let (limit, period) = text.split_once('/').ok_or(QuotaParseError)?;
+        let limit = limit.parse().map_err(|_| QuotaParseError)?;
+        let period = period.parse().map_err(|_| QuotaParseError)?;
+        Self::new(limit, period).ok_or(QuotaParseError)
+    }
+}
+
+impl Default for Quota {
+    fn default() -> Self {
+        Self::SPEC
+    }
+}
+
+impl fmt::Debug for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Quota({}/{}s)", self.limit, self.period)
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.limit, self.period)
+    }
+}
+
+impl core::str::FromStr for Quota {
+    type Err = QuotaParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+/// A rate-limit text was not `N/SECONDS` with both numbers positive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("rate limit must be N/SECONDS with both numbers positive, as in 60/60")]
+pub struct QuotaParseError;
+
+#[cfg(feature = "serde")]
+mod serde_impls {
+    use super::Quota;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Serialized as `{"limit": 60, "period_secs": 60}`.
+    #[derive(Serialize, Deserialize)]
+    struct Repr {
+        limit: u32,
+        period_secs: u32,
+    }
+
+    impl Serialize for Quota {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            Repr {
+                limit: self.limit(),
+                period_secs: self.period_secs(),
+            }
+            .serialize(s)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Quota {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let r = Repr::deserialize(d)?;
+            Quota::new(r.limit, r.period_secs)
+                .ok_or_else(|| serde::de::Error::custom(super::QuotaParseError))
+        }
+    }
+}
+
+/// The state of a key's current window, as reported in the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Requests allowed per window (`X-RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left in the current window (`X-RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Unix time, in seconds, when the window resets (`X-RateLimit-Reset`).
+    pub reset_at: u64,
+}
+
+impl RateLimit {
+    /// Seconds from `now` until the window resets (zero if it already has).
+    #[must_use]
+    pub const fn seconds_to_reset(&self, now: u64) -> u64 {
+        self.reset_at.saturating_sub(now)
+    }
+}
+
+/// The limiter's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a rate-limit check must be acted on"]
+pub enum LimitDecision {
+    /// The request fits in the window and was counted.
+    Allowed(RateLimit),
+    /// The window is used up; the request was not counted.
+    Limited(RateLimit),
+}
+
+impl LimitDecision {
+    /// The window's state after this check.
+    #[must_use]
+    pub const fn rate_limit(&self) -> RateLimit {
+        match self {
+            Self::Allowed(r) | Self::Limited(r) => *r,
+        }
+    }
+
+    /// Whether the request was allowed.
+    #[must_use]
+    pub const fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed(_))
+    }
+}
+
+/// Per-key state: 16 bytes with its key in the table.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Unix time at which this slot's window ends (seconds, saturated to `u32`).
+    reset_at: u32,
+    /// Requests counted in that window.
+    count: u32,
+}
+
+/// Hasher for already-uniform 64-bit ids: one multiply, so both the table's bucket bits (low)
+/// and tag bits (high) depend on every bit of the id.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys other than `u64`; fold them in so the hasher stays correct.
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(crate) type IdBuildHasher = BuildHasherDefault<IdHasher>;
+
+/// A stripe: a table behind its own lock, aligned so two stripes never share a cache line.
+#[repr(align(128))]
+struct Stripe {
+    inner: Mutex<StripeState>,
+}
+
+struct StripeState {
+    slots: HashMap<KeyId, Slot, IdBuildHasher>,
+    /// No slot of this stripe ends before this time; the next sweep of the stripe is due then.
+    sweep_due: u32,
+}
+
+/// A per-key fixed-window rate limiter.
+///
+/// Keys are spread over a power-of-two number of stripes, each a small hash table behind its own
+/// [`parking_lot::Mutex`] on its own cache line, chosen from the high bits of the key id. A check
+/// takes one stripe lock for a few nanoseconds, so different keys rarely contend, and a key can
+/// never be allowed more than its quota per window, whatever the interleaving of threads.
+///
+/// # Time
+///
+/// `now` is Unix time in seconds, passed by the caller. If it goes backwards, a key keeps counting
+/// against the latest window it has seen, so a clock step back never grants extra requests.
+/// Window ends are stored as `u32` seconds, which covers times up to 2106-02-07; later times
+/// saturate, which makes the limiter refuse rather than allow.
+///
+/// # Memory
+///
+/// One 16-byte slot per key that made a request in its current window. Slots of ended windows
+/// are reclaimed when the key comes back, when their stripe is next used after they end (at most
+/// one pass over a stripe per second), and by [`RateLimiter::sweep`].
+pub struct RateLimiter {
+    stripes: Box<[Stripe]>,
+    shift: u32,
+}
+
+impl RateLimiter {
+    /// Default number of stripes.
+    pub const DEFAULT_STRIPES: usize = 64;
+
+    /// A limiter with [`RateLimiter::DEFAULT_STRIPES`] stripes.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_stripes(Self::DEFAULT_STRIPES)
+    }
+
+    /// A limiter with `stripes` stripes, rounded up to a power of two between 1 and 65,536.
+    #[must_use]
+    pub fn with_stripes(stripes: usize) -> Self {
+        let n = stripes.clamp(1, 1 << 16).next_power_of_two();
+        let stripes = (0..n)
+            .map(|_| Stripe {
+                inner: Mutex::new(StripeState {
+                    slots: HashMap::default(),
+                    sweep_due: u32::MAX,
+                }),
+            })
+            .collect();
+        Self {
+            stripes,
+            shift: 64 - n.trailing_zeros(),
+        }
+    }
+
+    /// Number of stripes.
+    #[must_use]
+    pub fn stripe_count(&self) -> usize {
+        self.stripes.len()
+    }
+
+    #[inline]
+    fn stripe(&self, key: KeyId) -> &Stripe {
+        // `checked_shr` handles the single-stripe case (a shift by 64).
+        let i = key.as_u64().checked_shr(self.shift).unwrap_or(0) as usize;
+        &self.stripes[i]
+    }
+
+    /// Counts one request of `key` under `quota` at time `now`, if the window has room.
+    ///
+    /// A request refused with [`LimitDecision::Limited`] does not use up quota.
+    #[inline]
+    pub fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitDecision {
+        let end = clamp32(quota.window_end(now));
+        let limit = quota.limit();
+        let mut stripe = self.stripe(key).inner.lock();
+        if now >= u64::from(stripe.sweep_due) {
+            stripe.sweep(now);
+        }
+        let state = &mut *stripe;
+        let slot = state.slots.entry(key).or_insert(Slot {
+            reset_at: end,
+            count: 0,
+        });
+        if slot.reset_at < end {
+            // A new window: the old one is over.
+            *slot = Slot {
+                reset_at: end,
+                count: 0,
+            };
+        }
+        let reset_at = slot.reset_at;
+        let decision = if slot.count < limit {
+            slot.count += 1;
+            LimitDecision::Allowed(RateLimit {
+                limit,
+                remaining: limit - slot.count,
+                reset_at: u64::from(reset_at),
+            })
+        } else {
+            LimitDecision::Limited(RateLimit {
+                limit,
+                remaining: 0,
+                reset_at: u64::from(reset_at),
+            })
+        };
+        if reset_at < state.sweep_due {
+            state.sweep_due = reset_at;
+        }
+        decision
+    }
+
+    /// The state of `key`'s window at `now` without counting a request.
+    #[must_use]
+    pub fn peek(&self, key: KeyId, quota: Quota, now: u64) -> RateLimit {
+        let end = clamp32(quota.window_end(now));
+        let stripe = self.stripe(key).inner.lock();
+        let (count, reset_at) = match stripe.slots.get(&key) {
+            Some(slot) if slot.reset_at >= end => (slot.count, slot.reset_at),
+            _ => (0, end),
+        };
+        RateLimit {
+            limit: quota.limit(),
+            remaining: quota.limit().saturating_sub(count),
+            reset_at: u64::from(reset_at),
+        }
+    }
+
+    /// Forgets `key`'s current window, as when a key is removed.
+    pub fn forget(&self, key: KeyId) {
+        self.stripe(key).inner.lock().slots.remove(&key);
+    }
+
+    /// Drops every slot whose window ended at or before `now`, returning how many were dropped.
+    ///
+    /// Checks reclaim stale slots as they go; a host may also call this periodically, for example
+    /// once a minute, to return memory after a burst of keys.
+    pub fn sweep(&self, now: u64) -> usize {
+        self.stripes.iter().map(|s| s.inner.lock().sweep(now)).sum()
+    }
+
+    /// Number of keys with a slot (active in a current window or not yet reclaimed).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| s.inner.lock().slots.len())
+            .sum()
+    }
+
+    /// Whether no key has a slot.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl StripeState {
+    fn sweep(&mut self, now: u64) -> usize {
+        let before = self.slots.len();
+        let now32 = clamp32(now);
+        let mut due = u32::MAX;
+        self.slots.retain(|_, slot| {
+            // A saturated window end (beyond 2106) never expires, so it keeps refusing.
+            let keep = slot.reset_at > now32 || slot.reset_at == u32::MAX;
+            if keep {
+                due = due.min(slot.reset_at);
+            }
+            keep
+        });
+        // At most one pass per second per stripe, however the windows are staggered.
+        self.sweep_due = due.max(now32.saturating_add(1));
+        if self.slots.capacity() > 64 && self.slots.len() < self.slots.capacity() / 4 {
+            self.slots.shrink_to_fit();
+        }
+        before - self.slots.len()
+    }
+}
+
+#[inline]
+fn clamp32(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("stripes", &self.stripes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K: KeyId = KeyId::from_u64(0x0123_4567_89ab_cdef);
+
+    #[test]
+    fn sixty_per_minute_then_limited_until_the_reset() {
+        let l = RateLimiter::new();
+        let q = Quota::SPEC;
+        let t0 = 1_700_000_000 - 1_700_000_000 % 60; // start of a window
+        for i in 0..60u32 {
+            let d = l.check(K, q, t0 + 30);
+            assert_eq!(
+                d,
+                LimitDecision::Allowed(RateLimit {
+                    limit: 60,
+                    remaining: 59 - i,
+                    reset_at: t0 + 60
+                })
+            );
+        }
+        let d = l.check(K, q, t0 + 59);
+        assert_eq!(
+            d,
+            LimitDecision::Limited(RateLimit {
+                limit: 60,
+                remaining: 0,
+                reset_at: t0 + 60
+            })
+        );
+        // A refused request does not count: the next window starts fresh.
+        let d = l.check(K, q, t0 + 60);
+        assert_eq!(d.rate_limit().remaining, 59);
+        assert_eq!(d.rate_limit().reset_at, t0 + 120);
+    }
+
+    #[test]
+    fn windows_are_aligned_to_the_epoch() {
+        assert_eq!(Quota::SPEC.window_end(0), 60);
+        assert_eq!(Quota::SPEC.window_end(59), 60);
+        assert_eq!(Quota::SPEC.window_end(60), 120);
+        assert_eq!(Quota::new(10, 1).unwrap().window_end(5), 6);
+    }
+
+    #[test]
+    fn clock_going_backwards_grants_nothing_extra() {
+        let l = RateLimiter::new();
+        let q = Quota::new(2, 60).unwrap();
+        assert!(l.check(K, q, 120).is_allowed());
+        assert!(l.check(K, q, 121).is_allowed());
+        // Back into the previous window: still counted against the latest one.
+        let d = l.check(K, q, 60);
+        assert_eq!(
+            d,
+            LimitDecision::Limited(RateLimit {
+                limit: 2,
+                remaining: 0,
+                reset_at: 180
+            })
+        );
+        assert_eq!(l.check(K, q, 0).rate_limit().reset_at, 180);
+        assert!(l.check(K, q, 180).is_allowed());
+    }
+
+    #[test]
+    fn keys_are_independent_and_overrides_apply() {
+        let l = RateLimiter::with_stripes(1);
+        let other = KeyId::from_u64(1);
+        let one = Quota::new(1, 60).unwrap();
+        assert!(l.check(K, one, 0).is_allowed());
+        assert!(!l.check(K, one, 1).is_allowed());
+        assert!(l.check(other, Quota::SPEC, 1).is_allowed());
+        assert_eq!(l.peek(other, Quota::SPEC, 2).remaining, 59);
+        assert_eq!(l.peek(K, Quota::SPEC, 2).remaining, 59);
+    }
+
+    #[test]
+    fn stale_slots_are_reclaimed() {
+        let l = RateLimiter::with_stripes(4);
+        for i in 0..1000u64 {
+            let _ = l.check(
+                KeyId::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                Quota::SPEC,
+                10,
+            );
+        }
+        assert_eq!(l.len(), 1000);
+        assert_eq!(l.sweep(59), 0);
+        assert_eq!(l.sweep(60), 1000);
+        assert!(l.is_empty());
+
+        // Also reclaimed on access once the window is over.
+        for i in 0..1000u64 {
+            let _ = l.check(
+                KeyId::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                Quota::SPEC,
+                70,
+            );
+        }
+        let _ = l.check(K, Quota::SPEC, 130);
+        assert!(l.len() < 1000, "{}", l.len());
+    }
+
+    #[test]
+    fn far_future_times_do_not_panic_and_refuse() {
+        let l = RateLimiter::new();
+        let q = Quota::new(1, 60).unwrap();
+        assert!(l.check(K, q, u64::MAX).is_allowed());
+        assert!(!l.check(K, q, u64::MAX).is_allowed());
+        assert!(!l.check(K, q, u64::MAX - 100_000).is_allowed());
+        let _ = l.sweep(u64::MAX);
+    }
+
+    #[test]
+    fn quota_parsing() {
+        assert_eq!(Quota::parse("60/60"), Ok(Quota::SPEC));
+        assert_eq!(Quota::parse("5/1"), Ok(Quota::new(5, 1).unwrap()));
+        for bad in ["", "60", "0/60", "60/0", "-1/60", "60/60/60", " 60/60"] {
+            assert_eq!(Quota::parse(bad), Err(QuotaParseError), "{bad:?}");
+        }
+        assert_eq!(Quota::SPEC.to_string(), "60/60");
+    }
+}

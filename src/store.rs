@@ -1,0 +1,678 @@
+//! Key records and the concurrent in-memory key store.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::mapref::entry::Entry as MapEntry;
+use dashmap::DashMap;
+
+use crate::digest::{KeyDigest, KeyId};
+use crate::key::{ApiKey, Last4};
+use crate::limiter::{IdBuildHasher, Quota};
+use crate::scope::Scopes;
+
+/// Longest key name accepted, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Everything known about a key except its secret: what a host persists and lists.
+///
+/// Build one from your database to [`KeyStore::load`] it; get them back with
+/// [`KeyStore::export`]. The key's id is derived from its digest ([`KeyRecord::id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct KeyRecord {
+    /// SHA-256 of the key's secret bytes (see [`KeyDigest`]).
+    pub digest: KeyDigest,
+    /// The name given at creation.
+    pub name: String,
+    /// The scopes the key holds; never empty.
+    pub scopes: Scopes,
+    /// Unix time of creation, in seconds.
+    pub created_at: u64,
+    /// Unix time from which the key is expired; `None` for a key that never expires.
+    pub expires_at: Option<u64>,
+    /// Unix time at which the key was revoked; `None` while it is not.
+    pub revoked_at: Option<u64>,
+    /// This key's own rate limit; `None` uses the authorizer's default.
+    pub rate_limit: Option<Quota>,
+    /// Unix time of the last request made with the key, if any.
+    pub last_used_at: Option<u64>,
+    /// The last four characters of the key, for display.
+    pub last4: Last4,
+}
+
+impl KeyRecord {
+    /// The key's public id.
+    #[must_use]
+    pub fn id(&self) -> KeyId {
+        self.digest.id()
+    }
+
+    /// Whether the key is usable at `now`, or why not.
+    #[must_use]
+    pub fn status(&self, now: u64) -> KeyStatus {
+        status(self.revoked_at.is_some(), self.expires_at, now)
+    }
+
+    fn validate(&self) -> Result<(), InvalidRecord> {
+        validate_name(&self.name)?;
+        if self.scopes.is_empty() {
+            return Err(InvalidRecord::EmptyScopes);
+        }
+        Ok(())
+    }
+}
+
+fn status(revoked: bool, expires_at: Option<u64>, now: u64) -> KeyStatus {
+    if revoked {
+        KeyStatus::Revoked
+    } else if expires_at.is_some_and(|t| now >= t) {
+        KeyStatus::Expired
+    } else {
+        KeyStatus::Active
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), InvalidRecord> {
+    if name.trim().is_empty() {
+        return Err(InvalidRecord::EmptyName);
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(InvalidRecord::NameTooLong { len: name.len() });
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InvalidRecord::ControlCharacter);
+    }
+    Ok(())
+}
+
+/// Whether a key can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyStatus {
+    /// Neither revoked nor expired.
+    Active,
+    /// Revoked; revocation is permanent.
+    Revoked,
+    /// Past its expiry time.
+    Expired,
+}
+
+/// The settings of a key to be created.
+///
+/// ```
+/// use sitequest_auth::{NewKey, Preset, Quota};
+/// let new = NewKey::new("ci deploy", Preset::ReadOnly)
+///     .expires_at(1_900_000_000)
+///     .rate_limit(Quota::per_minute(120));
+/// # let _ = new;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    name: String,
+    scopes: Scopes,
+    expires_at: Option<u64>,
+    rate_limit: Option<Quota>,
+}
+
+impl NewKey {
+    /// A key named `name` holding `scopes` (a [`Preset`](crate::Preset) or a [`Scopes`] set).
+    pub fn new(name: impl Into<String>, scopes: impl Into<Scopes>) -> Self {
+        Self {
+            name: name.into(),
+            scopes: scopes.into(),
+            expires_at: None,
+            rate_limit: None,
+        }
+    }
+
+    /// Makes the key expire at the given Unix time.
+    #[must_use]
+    pub fn expires_at(mut self, unix_secs: u64) -> Self {
+        self.expires_at = Some(unix_secs);
+        self
+    }
+
+    /// Gives the key its own rate limit instead of the default.
+    #[must_use]
+    pub fn rate_limit(mut self, quota: Quota) -> Self {
+        self.rate_limit = Some(quota);
+        self
+    }
+
+    /// Generates the key and its record without storing them, for hosts that persist the record
+    /// before putting it in the store with [`KeyStore::insert`].
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, or
+    /// an expiry time not after `now`.
+    pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
+        validate_name(&self.name)?;
+        if self.scopes.is_empty() {
+            return Err(InvalidRecord::EmptyScopes);
+        }
+        if self.expires_at.is_some_and(|t| t <= now) {
+            return Err(InvalidRecord::ExpiryNotInFuture);
+        }
+        let key = ApiKey::generate();
+        let record = KeyRecord {
+            digest: key.digest(),
+            name: self.name.clone(),
+            scopes: self.scopes,
+            created_at: now,
+            expires_at: self.expires_at,
+            revoked_at: None,
+            rate_limit: self.rate_limit,
+            last_used_at: None,
+            last4: key.last4(),
+        };
+        Ok(IssuedKey { key, record })
+    }
+}
+
+/// A newly created key: the plaintext (shown once) and its record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IssuedKey {
+    /// The key itself. Show [`ApiKey::expose_secret`] to its owner once; it is not kept.
+    pub key: ApiKey,
+    /// The record as stored.
+    pub record: KeyRecord,
+}
+
+/// The result of [`KeyStore::rotate`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Rotation {
+    /// The replacement key.
+    pub new: IssuedKey,
+    /// The old key's record, with its shortened expiry.
+    pub old: KeyRecord,
+}
+
+/// A record or key settings were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidRecord {
+    /// The name is empty or only whitespace.
+    #[error("key name is empty")]
+    EmptyName,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
+    #[error("key name is {len} bytes long, the most is 128")]
+    NameTooLong {
+        /// Length of the name in bytes.
+        len: usize,
+    },
+    /// The name contains a control character.
+    #[error("key name contains a control character")]
+    ControlCharacter,
+    /// The scope set is empty.
+    #[error("a key must hold at least one scope")]
+    EmptyScopes,
+    /// The expiry time is not after the creation time.
+    #[error("expiry time must be in the future")]
+    ExpiryNotInFuture,
+    /// Another key in the store has the same id (its first 64 digest bits).
+    #[error("another key already has this id")]
+    IdCollision,
+}
+
+/// A store operation named a key that is not there or cannot be used for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No key has this id.
+    #[error("no key with this id")]
+    NotFound,
+    /// The key is revoked or expired, so it cannot be rotated.
+    #[error("key is revoked or expired")]
+    NotActive,
+}
+
+/// A stored key, compact: 96 bytes plus its name.
+struct Entry {
+    digest: KeyDigest,
+    name: Box<str>,
+    created_at: u64,
+    /// `NEVER` when the key has no expiry.
+    expires_at: u64,
+    /// `NEVER` while the key is not revoked.
+    revoked_at: u64,
+    /// Zero until first use.
+    last_used_at: AtomicU64,
+    rate_limit: Option<Quota>,
+    scopes: Scopes,
+    last4: Last4,
+}
+
+const NEVER: u64 = u64::MAX;
+
+fn opt(t: u64) -> Option<u64> {
+    (t != NEVER).then_some(t)
+}
+
+impl Entry {
+    fn from_record(r: KeyRecord) -> Self {
+        Self {
+            digest: r.digest,
+            name: r.name.into_boxed_str(),
+            created_at: r.created_at,
+            expires_at: r.expires_at.unwrap_or(NEVER),
+            revoked_at: r.revoked_at.unwrap_or(NEVER),
+            last_used_at: AtomicU64::new(r.last_used_at.unwrap_or(0)),
+            rate_limit: r.rate_limit,
+            scopes: r.scopes,
+            last4: r.last4,
+        }
+    }
+
+    fn to_record(&self) -> KeyRecord {
+        let last_used = self.last_used_at.load(Ordering::Relaxed);
+        KeyRecord {
+            digest: self.digest,
+            name: self.name.to_string(),
+            scopes: self.scopes,
+            created_at: self.created_at,
+            expires_at: opt(self.expires_at),
+            revoked_at: opt(self.revoked_at),
+            rate_limit: self.rate_limit,
+            last_used_at: (last_used != 0).then_some(last_used),
+            last4: self.last4,
+        }
+    }
+}
+
+/// What the hot path learns about a presented digest.
+pub(crate) enum Lookup {
+    Unknown,
+    Revoked(KeyId),
+    Expired(KeyId),
+    Active {
+        id: KeyId,
+        scopes: Scopes,
+        rate_limit: Option<Quota>,
+    },
+}
+
+/// A concurrent in-memory store of key records, indexed by key id.
+///
+/// Lookups take a shard read lock; issuing, revoking and removing take a shard write lock, so
+/// readers on other shards never wait and every reader sees a change as soon as the call that
+/// made it returns. The table hashes the already-uniform key id with one multiply.
+///
+/// # Security
+///
+/// A presented key is found by its id (the first 64 bits of its digest) and then accepted only if
+/// all 32 digest bytes match, compared in constant time. The time a lookup takes can depend on
+/// whether a stored digest shares those first 64 bits; learning that requires finding a secret
+/// whose SHA-256 matches 64 bits of a stored digest and tells nothing about the other 192 bits.
+pub struct KeyStore {
+    map: DashMap<KeyId, Box<Entry>, IdBuildHasher>,
+}
+
+impl KeyStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            map: DashMap::with_hasher(IdBuildHasher::default()),
+        }
+    }
+
+    /// An empty store with room for `capacity` keys.
+    #[must_use]
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            map: DashMap::with_capacity_and_hasher(capacity, IdBuildHasher::default()),
+        }
+    }
+
+    /// Creates a key, stores its record and returns both. The plaintext exists only in the
+    /// returned [`IssuedKey`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`NewKey::generate`].
+    pub fn issue(&self, new: &NewKey, now: u64) -> Result<IssuedKey, InvalidRecord> {
+        loop {
+            let issued = new.generate(now)?;
+            match self.insert_new(&issued.record) {
+                // Two keys whose digests share 64 bits: draw another key.
+                Err(InvalidRecord::IdCollision) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(issued),
+            }
+        }
+    }
+
+    fn insert_new(&self, record: &KeyRecord) -> Result<(), InvalidRecord> {
+        match self.map.entry(record.id()) {
+            MapEntry::Occupied(_) => Err(InvalidRecord::IdCollision),
+            MapEntry::Vacant(v) => {
+                v.insert(Box::new(Entry::from_record(record.clone())));
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores a record, replacing the stored record with the same digest if there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRecord`] for an empty, overlong or control-character name or empty scopes, and
+    /// [`InvalidRecord::IdCollision`] if a key with a different digest has the same id.
+    pub fn insert(&self, record: KeyRecord) -> Result<(), InvalidRecord> {
+        record.validate()?;
+        match self.map.entry(record.id()) {
+            MapEntry::Occupied(mut o) => {
+                if o.get().digest != record.digest {
+                    return Err(InvalidRecord::IdCollision);
+                }
+                *o.get_mut() = Box::new(Entry::from_record(record));
+            }
+            MapEntry::Vacant(v) => {
+                v.insert(Box::new(Entry::from_record(record)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores every record (see [`KeyStore::insert`]), returning how many were stored.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first invalid record and returns its position with the reason; the records
+    /// before it are stored.
+    pub fn load(
+        &self,
+        records: impl IntoIterator<Item = KeyRecord>,
+    ) -> Result<usize, (usize, InvalidRecord)> {
+        let mut n = 0;
+        for record in records {
+            self.insert(record).map_err(|e| (n, e))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Every record, in no particular order: the form to persist. Never contains a plaintext key.
+    #[must_use]
+    pub fn export(&self) -> Vec<KeyRecord> {
+        self.map.iter().map(|e| e.value().to_record()).collect()
+    }
+
+    /// Every record, sorted by creation time then id.
+    #[must_use]
+    pub fn list(&self) -> Vec<KeyRecord> {
+        let mut all = self.export();
+        all.sort_by_key(|r| (r.created_at, r.id()));
+        all
+    }
+
+    /// The record of the key with this id.
+    #[must_use]
+    pub fn get(&self, id: KeyId) -> Option<KeyRecord> {
+        self.map.get(&id).map(|e| e.to_record())
+    }
+
+    /// Revokes the key: it is refused from the moment this returns. Revoking a revoked key keeps
+    /// its first revocation time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if no key has this id.
+    pub fn revoke(&self, id: KeyId, now: u64) -> Result<KeyRecord, StoreError> {
+        let mut e = self.map.get_mut(&id).ok_or(StoreError::NotFound)?;
+        if e.revoked_at == NEVER {
+            e.revoked_at = now;
+        }
+        Ok(e.to_record())
+    }
+
+    /// Deletes the key's record.
+    pub fn remove(&self, id: KeyId) -> Option<KeyRecord> {
+        self.map.remove(&id).map(|(_, e)| e.to_record())
+    }
+
+    /// Issues a replacement for an active key, with the same name, scopes, expiry and rate limit,
+    /// and makes the old key expire `grace_secs` after `now` (or at its own expiry, if sooner).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] for an unknown id and [`StoreError::NotActive`] for a revoked or
+    /// expired key.
+    pub fn rotate(&self, id: KeyId, grace_secs: u64, now: u64) -> Result<Rotation, StoreError> {
+        let template = self.get(id).ok_or(StoreError::NotFound)?;
+        if template.status(now) != KeyStatus::Active {
+            return Err(StoreError::NotActive);
+        }
+        let mut new = NewKey::new(template.name, template.scopes);
+        new.expires_at = template.expires_at;
+        new.rate_limit = template.rate_limit;
+        let issued = self.issue(&new, now).map_err(|_| StoreError::NotActive)?;
+        let grace_end = now.saturating_add(grace_secs);
+        let old = match self.map.get_mut(&id) {
+            Some(mut e) => {
+                e.expires_at = e.expires_at.min(grace_end);
+                e.to_record()
+            }
+            None => {
+                // Removed by another thread meanwhile: keep the store as that thread left it.
+                self.remove(issued.record.id());
+                return Err(StoreError::NotFound);
+            }
+        };
+        Ok(Rotation { new: issued, old })
+    }
+
+    /// Number of stored keys, revoked and expired ones included.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store holds no key.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Finds the key with this digest and reports its state at `now`, recording the use of an
+    /// active key.
+    #[inline]
+    pub(crate) fn lookup(&self, digest: &KeyDigest, now: u64) -> Lookup {
+        let id = digest.id();
+        let Some(e) = self.map.get(&id) else {
+            return Lookup::Unknown;
+        };
+        if e.digest != *digest {
+            return Lookup::Unknown;
+        }
+        if e.revoked_at != NEVER {
+            return Lookup::Revoked(id);
+        }
+        if now >= e.expires_at {
+            return Lookup::Expired(id);
+        }
+        if e.last_used_at.load(Ordering::Relaxed) < now {
+            e.last_used_at.fetch_max(now, Ordering::Relaxed);
+        }
+        Lookup::Active {
+            id,
+            scopes: e.scopes,
+            rate_limit: e.rate_limit,
+        }
+    }
+}
+
+impl Default for KeyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("keys", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scope::Preset;
+
+    const NOW: u64 = 1_800_000_000;
+
+    #[test]
+    fn issue_get_list_revoke_remove() {
+        let store = KeyStore::new();
+        let issued = store
+            .issue(
+                &NewKey::new("ci", Preset::ReadOnly).expires_at(NOW + 10),
+                NOW,
+            )
+            .unwrap();
+        let id = issued.record.id();
+        assert_eq!(issued.key.digest(), issued.record.digest);
+        assert_eq!(issued.record.last4, issued.key.last4());
+        assert_eq!(store.get(id).unwrap(), issued.record);
+        assert_eq!(store.list(), vec![issued.record.clone()]);
+        assert_eq!(store.get(id).unwrap().status(NOW), KeyStatus::Active);
+        assert_eq!(store.get(id).unwrap().status(NOW + 10), KeyStatus::Expired);
+
+        let revoked = store.revoke(id, NOW + 1).unwrap();
+        assert_eq!(revoked.revoked_at, Some(NOW + 1));
+        assert_eq!(store.revoke(id, NOW + 5).unwrap().revoked_at, Some(NOW + 1));
+        assert!(matches!(
+            store.lookup(&issued.record.digest, NOW + 2),
+            Lookup::Revoked(_)
+        ));
+
+        assert_eq!(store.remove(id).unwrap().id(), id);
+        assert!(store.get(id).is_none());
+        assert_eq!(store.revoke(id, NOW), Err(StoreError::NotFound));
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn new_key_validation() {
+        let store = KeyStore::new();
+        let cases = [
+            (NewKey::new("", Preset::Full), InvalidRecord::EmptyName),
+            (NewKey::new("  ", Preset::Full), InvalidRecord::EmptyName),
+            (
+                NewKey::new("x".repeat(129), Preset::Full),
+                InvalidRecord::NameTooLong { len: 129 },
+            ),
+            (
+                NewKey::new("a\nb", Preset::Full),
+                InvalidRecord::ControlCharacter,
+            ),
+            (
+                NewKey::new("a", Scopes::empty()),
+                InvalidRecord::EmptyScopes,
+            ),
+            (
+                NewKey::new("a", Preset::Full).expires_at(NOW),
+                InvalidRecord::ExpiryNotInFuture,
+            ),
+        ];
+        for (new, err) in cases {
+            assert_eq!(store.issue(&new, NOW).unwrap_err(), err);
+        }
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn lookup_outcomes_and_last_used() {
+        let store = KeyStore::new();
+        let issued = store.issue(&NewKey::new("a", Preset::Full), NOW).unwrap();
+        let d = issued.record.digest;
+        assert!(matches!(store.lookup(&d, NOW + 3), Lookup::Active { .. }));
+        assert!(matches!(store.lookup(&d, NOW + 1), Lookup::Active { .. }));
+        assert_eq!(store.get(d.id()).unwrap().last_used_at, Some(NOW + 3));
+
+        // Same id, different digest: unknown.
+        let mut other = *d.as_bytes();
+        other[31] ^= 1;
+        assert!(matches!(
+            store.lookup(&KeyDigest::from_bytes(other), NOW),
+            Lookup::Unknown
+        ));
+        assert!(matches!(
+            store.lookup(&ApiKey::generate().digest(), NOW),
+            Lookup::Unknown
+        ));
+    }
+
+    #[test]
+    fn rotate_keeps_settings_and_shortens_the_old_expiry() {
+        let store = KeyStore::new();
+        let q = Quota::per_minute(5);
+        let old = store
+            .issue(
+                &NewKey::new("deploy", Scopes::VPS_WRITE)
+                    .expires_at(NOW + 1000)
+                    .rate_limit(q),
+                NOW,
+            )
+            .unwrap();
+        let r = store.rotate(old.record.id(), 60, NOW + 1).unwrap();
+        assert_eq!(r.old.expires_at, Some(NOW + 61));
+        assert_eq!(r.new.record.name, "deploy");
+        assert_eq!(r.new.record.scopes, Scopes::VPS_WRITE);
+        assert_eq!(r.new.record.expires_at, Some(NOW + 1000));
+        assert_eq!(r.new.record.rate_limit, Some(q));
+        assert_eq!(r.new.record.created_at, NOW + 1);
+        assert_ne!(r.new.record.digest, old.record.digest);
+        assert_eq!(store.len(), 2);
+        assert!(matches!(
+            store.lookup(&old.record.digest, NOW + 60),
+            Lookup::Active { .. }
+        ));
+        assert!(matches!(
+            store.lookup(&old.record.digest, NOW + 61),
+            Lookup::Expired(_)
+        ));
+
+        // A long grace never extends the old key's own expiry.
+        let r2 = store.rotate(r.new.record.id(), 10_000, NOW + 2).unwrap();
+        assert_eq!(r2.old.expires_at, Some(NOW + 1000));
+
+        store.revoke(r2.new.record.id(), NOW + 3).unwrap();
+        assert_eq!(
+            store.rotate(r2.new.record.id(), 0, NOW + 4).unwrap_err(),
+            StoreError::NotActive
+        );
+        assert_eq!(
+            store.rotate(KeyId::from_u64(1), 0, NOW).unwrap_err(),
+            StoreError::NotFound
+        );
+    }
+
+    #[test]
+    fn export_and_load_round_trip() {
+        let a = KeyStore::new();
+        for i in 0..20 {
+            a.issue(&NewKey::new(format!("k{i}"), Preset::Full), NOW + i)
+                .unwrap();
+        }
+        a.revoke(a.list()[3].id(), NOW + 50).unwrap();
+        let b = KeyStore::new();
+        assert_eq!(b.load(a.export()), Ok(20));
+        assert_eq!(a.list(), b.list());
+
+        let mut bad = a.list()[0].clone();
+        bad.scopes = Scopes::empty();
+        assert_eq!(b.load([bad]), Err((0, InvalidRecord::EmptyScopes)));
+
+        let mut clash = a.list()[1].clone();
+        let mut bytes = *clash.digest.as_bytes();
+        bytes[20] ^= 0xff;
+        clash.digest = KeyDigest::from_bytes(bytes);
+        assert_eq!(b.insert(clash), Err(InvalidRecord::IdCollision));
+    }
+}
