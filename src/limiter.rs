@@ -237,6 +237,9 @@ struct StripeState {
     slots: HashMap<KeyId, Slot, IdBuildHasher>,
     /// No slot of this stripe ends before this time; the next sweep of the stripe is due then.
     sweep_due: u32,
+    /// The latest time this stripe has seen. Earlier times are treated as this one, so a slot
+    /// dropped by a sweep can never be counted again by a clock that went back.
+    latest: u64,
 }
 
 /// A per-key fixed-window rate limiter.
@@ -248,8 +251,9 @@ struct StripeState {
 ///
 /// # Time
 ///
-/// `now` is Unix time in seconds, passed by the caller. If it goes backwards, a key keeps counting
-/// against the latest window it has seen, so a clock step back never grants extra requests.
+/// `now` is Unix time in seconds, passed by the caller. Each stripe remembers the latest time it
+/// has seen and treats an earlier `now` as that time, so keys keep counting against the latest
+/// window and a clock step back never grants extra requests (nor panics).
 /// Window ends are stored as `u32` seconds, which covers times up to 2106-02-07; later times
 /// saturate, which makes the limiter refuse rather than allow.
 ///
@@ -282,6 +286,7 @@ impl RateLimiter {
                 inner: Mutex::new(StripeState {
                     slots: HashMap::default(),
                     sweep_due: u32::MAX,
+                    latest: 0,
                 }),
             })
             .collect();
@@ -309,9 +314,10 @@ impl RateLimiter {
     /// A request refused with [`LimitDecision::Limited`] does not use up quota.
     #[inline]
     pub fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitDecision {
-        let end = clamp32(quota.window_end(now));
         let limit = quota.limit();
         let mut stripe = self.stripe(key).inner.lock();
+        let now = stripe.advance(now);
+        let end = clamp32(quota.window_end(now));
         if now >= u64::from(stripe.sweep_due) {
             stripe.sweep(now);
         }
@@ -351,8 +357,8 @@ impl RateLimiter {
     /// The state of `key`'s window at `now` without counting a request.
     #[must_use]
     pub fn peek(&self, key: KeyId, quota: Quota, now: u64) -> RateLimit {
-        let end = clamp32(quota.window_end(now));
         let stripe = self.stripe(key).inner.lock();
+        let end = clamp32(quota.window_end(now.max(stripe.latest)));
         let (count, reset_at) = match stripe.slots.get(&key) {
             Some(slot) if slot.reset_at >= end => (slot.count, slot.reset_at),
             _ => (0, end),
@@ -394,7 +400,15 @@ impl RateLimiter {
 }
 
 impl StripeState {
+    /// Moves this stripe's clock to `now` unless it has seen a later time, and returns it.
+    #[inline]
+    fn advance(&mut self, now: u64) -> u64 {
+        self.latest = self.latest.max(now);
+        self.latest
+    }
+
     fn sweep(&mut self, now: u64) -> usize {
+        let now = self.advance(now);
         let before = self.slots.len();
         let now32 = clamp32(now);
         let mut due = u32::MAX;

@@ -368,7 +368,7 @@ impl KeyStore {
                 if o.get().digest != record.digest {
                     return Err(InvalidRecord::IdCollision);
                 }
-                *o.get_mut() = Box::new(Entry::from_record(record));
+                **o.get_mut() = Entry::from_record(record);
             }
             MapEntry::Vacant(v) => {
                 v.insert(Box::new(Entry::from_record(record)));

@@ -1,0 +1,124 @@
+//! Properties of the parsers and the limiter over generated inputs.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use sitequest_auth::{parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimiter, Scopes};
+
+fn any_secret() -> impl Strategy<Value = [u8; 32]> {
+    any::<[u8; 32]>()
+}
+
+proptest! {
+    #[test]
+    fn generate_print_parse_round_trip(secret in any_secret()) {
+        let text = format!("sq_live_{}", hex::encode(secret));
+        let key = ApiKey::parse(&text).unwrap();
+        prop_assert_eq!(&*key.expose_secret(), &text);
+        let again = ApiKey::parse(&key.expose_secret()).unwrap();
+        prop_assert_eq!(again.digest(), key.digest());
+        prop_assert_eq!(key.last4().to_string(), &text[68..]);
+        // The header form parses to the same key.
+        let header = format!("Bearer {text}");
+        prop_assert_eq!(parse_bearer(header.as_bytes()).unwrap().digest(), key.digest());
+    }
+
+    #[test]
+    fn parsing_arbitrary_strings_never_panics(s in ".*") {
+        let _ = ApiKey::parse(&s);
+        let _ = parse_bearer(s.as_bytes());
+        let _ = Scopes::parse_list(&s);
+        let _ = Quota::parse(&s);
+        let _ = s.parse::<KeyId>();
+    }
+
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = ApiKey::parse_bytes(&b);
+        let _ = parse_bearer(&b);
+    }
+
+    #[test]
+    fn near_miss_keys_are_refused(secret in any_secret(), pos in 0usize..72, byte in any::<u8>()) {
+        let text = format!("sq_live_{}", hex::encode(secret));
+        let mut bytes = text.clone().into_bytes();
+        prop_assume!(bytes[pos] != byte);
+        bytes[pos] = byte;
+        let still_valid = pos >= 8 && matches!(byte, b'0'..=b'9' | b'a'..=b'f');
+        prop_assert_eq!(ApiKey::parse_bytes(&bytes).is_ok(), still_valid);
+        // Errors never repeat any of the key.
+        if let Err(e) = ApiKey::parse_bytes(&bytes) {
+            prop_assert!(!e.to_string().contains(&text[8..16]));
+        }
+    }
+
+    #[test]
+    fn bearer_whitespace_variants(secret in any_secret(), lead in "[ \t]{0,3}", mid in " {1,4}", trail in "[ \t]{0,3}", upper in any::<[bool; 6]>()) {
+        let scheme: String = "bearer".chars().zip(upper).map(|(c, u)| if u { c.to_ascii_uppercase() } else { c }).collect();
+        let text = format!("sq_live_{}", hex::encode(secret));
+        let header = format!("{lead}{scheme}{mid}{text}{trail}");
+        prop_assert_eq!(&*parse_bearer(header.as_bytes()).unwrap().expose_secret(), &text);
+    }
+
+    #[test]
+    fn scope_list_round_trip(bits in 1u8..64, sep in prop_oneof![Just(","), Just(" "), Just(", "), Just("\t")]) {
+        let scopes = Scopes::from_bits_truncate(bits);
+        let list: Vec<&str> = scopes.names().collect();
+        let text = list.join(sep);
+        prop_assert_eq!(Scopes::parse_list(&text).unwrap(), scopes);
+        prop_assert_eq!(Scopes::parse_list(&scopes.to_string()).unwrap(), scopes);
+    }
+
+    /// For any sequence of (key, time) events, each key gets exactly min(n, limit) requests per
+    /// window, where time never goes backwards within the sequence.
+    #[test]
+    fn limiter_allows_exactly_min_n_limit(
+        limit in 1u32..8,
+        period in 1u32..120,
+        events in proptest::collection::vec((0u64..6, 0u64..30), 1..400),
+        stripes in 1usize..8,
+    ) {
+        let quota = Quota::new(limit, period).unwrap();
+        let limiter = RateLimiter::with_stripes(stripes);
+        let mut now = 1_700_000_000u64;
+        let mut counts: HashMap<(u64, u64), u32> = HashMap::new();
+        for (key, dt) in events {
+            now += dt;
+            let id = KeyId::from_u64(key.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let window = now / u64::from(period);
+            let used = counts.entry((key, window)).or_default();
+            let expect_allowed = *used < limit;
+            let d = limiter.check(id, quota, now);
+            prop_assert_eq!(d.is_allowed(), expect_allowed);
+            if expect_allowed { *used += 1; }
+            let r = d.rate_limit();
+            prop_assert_eq!(r.limit, limit);
+            prop_assert_eq!(r.remaining, limit - *used);
+            prop_assert_eq!(r.reset_at, (window + 1) * u64::from(period));
+            prop_assert!(matches!(d, LimitDecision::Allowed(_) | LimitDecision::Limited(_)));
+        }
+    }
+
+    /// With arbitrary (also backwards) times, no key is ever allowed more than the limit in any
+    /// window, counted by the window the limiter reports.
+    #[test]
+    fn limiter_never_exceeds_the_limit_with_any_clock(
+        events in proptest::collection::vec((0u64..3, 0u64..400, any::<bool>()), 1..400),
+    ) {
+        let quota = Quota::new(3, 60).unwrap();
+        let limiter = RateLimiter::with_stripes(2);
+        let mut per_window: HashMap<(u64, u64), u32> = HashMap::new();
+        for (key, t, sweep) in events {
+            if sweep {
+                let _ = limiter.sweep(1_700_000_000 + t);
+                continue;
+            }
+            let id = KeyId::from_u64(key << 62);
+            if let LimitDecision::Allowed(r) = limiter.check(id, quota, 1_700_000_000 + t) {
+                let n = per_window.entry((key, r.reset_at)).or_default();
+                *n += 1;
+                prop_assert!(*n <= 3);
+            }
+        }
+    }
+}

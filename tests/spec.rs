@@ -1,0 +1,349 @@
+//! One test per line of the product spec (shared/spec/sitequest-authorization.txt).
+
+use std::sync::Arc;
+
+use sitequest_auth::{
+    ApiKey, Authorizer, BearerError, Decision, DenialReason, ErrorCode, KeyParseError, KeyStore,
+    NewKey, Preset, Quota, RateLimit, Scopes,
+};
+
+/// The start of a minute.
+const T0: u64 = 1_800_000_000 - 1_800_000_000 % 60;
+
+fn setup(preset: Preset) -> (Authorizer, String) {
+    let store = Arc::new(KeyStore::new());
+    let issued = store.issue(&NewKey::new("test", preset), T0).unwrap();
+    let header = format!("Bearer {}", &*issued.key.expose_secret());
+    (Authorizer::new(store), header)
+}
+
+fn unauthorized(auth: &Authorizer, header: Option<&[u8]>, now: u64) -> DenialReason {
+    let d = auth
+        .authorize(header, Scopes::VPS_READ, now)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(d.status(), 401);
+    assert_eq!(d.code(), ErrorCode::Unauthorized);
+    assert_eq!(
+        d.body(),
+        r#"{"error":"Invalid or missing API key","code":"UNAUTHORIZED","status":401}"#
+    );
+    // Every 401 looks the same: no rate-limit headers, one Bearer challenge.
+    assert_eq!(
+        d.headers(),
+        vec![("WWW-Authenticate", "Bearer".to_string())]
+    );
+    assert_eq!(d.rate_limit(), None);
+    d.reason()
+}
+
+#[test]
+fn keys_are_sq_live_and_64_hex_characters() {
+    let key = ApiKey::generate();
+    let text = key.expose_secret();
+    assert_eq!(&text[..8], "sq_live_");
+    assert_eq!(text.len() - 8, 64);
+    assert!(text[8..].chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+#[test]
+fn bearer_header_grants_with_rate_limit_headers() {
+    let (auth, header) = setup(Preset::Full);
+    let grant = auth
+        .authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0 + 5)
+        .into_result()
+        .unwrap();
+    assert_eq!(grant.scopes, Scopes::FULL);
+    assert_eq!(
+        grant.headers(),
+        vec![
+            ("X-RateLimit-Limit", "60".to_string()),
+            ("X-RateLimit-Remaining", "59".to_string()),
+            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+        ]
+    );
+}
+
+#[test]
+fn each_401_cause_has_the_same_public_answer() {
+    let store = Arc::new(KeyStore::new());
+    let live = store.issue(&NewKey::new("live", Preset::Full), T0).unwrap();
+    let revoked = store
+        .issue(&NewKey::new("revoked", Preset::Full), T0)
+        .unwrap();
+    let expiring = store
+        .issue(&NewKey::new("ci", Preset::Full).expires_at(T0 + 30), T0)
+        .unwrap();
+    store.revoke(revoked.record.id(), T0 + 1).unwrap();
+    let auth = Authorizer::new(store);
+    let bearer = |k: &ApiKey| format!("Bearer {}", &*k.expose_secret());
+
+    assert_eq!(unauthorized(&auth, None, T0), DenialReason::MissingHeader);
+    assert_eq!(
+        unauthorized(&auth, Some(b"Basic abc"), T0),
+        DenialReason::Malformed(BearerError::NotBearer)
+    );
+    assert_eq!(
+        unauthorized(&auth, Some(b"Bearer sq_live_123"), T0),
+        DenialReason::Malformed(BearerError::InvalidKey(KeyParseError::WrongLength {
+            found: 11
+        }))
+    );
+    let unknown = ApiKey::generate();
+    assert_eq!(
+        unauthorized(&auth, Some(bearer(&unknown).as_bytes()), T0),
+        DenialReason::UnknownKey
+    );
+    assert_eq!(
+        unauthorized(&auth, Some(bearer(&revoked.key).as_bytes()), T0 + 2),
+        DenialReason::Revoked(revoked.record.id())
+    );
+    // Valid before the expiry time, refused from it on.
+    assert!(auth
+        .authorize(
+            Some(bearer(&expiring.key).as_bytes()),
+            Scopes::VPS_READ,
+            T0 + 29
+        )
+        .is_granted());
+    assert_eq!(
+        unauthorized(&auth, Some(bearer(&expiring.key).as_bytes()), T0 + 30),
+        DenialReason::Expired(expiring.record.id())
+    );
+    // None of the refused keys used up quota; the live key still works.
+    assert!(auth
+        .authorize(
+            Some(bearer(&live.key).as_bytes()),
+            Scopes::VPS_READ,
+            T0 + 31
+        )
+        .is_granted());
+}
+
+#[test]
+fn read_only_preset_is_vps_read_and_domains_read() {
+    let (auth, header) = setup(Preset::ReadOnly);
+    let h = Some(header.as_bytes());
+    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
+    assert!(auth.authorize(h, Scopes::DOMAINS_READ, T0).is_granted());
+    for scope in [
+        Scopes::VPS_WRITE,
+        Scopes::VPS_MANAGE,
+        Scopes::DOMAINS_WRITE,
+        Scopes::DOMAINS_MANAGE,
+    ] {
+        let d = auth.authorize(h, scope, T0).into_result().unwrap_err();
+        assert_eq!(d.status(), 403);
+        assert_eq!(
+            d.body(),
+            r#"{"error":"API key lacks the required scope(s)","code":"INSUFFICIENT_SCOPE","status":403}"#
+        );
+    }
+}
+
+#[test]
+fn full_preset_holds_every_scope() {
+    let (auth, header) = setup(Preset::Full);
+    for scope in Scopes::FULL.iter() {
+        assert!(auth
+            .authorize(Some(header.as_bytes()), scope, T0)
+            .is_granted());
+    }
+    assert!(auth
+        .authorize(Some(header.as_bytes()), Scopes::FULL, T0)
+        .is_granted());
+}
+
+#[test]
+fn custom_preset_holds_exactly_its_scopes() {
+    let custom = Preset::custom(Scopes::VPS_WRITE | Scopes::DOMAINS_MANAGE).unwrap();
+    let (auth, header) = setup(custom);
+    let h = Some(header.as_bytes());
+    assert!(auth.authorize(h, Scopes::VPS_WRITE, T0).is_granted());
+    assert!(auth.authorize(h, Scopes::DOMAINS_MANAGE, T0).is_granted());
+    let d = auth
+        .authorize(h, Scopes::VPS_WRITE | Scopes::VPS_READ, T0)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(
+        d.reason(),
+        DenialReason::InsufficientScope {
+            key_id: d.reason().key_id().unwrap(),
+            missing: Scopes::VPS_READ
+        }
+    );
+    assert!(Preset::custom(Scopes::empty()).is_err());
+}
+
+#[test]
+fn sixty_requests_per_minute_then_429_with_headers() {
+    let (auth, header) = setup(Preset::Full);
+    let h = Some(header.as_bytes());
+    for i in 0..60u32 {
+        let g = auth
+            .authorize(h, Scopes::VPS_READ, T0 + 10)
+            .into_result()
+            .unwrap();
+        assert_eq!(g.rate_limit.remaining, 59 - i);
+    }
+    let d = auth
+        .authorize(h, Scopes::VPS_READ, T0 + 15)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(d.status(), 429);
+    assert_eq!(
+        d.body(),
+        r#"{"error":"Too many requests","code":"RATE_LIMITED","status":429}"#
+    );
+    assert_eq!(d.retry_after(), Some(45));
+    assert_eq!(
+        d.headers(),
+        vec![
+            ("X-RateLimit-Limit", "60".to_string()),
+            ("X-RateLimit-Remaining", "0".to_string()),
+            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("Retry-After", "45".to_string()),
+        ]
+    );
+    // The window resets at X-RateLimit-Reset.
+    let g = auth
+        .authorize(h, Scopes::VPS_READ, T0 + 60)
+        .into_result()
+        .unwrap();
+    assert_eq!(
+        g.rate_limit,
+        RateLimit {
+            limit: 60,
+            remaining: 59,
+            reset_at: T0 + 120
+        }
+    );
+}
+
+#[test]
+fn scope_refusals_count_and_429s_do_not() {
+    let store = Arc::new(KeyStore::new());
+    let issued = store
+        .issue(&NewKey::new("ro", Preset::ReadOnly), T0)
+        .unwrap();
+    let header = format!("Bearer {}", &*issued.key.expose_secret());
+    let auth = Authorizer::new(store).with_quota(Quota::new(3, 60).unwrap());
+    let h = Some(header.as_bytes());
+    let d = auth
+        .authorize(h, Scopes::VPS_WRITE, T0)
+        .into_result()
+        .unwrap_err();
+    assert_eq!(d.status(), 403);
+    assert_eq!(d.rate_limit().unwrap().remaining, 2);
+    assert_eq!(
+        d.headers(),
+        vec![
+            ("X-RateLimit-Limit", "3".to_string()),
+            ("X-RateLimit-Remaining", "2".to_string()),
+            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+        ]
+    );
+    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
+    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
+    for _ in 0..5 {
+        assert_eq!(auth.authorize(h, Scopes::VPS_READ, T0).status(), 429);
+    }
+    let snapshot = auth.limiter().peek(issued.record.id(), auth.quota(), T0);
+    assert_eq!(snapshot.remaining, 0);
+    assert_eq!(auth.limiter().len(), 1);
+}
+
+#[test]
+fn per_key_override_replaces_the_default() {
+    let store = Arc::new(KeyStore::new());
+    let issued = store
+        .issue(
+            &NewKey::new("bulk", Preset::Full).rate_limit(Quota::new(2, 10).unwrap()),
+            T0,
+        )
+        .unwrap();
+    let header = format!("Bearer {}", &*issued.key.expose_secret());
+    let auth = Authorizer::new(store);
+    let h = Some(header.as_bytes());
+    let g = auth
+        .authorize(h, Scopes::VPS_READ, T0 + 3)
+        .into_result()
+        .unwrap();
+    assert_eq!(g.rate_limit.limit, 2);
+    assert_eq!(g.rate_limit.reset_at, T0 + 10);
+    assert!(auth.authorize(h, Scopes::VPS_READ, T0 + 3).is_granted());
+    assert_eq!(auth.authorize(h, Scopes::VPS_READ, T0 + 3).status(), 429);
+    assert!(auth.authorize(h, Scopes::VPS_READ, T0 + 10).is_granted());
+}
+
+#[test]
+fn revocation_and_rotation_take_effect_at_once() {
+    let store = Arc::new(KeyStore::new());
+    let issued = store.issue(&NewKey::new("a", Preset::Full), T0).unwrap();
+    let auth = Authorizer::new(store.clone());
+    let old = format!("Bearer {}", &*issued.key.expose_secret());
+    let rot = store.rotate(issued.record.id(), 30, T0 + 1).unwrap();
+    let new = format!("Bearer {}", &*rot.new.key.expose_secret());
+    assert!(auth
+        .authorize(Some(old.as_bytes()), Scopes::VPS_READ, T0 + 30)
+        .is_granted());
+    assert_eq!(
+        auth.authorize(Some(old.as_bytes()), Scopes::VPS_READ, T0 + 31)
+            .status(),
+        401
+    );
+    assert!(auth
+        .authorize(Some(new.as_bytes()), Scopes::VPS_READ, T0 + 31)
+        .is_granted());
+    store.revoke(rot.new.record.id(), T0 + 32).unwrap();
+    assert_eq!(
+        auth.authorize(Some(new.as_bytes()), Scopes::VPS_READ, T0 + 32)
+            .status(),
+        401
+    );
+}
+
+#[test]
+fn decision_headers_follow_the_outcome() {
+    let (auth, header) = setup(Preset::ReadOnly);
+    let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0);
+    assert!(matches!(d, Decision::Granted(_)));
+    assert_eq!(d.status(), 200);
+    assert_eq!(d.headers().len(), 3);
+    let d = auth.authorize(None, Scopes::VPS_READ, T0);
+    assert_eq!(d.status(), 401);
+}
+
+#[cfg(feature = "http")]
+#[test]
+fn http_header_map() {
+    let (auth, header) = setup(Preset::ReadOnly);
+    let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_MANAGE, T0);
+    let map = d.header_map();
+    assert_eq!(map["x-ratelimit-limit"], "60");
+    assert_eq!(map["x-ratelimit-remaining"], "59");
+    assert_eq!(map["x-ratelimit-reset"], (T0 + 60).to_string().as_str());
+    let Decision::Denied(denial) = d else {
+        panic!()
+    };
+    assert_eq!(denial.status_code(), http::StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn secrets_never_appear_in_debug_or_display() {
+    let store = KeyStore::new();
+    let issued = store.issue(&NewKey::new("a", Preset::Full), T0).unwrap();
+    let text = issued.key.expose_secret().to_string();
+    let secret_part = &text[8..68];
+    for shown in [
+        format!("{issued:?}"),
+        format!("{:?}", issued.key),
+        issued.key.to_string(),
+        format!("{:?}", store.list()),
+        format!("{store:?}"),
+    ] {
+        assert!(!shown.contains(secret_part), "{shown}");
+    }
+    // What is shown is the prefix and the last four characters.
+    assert_eq!(issued.key.to_string(), format!("sq_live_…{}", &text[68..]));
+}
