@@ -7,8 +7,8 @@ use sitequest_auth::{
     NewKey, Preset, Quota, RateLimit, Scopes,
 };
 
-/// The start of a minute.
-const T0: u64 = 1_800_000_000 - 1_800_000_000 % 60;
+/// The start of a minute (1_800_000_000 is a multiple of 60).
+const T0: u64 = 1_800_000_000;
 
 fn setup(preset: Preset) -> (Authorizer, String) {
     let store = Arc::new(KeyStore::new());

@@ -6,7 +6,8 @@ use std::thread;
 
 use sitequest_auth::{Authorizer, KeyId, KeyStore, NewKey, Preset, Quota, RateLimiter, Scopes};
 
-const T0: u64 = 1_800_000_000 - 1_800_000_000 % 60;
+/// The start of a minute (1_800_000_000 is a multiple of 60).
+const T0: u64 = 1_800_000_000;
 const THREADS: usize = 8;
 
 #[test]
