@@ -63,3 +63,8 @@ pub use store::{
     InvalidRecord, IssuedKey, KeyRecord, KeyStatus, KeyStore, NewKey, Rotation, StoreError,
     MAX_NAME_LEN,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
