@@ -155,6 +155,8 @@ pub struct RateLimit {
     pub remaining: u32,
     /// Unix time, in seconds, when the window resets (`X-RateLimit-Reset`).
     pub reset_at: u64,
+    /// Length of the key's windows in seconds.
+    pub period_secs: u32,
 }
 
 impl RateLimit {
@@ -340,12 +342,14 @@ impl RateLimiter {
                 limit,
                 remaining: limit - slot.count,
                 reset_at: u64::from(reset_at),
+                period_secs: quota.period_secs(),
             })
         } else {
             LimitDecision::Limited(RateLimit {
                 limit,
                 remaining: 0,
                 reset_at: u64::from(reset_at),
+                period_secs: quota.period_secs(),
             })
         };
         if reset_at < state.sweep_due {
@@ -367,6 +371,7 @@ impl RateLimiter {
             limit: quota.limit(),
             remaining: quota.limit().saturating_sub(count),
             reset_at: u64::from(reset_at),
+            period_secs: quota.period_secs(),
         }
     }
 
@@ -466,7 +471,8 @@ mod tests {
                 LimitDecision::Allowed(RateLimit {
                     limit: 60,
                     remaining: 59 - i,
-                    reset_at: t0 + 60
+                    reset_at: t0 + 60,
+                    period_secs: 60,
                 })
             );
         }
@@ -476,7 +482,8 @@ mod tests {
             LimitDecision::Limited(RateLimit {
                 limit: 60,
                 remaining: 0,
-                reset_at: t0 + 60
+                reset_at: t0 + 60,
+                period_secs: 60,
             })
         );
         // A refused request does not count: the next window starts fresh.
@@ -506,7 +513,8 @@ mod tests {
             LimitDecision::Limited(RateLimit {
                 limit: 2,
                 remaining: 0,
-                reset_at: 180
+                reset_at: 180,
+                period_secs: 60,
             })
         );
         assert_eq!(l.check(K, q, 0).rate_limit().reset_at, 180);

@@ -215,7 +215,8 @@ fn sixty_requests_per_minute_then_429_with_headers() {
         RateLimit {
             limit: 60,
             remaining: 59,
-            reset_at: T0 + 120
+            reset_at: T0 + 120,
+            period_secs: 60,
         }
     );
 }

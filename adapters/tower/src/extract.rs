@@ -1,0 +1,51 @@
+//! The authenticated key, as seen by handlers.
+
+use sitequest_auth::{KeyId, RateLimit, Scopes};
+
+/// The key that made a granted request: in the request's extensions, and an axum extractor.
+///
+/// Holds no secret, so it can be logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthenticatedKey {
+    /// The key's public id.
+    pub id: KeyId,
+    /// The key's name.
+    pub name: String,
+    /// All the scopes the key holds.
+    pub scopes: Scopes,
+    /// The key's window after counting this request.
+    pub rate_limit: RateLimit,
+}
+
+#[cfg(feature = "axum")]
+mod axum_impl {
+    use super::AuthenticatedKey;
+    use axum_core::extract::FromRequestParts;
+    use axum_core::response::{IntoResponse, Response};
+    use http::request::Parts;
+    use http::StatusCode;
+
+    const NO_LAYER: &str =
+        r#"{"error":"Authentication layer missing on this route","code":"INTERNAL","status":500}"#;
+
+    /// Extracts the [`AuthenticatedKey`] set by [`AuthLayer`](crate::AuthLayer). On a route
+    /// without the layer this is a server bug, answered with a 500.
+    impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedKey {
+        type Rejection = Response;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts.extensions.get::<Self>().cloned().ok_or_else(|| {
+                tracing::error!("AuthenticatedKey extracted on a route without AuthLayer");
+                crate::json_response::<axum_core::body::Body>(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    NO_LAYER,
+                )
+                .into_response()
+            })
+        }
+    }
+}

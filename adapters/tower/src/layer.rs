@@ -1,0 +1,157 @@
+//! The layer and the service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response};
+use sitequest_auth::{Authorizer, Decision, Scopes};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::extract::AuthenticatedKey;
+use crate::future::ResponseFuture;
+use crate::headers::{denial_response, insert_rate_limit_headers};
+
+/// Where the layer reads the current Unix time, in seconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The system clock as Unix seconds (zero if the clock is before 1970).
+#[must_use]
+pub fn system_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Authorizes every request with an [`Authorizer`], requiring the given scopes.
+///
+/// Put one on each route (or group of routes) with the scopes it needs. Granted requests reach
+/// the inner service with an [`AuthenticatedKey`] in their extensions and leave with the
+/// rate-limit headers; refused ones are answered by the layer with the spec's JSON body.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authorizer>,
+    required: Scopes,
+    clock: Clock,
+}
+
+impl AuthLayer {
+    /// A layer requiring `required` (all of them) on the routes it wraps.
+    #[must_use]
+    pub fn new(auth: Arc<Authorizer>, required: Scopes) -> Self {
+        Self {
+            auth,
+            required,
+            clock: Arc::new(system_clock),
+        }
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests and simulations).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service made by [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S> fmt::Debug for AuthService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService")
+            .field("layer", &self.layer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<&'static str>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let now = (self.layer.clock)();
+        let mut values = req.headers().get_all(AUTHORIZATION).iter();
+        let header = match (values.next(), values.next()) {
+            (None, _) => None,
+            (Some(v), None) => Some(v.as_bytes()),
+            // Two Authorization fields are ambiguous: refuse as malformed.
+            (Some(_), Some(_)) => Some(&[][..]),
+        };
+        let auth = &self.layer.auth;
+        match auth.authorize(header, self.layer.required, now) {
+            Decision::Granted(grant) => {
+                let name = auth
+                    .store()
+                    .get(grant.key_id)
+                    .map(|r| r.name)
+                    .unwrap_or_default();
+                tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
+                req.extensions_mut().insert(AuthenticatedKey {
+                    id: grant.key_id,
+                    name,
+                    scopes: grant.scopes,
+                    rate_limit: grant.rate_limit,
+                });
+                let mut headers = HeaderMap::with_capacity(5);
+                insert_rate_limit_headers(&mut headers, &grant.rate_limit, now);
+                // The service that was made ready is the one that must be called.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::granted(inner.call(req), headers)
+            }
+            Decision::Denied(denial) => {
+                let reason = denial.reason();
+                match reason.key_id() {
+                    Some(id) => tracing::info!(
+                        key_id = %id,
+                        reason = reason.label(),
+                        status = denial.status(),
+                        "request refused"
+                    ),
+                    None => tracing::info!(
+                        reason = reason.label(),
+                        status = denial.status(),
+                        "request refused"
+                    ),
+                }
+                ResponseFuture::denied(denial_response(&denial, now))
+            }
+        }
+    }
+}
