@@ -1,0 +1,152 @@
+//! Key records in an embedded SQLite file: digests and metadata, never a plaintext key.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+use sitequest_auth::{KeyDigest, KeyId, KeyRecord, Last4, Quota, Scopes};
+
+/// An open data file.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS keys (
+    id            TEXT PRIMARY KEY,
+    digest        TEXT NOT NULL UNIQUE,
+    name          TEXT NOT NULL,
+    scopes        TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER,
+    revoked_at    INTEGER,
+    rate_limit    TEXT,
+    last_used_at  INTEGER,
+    last4         TEXT NOT NULL
+);";
+
+fn to_sql(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn from_sql(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+impl Db {
+    /// Opens (creating if needed) the data file. Every write is durable when it returns
+    /// (`synchronous = FULL`).
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open data file {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// Every stored record.
+    pub fn load(&self) -> Result<Vec<KeyRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT digest, name, scopes, created_at, expires_at, revoked_at, rate_limit,
+                    last_used_at, last4 FROM keys ORDER BY created_at, id",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, Option<i64>>(4)?,
+                row.get::<_, Option<i64>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<i64>>(7)?,
+                row.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (digest, name, scopes, created, expires, revoked, rate, used, last4) = row?;
+            out.push(KeyRecord {
+                digest: KeyDigest::from_hex(&digest).context("corrupt digest in data file")?,
+                name,
+                scopes: Scopes::parse_list(&scopes).context("corrupt scopes in data file")?,
+                created_at: from_sql(created),
+                expires_at: expires.map(from_sql),
+                revoked_at: revoked.map(from_sql),
+                rate_limit: rate
+                    .map(|r| Quota::parse(&r))
+                    .transpose()
+                    .context("corrupt rate limit in data file")?,
+                last_used_at: used.map(from_sql),
+                last4: Last4::new(&last4).context("corrupt last4 in data file")?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Inserts or replaces records, all in one transaction.
+    pub fn upsert(&mut self, records: &[&KeyRecord]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for r in records {
+            tx.execute(
+                "INSERT INTO keys (id, digest, name, scopes, created_at, expires_at, revoked_at,
+                                   rate_limit, last_used_at, last4)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT(id) DO UPDATE SET
+                    name = excluded.name, scopes = excluded.scopes,
+                    expires_at = excluded.expires_at, revoked_at = excluded.revoked_at,
+                    rate_limit = excluded.rate_limit, last_used_at = excluded.last_used_at",
+                params![
+                    r.id().to_string(),
+                    r.digest.to_hex(),
+                    r.name,
+                    r.scopes.to_string(),
+                    to_sql(r.created_at),
+                    r.expires_at.map(to_sql),
+                    r.revoked_at.map(to_sql),
+                    r.rate_limit.map(|q| q.to_string()),
+                    r.last_used_at.map(to_sql),
+                    r.last4.as_str(),
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks a key revoked (keeping an earlier revocation time). Returns whether the key exists.
+    pub fn revoke(&self, id: KeyId, now: u64) -> Result<bool> {
+        let n = self.conn.execute(
+            "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
+            params![to_sql(now), id.to_string()],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Whether a key with this id is stored.
+    pub fn contains(&self, id: KeyId) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT 1 FROM keys WHERE id = ?1", [id.to_string()], |_| {
+                Ok(())
+            })
+            .optional()?
+            .is_some())
+    }
+
+    /// Records last-use times, in one transaction.
+    pub fn touch(&mut self, used: &[(KeyId, u64)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (id, t) in used {
+            tx.execute(
+                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?1) WHERE id = ?2",
+                params![to_sql(*t), id.to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,224 @@
+//! The real `sitequest-demo` binary: flags, admin token file, hardening, SIGTERM, restart, and
+//! the `keys` subcommands.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sitequest-demo");
+
+struct Running {
+    child: Child,
+    addr: String,
+    token_line: Option<String>,
+}
+
+fn start(data: &Path, extra: &[&str]) -> Running {
+    let child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env_remove("SITEQUEST_ADMIN_TOKEN")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // From here on, Drop kills and reaps the child whatever happens.
+    let mut running = Running {
+        child,
+        addr: String::new(),
+        token_line: None,
+    };
+    let stdout = running.child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(addr) = line.strip_prefix("listening on http://") {
+            running.addr = addr.to_string();
+            return running;
+        }
+        running.token_line = Some(line);
+    }
+    panic!("server exited before listening");
+}
+
+impl Running {
+    /// Sends SIGTERM and waits for a clean exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit status {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends raw bytes and returns the raw response.
+    fn raw(&self, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(request).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn request(&self, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let res = self.raw(req.as_bytes());
+        let status = res[9..12].parse().unwrap();
+        let body = res.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        (status, body)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keys_cmd(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .arg("keys")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn field<'a>(json: &'a str, name: &str) -> &'a str {
+    let start = json.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
+    &json[start..start + json[start..].find('"').unwrap()]
+}
+
+#[test]
+fn generated_admin_token_hardening_sigterm_restart_and_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    let server = start(&data, &["--rate-limit", "100/60"]);
+
+    // The generated token is printed once and kept in a 0600 file beside the data file.
+    let token_file = dir.path().join("demo.db.admin-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(
+        server.token_line.as_deref(),
+        Some(format!("admin token (shown once, kept in its 0600 file): {token}").as_str())
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let (status, created) = server.request(
+        "POST",
+        "/admin/v1/keys",
+        &token,
+        r#"{"name":"cli test","preset":"read_only"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = field(&created, "key").to_string();
+    let id = field(&created, "id").to_string();
+    let (status, _) = server.request("GET", "/v1/servers", &key, "");
+    assert_eq!(status, 200);
+
+    // Oversized headers, non-UTF-8 bytes and garbage get a 4xx; the server keeps serving.
+    let big = format!(
+        "GET /v1/servers HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    assert!(server.raw(big.as_bytes()).starts_with("HTTP/1.1 431"));
+    let mut odd = b"GET /v1/servers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xfd\r\nConnection: close\r\n\r\n".to_vec();
+    assert!(server.raw(&odd).starts_with("HTTP/1.1 401"));
+    odd.truncate(0);
+    assert!(server.raw(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    let (status, _) = server.request("GET", "/v1/domains", &key, "");
+    assert_eq!(status, 200);
+    let (status, _) = server.request("POST", "/v1/servers", &key, "");
+    assert_eq!(status, 403);
+    server.terminate();
+
+    // Restart: same token (not printed again), same keys.
+    let server = start(&data, &[]);
+    assert_eq!(server.token_line, None);
+    let (status, _) = server.request("GET", "/v1/servers", &key, "");
+    assert_eq!(status, 200);
+    let (status, list) = server.request("GET", "/admin/v1/keys", &token, "");
+    assert_eq!(status, 200);
+    assert!(list.contains(&id) && list.contains("\"revoked\":false"));
+    server.terminate();
+
+    // The keys subcommands work on the data file.
+    let listed = keys_cmd(&data, &["list"]);
+    assert!(listed.contains(&id) && listed.contains("active") && listed.contains("cli test"));
+    let out = keys_cmd(
+        &data,
+        &["create", "--name", "ops", "--scopes", "vps:write,vps:read"],
+    );
+    let new_key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .unwrap()
+        .to_string();
+    assert_eq!(keys_cmd(&data, &["revoke", &id]), format!("revoked {id}\n"));
+
+    let server = start(&data, &[]);
+    let (status, _) = server.request("GET", "/v1/servers", &key, "");
+    assert_eq!(status, 401);
+    let (status, _) = server.request("POST", "/v1/servers/s1/actions/reboot", &new_key, "");
+    assert_eq!(status, 202);
+    server.terminate();
+
+    // No plaintext key anywhere in the data files.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        assert!(
+            !text.contains(&key[8..]) && !text.contains(&new_key[8..]),
+            "{}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    let out = Command::new(BIN)
+        .args(["--rate-limit", "0/60"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rate limit must be N/SECONDS"));
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--data",
+        "--rate-limit",
+        "127.0.0.1:8080",
+        "./sitequest-demo.db",
+        "60/60",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
