@@ -1,1 +1,227 @@
-fn main() {}
+//! The hot path measured against its unavoidable cost and against its peers, in the same groups
+//! and the same run. `bash benches/report.sh` runs this and prints the ratio table.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use parking_lot::Mutex;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use sitequest_auth::{ApiKey, Authorizer, KeyId, KeyRecord, KeyStore, Quota, RateLimiter, Scopes};
+
+/// A fixed time at the start of a window, so the benches never cross a window boundary.
+const NOW: u64 = 1_800_000_000;
+/// A quota no bench can exhaust: the benches measure the grant path.
+const HUGE: Quota = match Quota::new(u32::MAX, 60) {
+    Some(q) => q,
+    None => panic!(),
+};
+const HEADER_LEN: usize = 7 + 72;
+
+/// A store of `n` keys and their `Authorization` header values, back to back in one buffer.
+struct Keys {
+    auth: Authorizer,
+    headers: Vec<u8>,
+    order: Vec<u32>,
+}
+
+impl Keys {
+    fn new(n: usize, seed: u64) -> Self {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let store = Arc::new(KeyStore::with_capacity(n));
+        let mut headers = Vec::with_capacity(n * HEADER_LEN);
+        for _ in 0..n {
+            let key = ApiKey::generate_with(&mut rng);
+            let record = KeyRecord {
+                digest: key.digest(),
+                name: "bench".to_owned(),
+                scopes: Scopes::FULL,
+                created_at: NOW,
+                expires_at: None,
+                revoked_at: None,
+                rate_limit: None,
+                last_used_at: None,
+                last4: key.last4(),
+            };
+            if store.insert(record).is_err() {
+                continue;
+            }
+            headers.extend_from_slice(b"Bearer ");
+            headers.extend_from_slice(key.expose_secret().as_bytes());
+        }
+        let count = headers.len() / HEADER_LEN;
+        let mut order: Vec<u32> = (0..count as u32).collect();
+        order.shuffle(&mut rng);
+        let auth = Authorizer::new(store)
+            .with_quota(HUGE)
+            .with_limiter(RateLimiter::with_stripes(256));
+        Self {
+            auth,
+            headers,
+            order,
+        }
+    }
+
+    fn header(&self, i: usize) -> &[u8] {
+        let k = self.order[i % self.order.len()] as usize;
+        &self.headers[k * HEADER_LEN..(k + 1) * HEADER_LEN]
+    }
+}
+
+fn authorize(c: &mut Criterion) {
+    let mut g = c.benchmark_group("authorize");
+    let secret: [u8; 32] = rand::thread_rng().gen();
+    g.bench_function("sha256_32_bytes", |b| {
+        b.iter(|| Sha256::digest(black_box(&secret)))
+    });
+    for n in [1_000usize, 1_000_000] {
+        let keys = Keys::new(n, n as u64);
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("authorize", n), |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let d = keys.auth.authorize(Some(keys.header(i)), Scopes::VPS_READ, NOW);
+                assert!(d.is_granted());
+                d
+            })
+        });
+    }
+    g.finish();
+}
+
+/// The simplest correct fixed-window limiter: one lock around one map.
+struct MutexWindow {
+    map: Mutex<HashMap<u64, (u64, u32)>>,
+}
+
+impl MutexWindow {
+    fn check(&self, key: u64, limit: u32, period: u64, now: u64) -> bool {
+        let window = now / period;
+        let mut map = self.map.lock();
+        let slot = map.entry(key).or_insert((window, 0));
+        if slot.0 != window {
+            *slot = (window, 0);
+        }
+        if slot.1 < limit {
+            slot.1 += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn limiter(c: &mut Criterion) {
+    let mut g = c.benchmark_group("limiter");
+    let ids: Vec<u64> = {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        (0..1_000_000).map(|_| rng.gen()).collect()
+    };
+    let hot = ids[0];
+    let ours = RateLimiter::with_stripes(256);
+    let governor = governor::RateLimiter::keyed(governor::Quota::per_minute(
+        NonZeroU32::new(u32::MAX).unwrap(),
+    ));
+    let plain = MutexWindow {
+        map: Mutex::new(HashMap::new()),
+    };
+    g.bench_function("ours/hot_key", |b| {
+        b.iter(|| ours.check(KeyId::from_u64(black_box(hot)), HUGE, NOW))
+    });
+    g.bench_function("governor/hot_key", |b| {
+        b.iter(|| governor.check_key(black_box(&hot)).is_ok())
+    });
+    g.bench_function("mutex_hashmap/hot_key", |b| {
+        b.iter(|| plain.check(black_box(hot), u32::MAX, 60, NOW))
+    });
+    // Warm every table with all the keys, then visit them in random order.
+    for &k in &ids {
+        let _ = ours.check(KeyId::from_u64(k), HUGE, NOW);
+        let _ = governor.check_key(&k);
+        plain.check(k, u32::MAX, 60, NOW);
+    }
+    let mut i = 0usize;
+    g.bench_function("ours/1M_keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            ours.check(KeyId::from_u64(ids[i]), HUGE, NOW)
+        })
+    });
+    g.bench_function("governor/1M_keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            governor.check_key(&ids[i]).is_ok()
+        })
+    });
+    g.bench_function("mutex_hashmap/1M_keys", |b| {
+        b.iter(|| {
+            i = (i + 1) % ids.len();
+            plain.check(ids[i], u32::MAX, 60, NOW)
+        })
+    });
+    g.finish();
+}
+
+fn reject(c: &mut Criterion) {
+    let mut g = c.benchmark_group("reject");
+    let keys = Keys::new(1_000, 3);
+    let secret: [u8; 32] = rand::thread_rng().gen();
+    let unknown = format!("Bearer sq_live_{}", hex::encode(rand::thread_rng().gen::<[u8; 32]>()));
+    g.bench_function("sha256_32_bytes", |b| {
+        b.iter(|| Sha256::digest(black_box(&secret)))
+    });
+    g.bench_function("malformed_header", |b| {
+        b.iter(|| {
+            keys.auth
+                .authorize(Some(black_box(b"Basic dXNlcjpwYXNzd29yZA==")), Scopes::VPS_READ, NOW)
+        })
+    });
+    g.bench_function("unknown_key", |b| {
+        b.iter(|| keys.auth.authorize(Some(black_box(unknown.as_bytes())), Scopes::VPS_READ, NOW))
+    });
+    g.finish();
+}
+
+/// Runs `iters` authorizations split over `threads` threads, each on its own keys.
+fn run_parallel(keys: &Keys, threads: usize, iters: u64) -> Duration {
+    let per_thread = keys.order.len() / threads;
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let barrier = &barrier;
+            s.spawn(move || {
+                barrier.wait();
+                let base = t * per_thread;
+                for i in 0..iters / threads as u64 {
+                    let h = keys.header(base + (i as usize % per_thread));
+                    black_box(keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW));
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
+fn parallel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parallel");
+    let keys = Keys::new(2_000, 11);
+    g.throughput(Throughput::Elements(1));
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("authorize_threads", threads), |b| {
+            b.iter_custom(|iters| run_parallel(&keys, threads, iters.max(threads as u64)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, authorize, limiter, reject, parallel);
+criterion_main!(benches);

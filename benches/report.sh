@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the hot-path benches in a short mode and prints the ratio table of the README's
+# performance section, computed from criterion's medians of this one run.
+#   bash benches/report.sh            # short mode (about 2 minutes after the build)
+#   MEASURE=10 bash benches/report.sh # longer measurement per bench, in seconds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MEASURE=${MEASURE:-3}
+rm -rf target/criterion
+cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time "$MEASURE" --noplot
+cargo bench --bench memory | tee target/memory.txt
+python3 - <<'PY'
+import json, pathlib, re
+
+medians = {}
+for bench in pathlib.Path("target/criterion").glob("**/new/benchmark.json"):
+    meta = json.loads(bench.read_text())
+    est = json.loads((bench.parent / "estimates.json").read_text())
+    medians[meta["full_id"]] = est["median"]["point_estimate"]
+
+def m(name):
+    return medians[name]
+
+mem = pathlib.Path("target/memory.txt").read_text()
+per_record = float(re.search(r"([\d.]+) bytes per record", mem).group(1))
+per_entry = float(re.search(r"([\d.]+) bytes per entry", mem).group(1))
+
+rows = [
+    ("authorize, 1,000 keys / SHA-256 of 32 bytes", m("authorize/authorize/1000") / m("authorize/sha256_32_bytes"), "<=", 1.3),
+    ("authorize, 1,000,000 keys / SHA-256 of 32 bytes", m("authorize/authorize/1000000") / m("authorize/sha256_32_bytes"), "<=", 2.0),
+    ("limiter hot key / governor check_key hot key", m("limiter/ours/hot_key") / m("limiter/governor/hot_key"), "<=", 0.5),
+    ("limiter 1,000,000 keys / governor check_key 1,000,000 keys", m("limiter/ours/1M_keys") / m("limiter/governor/1M_keys"), "<=", 1.0),
+    ("malformed header rejection / SHA-256 of 32 bytes", m("reject/malformed_header") / m("reject/sha256_32_bytes"), "<=", 0.1),
+    ("2-thread / 1-thread authorize throughput on distinct keys", m("parallel/authorize_threads/1") / m("parallel/authorize_threads/2"), ">=", 1.7),
+    ("memory per stored key record (name excluded), bytes", per_record, "<=", 160),
+    ("memory per active limiter entry, bytes", per_entry, "<=", 48),
+]
+print()
+print("| figure | measured | target | met |")
+print("|---|---|---|---|")
+for name, value, op, target in rows:
+    ok = value <= target if op == "<=" else value >= target
+    print(f"| {name} | {value:.2f} | {op} {target} | {'yes' if ok else 'no'} |")
+print()
+print("medians (ns):")
+for k in sorted(medians):
+    print(f"  {k}: {medians[k]:.1f}")
+PY
