@@ -85,7 +85,9 @@ fn authorize(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("authorize", n), |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let d = keys.auth.authorize(Some(keys.header(i)), Scopes::VPS_READ, NOW);
+                let d = keys
+                    .auth
+                    .authorize(Some(keys.header(i)), Scopes::VPS_READ, NOW);
                 assert!(d.is_granted());
                 d
             })
@@ -171,18 +173,27 @@ fn reject(c: &mut Criterion) {
     let mut g = c.benchmark_group("reject");
     let keys = Keys::new(1_000, 3);
     let secret: [u8; 32] = rand::thread_rng().gen();
-    let unknown = format!("Bearer sq_live_{}", hex::encode(rand::thread_rng().gen::<[u8; 32]>()));
+    let unknown = format!(
+        "Bearer sq_live_{}",
+        hex::encode(rand::thread_rng().gen::<[u8; 32]>())
+    );
     g.bench_function("sha256_32_bytes", |b| {
         b.iter(|| Sha256::digest(black_box(&secret)))
     });
     g.bench_function("malformed_header", |b| {
         b.iter(|| {
-            keys.auth
-                .authorize(Some(black_box(b"Basic dXNlcjpwYXNzd29yZA==")), Scopes::VPS_READ, NOW)
+            keys.auth.authorize(
+                Some(black_box(b"Basic dXNlcjpwYXNzd29yZA==")),
+                Scopes::VPS_READ,
+                NOW,
+            )
         })
     });
     g.bench_function("unknown_key", |b| {
-        b.iter(|| keys.auth.authorize(Some(black_box(unknown.as_bytes())), Scopes::VPS_READ, NOW))
+        b.iter(|| {
+            keys.auth
+                .authorize(Some(black_box(unknown.as_bytes())), Scopes::VPS_READ, NOW)
+        })
     });
     g.finish();
 }

@@ -49,7 +49,10 @@ fn main() {
     let vec_bytes = N * std::mem::size_of::<KeyRecord>();
     let store_bytes = net(&region) + vec_bytes as isize;
     let per_record = store_bytes as f64 / N as f64;
-    println!("key store: {} keys, {store_bytes} bytes, {per_record:.1} bytes per record (name excluded)", store.len());
+    println!(
+        "key store: {} keys, {store_bytes} bytes, {per_record:.1} bytes per record (name excluded)",
+        store.len()
+    );
 
     let ids: Vec<u64> = (0..N).map(|_| rng.gen()).collect();
     let region = Region::new(GLOBAL);

@@ -3,10 +3,25 @@
 
 use core::fmt;
 
-use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
+use zeroize::Zeroize;
 
 use crate::key::SECRET_LEN;
+
+/// One SHA-256 input block.
+type Block = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
+
+/// The SHA-256 initial hash value (FIPS 180-4, 5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
 
 /// SHA-256 of a key's 32 secret bytes: what a store keeps instead of the key.
 ///
@@ -22,11 +37,27 @@ use crate::key::SECRET_LEN;
 pub struct KeyDigest([u8; 32]);
 
 impl KeyDigest {
-    /// Hashes the 32 secret bytes of a key.
+    /// Hashes the 32 secret bytes of a key: standard SHA-256 of those 32 bytes.
+    ///
+    /// A 32-byte message fits one 64-byte block with its padding, so this builds the padded
+    /// block directly and runs the SHA-256 compression function once on it, skipping the
+    /// streaming hasher's buffering. The result is identical to `Sha256::digest(secret)`.
     #[must_use]
     #[inline]
     pub fn of_secret(secret: &[u8; SECRET_LEN]) -> Self {
-        Self(Sha256::digest(secret).into())
+        let mut block = Block::default();
+        block[..SECRET_LEN].copy_from_slice(secret);
+        block[SECRET_LEN] = 0x80;
+        // Message length in bits, big-endian, in the last 8 bytes: 256 = 0x0100.
+        block[62] = 0x01;
+        let mut state = SHA256_IV;
+        sha2::compress256(&mut state, core::slice::from_ref(&block));
+        block.zeroize();
+        let mut out = [0u8; 32];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+            chunk.copy_from_slice(&word.to_be_bytes());
+        }
+        Self(out)
     }
 
     /// Wraps 32 bytes previously obtained from [`KeyDigest::as_bytes`].
@@ -72,9 +103,17 @@ impl KeyDigest {
 }
 
 impl ConstantTimeEq for KeyDigest {
+    /// Compares all 32 bytes as four 64-bit words, each with `subtle`, combining the results as
+    /// `Choice`s: no branch or early exit depends on the data.
     #[inline(never)]
     fn ct_eq(&self, other: &Self) -> subtle::Choice {
-        self.0.ct_eq(&other.0)
+        let mut eq = subtle::Choice::from(1);
+        for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
+            let a = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+            let b = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+            eq &= a.ct_eq(&b);
+        }
+        eq
     }
 }
 
@@ -205,6 +244,20 @@ mod tests {
             "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
         assert_eq!(d.id().to_string(), "kid_66687aadf862bd77");
+    }
+
+    #[test]
+    fn one_block_compression_is_standard_sha256() {
+        use sha2::{Digest as _, Sha256};
+        for seed in 0u8..=255 {
+            let secret = [seed; 32];
+            let mut varied = secret;
+            varied[usize::from(seed) % 32] ^= 0x5a;
+            for s in [secret, varied] {
+                let want: [u8; 32] = Sha256::digest(s).into();
+                assert_eq!(KeyDigest::of_secret(&s).as_bytes(), &want);
+            }
+        }
     }
 
     #[test]

@@ -73,17 +73,23 @@ impl ApiKey {
             return Err(KeyParseError::WrongPrefix);
         }
         let mut secret = [0u8; SECRET_LEN];
-        for (i, pair) in digits.chunks_exact(2).enumerate() {
-            let hi = hex_value(pair[0]);
-            let lo = hex_value(pair[1]);
-            if hi | lo > 0x0f {
-                secret.zeroize();
-                let offset = if hi > 0x0f { 0 } else { 1 };
-                return Err(KeyParseError::BadCharacter {
-                    position: KEY_PREFIX.len() + 2 * i + offset,
-                });
-            }
-            secret[i] = (hi << 4) | lo;
+        // Branch-free decode; any byte that is not a lowercase hex digit sets a high bit in `bad`.
+        let mut bad = 0u8;
+        for (out, pair) in secret.iter_mut().zip(digits.chunks_exact(2)) {
+            let hi = HEX_VALUE[usize::from(pair[0])];
+            let lo = HEX_VALUE[usize::from(pair[1])];
+            bad |= hi | lo;
+            *out = (hi << 4) | lo;
+        }
+        if bad > 0x0f {
+            secret.zeroize();
+            let offset = digits
+                .iter()
+                .position(|&b| HEX_VALUE[usize::from(b)] > 0x0f)
+                .unwrap_or(0);
+            return Err(KeyParseError::BadCharacter {
+                position: KEY_PREFIX.len() + offset,
+            });
         }
         Ok(Self { secret })
     }
@@ -138,14 +144,25 @@ impl fmt::Display for ApiKey {
     }
 }
 
-/// Value of a lowercase hex digit, or `0xff` for any other byte.
+/// Value of each byte as a lowercase hex digit, or `0xff` for any other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xff; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+
 #[inline]
 fn hex_value(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => 0xff,
-    }
+    HEX_VALUE[usize::from(b)]
 }
 
 /// The last four hex characters of a key, kept for display ("…1a2b").

@@ -311,19 +311,25 @@ pub struct KeyStore {
 }
 
 impl KeyStore {
+    /// Number of shards. Many shards keep readers on different keys from sharing a lock's
+    /// cache line, which each read lock writes.
+    const SHARDS: usize = 128;
+
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            map: DashMap::with_hasher(IdBuildHasher::default()),
-        }
+        Self::with_capacity(0)
     }
 
     /// An empty store with room for `capacity` keys.
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            map: DashMap::with_capacity_and_hasher(capacity, IdBuildHasher::default()),
+            map: DashMap::with_capacity_and_hasher_and_shard_amount(
+                capacity,
+                IdBuildHasher::default(),
+                Self::SHARDS,
+            ),
         }
     }
 

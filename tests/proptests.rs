@@ -24,6 +24,14 @@ proptest! {
     }
 
     #[test]
+    fn digest_is_standard_sha256_of_the_secret(secret in any_secret()) {
+        use sha2::{Digest, Sha256};
+        let text = format!("sq_live_{}", hex::encode(secret));
+        let want: [u8; 32] = Sha256::digest(secret).into();
+        prop_assert_eq!(ApiKey::parse(&text).unwrap().digest().as_bytes(), &want);
+    }
+
+    #[test]
     fn parsing_arbitrary_strings_never_panics(s in ".*") {
         let _ = ApiKey::parse(&s);
         let _ = parse_bearer(s.as_bytes());
