@@ -210,7 +210,9 @@ fn run_parallel(keys: &Keys, threads: usize, iters: u64) -> Duration {
                 let base = t * per_thread;
                 for i in 0..iters / threads as u64 {
                     let h = keys.header(base + (i as usize % per_thread));
-                    black_box(keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW));
+                    assert!(
+                        black_box(keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW)).is_granted()
+                    );
                 }
                 barrier.wait();
             });
