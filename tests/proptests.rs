@@ -28,7 +28,8 @@ proptest! {
         use sha2::{Digest, Sha256};
         let text = format!("sq_live_{}", hex::encode(secret));
         let want: [u8; 32] = Sha256::digest(secret).into();
-        prop_assert_eq!(ApiKey::parse(&text).unwrap().digest().as_bytes(), &want);
+        let digest = ApiKey::parse(&text).unwrap().digest();
+        prop_assert_eq!(digest.as_bytes(), &want);
     }
 
     #[test]
