@@ -8,6 +8,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all --check
+cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -17,6 +18,12 @@ cargo test --workspace --all-features
 
 step "cargo test (core, default features)"
 cargo test -p sitequest-auth --no-default-features
+
+step "cargo bench --no-run (the benches compile; they are not timed here)"
+cargo bench --workspace --no-run
+
+step "fuzz every target for ${FUZZ_SECONDS:-45}s"
+bash scripts/fuzz.sh
 
 echo
 echo "all checks passed"

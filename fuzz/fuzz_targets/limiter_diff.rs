@@ -1,0 +1,100 @@
+//! Differential: the striped limiter and a plain `HashMap` of counters, driven by the same
+//! arbitrary (key, time) events, must agree on every decision, remaining count and reset time.
+#![no_main]
+
+use std::collections::HashMap;
+
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
+use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter};
+
+#[derive(Arbitrary, Debug)]
+enum Event {
+    Check { key: u8, dt: i16 },
+    Sweep { dt: i16 },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Input {
+    /// 0 means a single stripe, where the clock may go backwards; otherwise time only moves
+    /// forwards (each stripe keeps its own latest time, which the model does not track).
+    stripes: u8,
+    limits: [u8; 3],
+    periods: [u8; 3],
+    events: Vec<Event>,
+}
+
+/// The reference: one counter per key, in windows aligned to the epoch, on a clock that never
+/// goes back.
+struct Model {
+    latest: u64,
+    slots: HashMap<u8, (u64, u32)>,
+}
+
+fuzz_target!(|input: Input| {
+    let stripes = if input.stripes == 0 {
+        1
+    } else {
+        usize::from(input.stripes)
+    };
+    let backwards = stripes == 1;
+    let limiter = RateLimiter::with_stripes(stripes);
+    let quotas: Vec<Quota> = (0..3)
+        .map(|i| {
+            Quota::new(
+                u32::from(input.limits[i] % 8) + 1,
+                u32::from(input.periods[i] % 90) + 1,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut model = Model {
+        latest: 0,
+        slots: HashMap::new(),
+    };
+    let mut now: u64 = 1_700_000_000;
+    for event in input.events.iter().take(2000) {
+        let dt = match event {
+            Event::Check { dt, .. } | Event::Sweep { dt } => *dt,
+        };
+        let dt = if backwards {
+            i64::from(dt)
+        } else {
+            i64::from(dt).abs()
+        };
+        now = now.saturating_add_signed(dt);
+        model.latest = model.latest.max(now);
+        match event {
+            Event::Sweep { .. } => {
+                let _ = limiter.sweep(now);
+                model.slots.retain(|_, (end, _)| *end > model.latest);
+            }
+            Event::Check { key, .. } => {
+                let key = *key % 16;
+                let quota = quotas[usize::from(key) % 3];
+                // Spread the ids over all stripes.
+                let id = KeyId::from_u64(u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let got = limiter.check(id, quota, now);
+
+                let end = quota.window_end(model.latest);
+                let slot = model.slots.entry(key).or_insert((end, 0));
+                if slot.0 < end {
+                    *slot = (end, 0);
+                }
+                let allowed = slot.1 < quota.limit();
+                if allowed {
+                    slot.1 += 1;
+                }
+                let r = got.rate_limit();
+                assert_eq!(got.is_allowed(), allowed, "{event:?} at {now}");
+                assert!(matches!(
+                    got,
+                    LimitDecision::Allowed(_) | LimitDecision::Limited(_)
+                ));
+                assert_eq!(r.remaining, quota.limit() - slot.1);
+                assert_eq!(r.reset_at, slot.0);
+                assert_eq!(r.limit, quota.limit());
+            }
+        }
+    }
+});
