@@ -99,61 +99,126 @@ impl Authorizer {
     /// See [the order of checks](Authorizer#order-of-checks).
     #[inline]
     pub fn authorize(&self, authorization: Option<&[u8]>, required: Scopes, now: u64) -> Decision {
-        let Some(value) = authorization else {
-            return Decision::Denied(Denial::unauthorized(DenialReason::MissingHeader));
-        };
-        match parse_bearer(value) {
-            Ok(key) => self.authorize_key(&key, required, now),
-            Err(e) => Decision::Denied(Denial::unauthorized(DenialReason::Malformed(e))),
+        match self.authenticate(authorization, now) {
+            Ok(key) => self.decide(
+                &key,
+                self.limiter.check(key.key_id, key.quota, now),
+                required,
+                now,
+            ),
+            Err(denial) => Decision::Denied(denial),
         }
     }
 
     /// As [`Authorizer::authorize`], for a key already parsed.
     pub fn authorize_key(&self, key: &ApiKey, required: Scopes, now: u64) -> Decision {
-        let (id, scopes, rate_limit) = match self.store.lookup(&key.digest(), now) {
+        match self.authenticate_key(key, now) {
+            Ok(key) => self.decide(
+                &key,
+                self.limiter.check(key.key_id, key.quota, now),
+                required,
+                now,
+            ),
+            Err(denial) => Decision::Denied(denial),
+        }
+    }
+
+    /// Steps 1 to 3 of [the order of checks](Authorizer#order-of-checks): parse the header, hash
+    /// the key and look it up. An active key comes back with its quota, for hosts that count
+    /// requests in a limiter of their own (such as one shared by several servers) and then call
+    /// [`Authorizer::decide`].
+    ///
+    /// # Errors
+    ///
+    /// The 401 [`Denial`] for a missing, malformed, unknown, revoked or expired key.
+    #[inline]
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        now: u64,
+    ) -> Result<Authenticated, Denial> {
+        let Some(value) = authorization else {
+            return Err(Denial::unauthorized(DenialReason::MissingHeader));
+        };
+        match parse_bearer(value) {
+            Ok(key) => self.authenticate_key(&key, now),
+            Err(e) => Err(Denial::unauthorized(DenialReason::Malformed(e))),
+        }
+    }
+
+    /// As [`Authorizer::authenticate`], for a key already parsed.
+    ///
+    /// # Errors
+    ///
+    /// The 401 [`Denial`] for an unknown, revoked or expired key.
+    #[inline]
+    pub fn authenticate_key(&self, key: &ApiKey, now: u64) -> Result<Authenticated, Denial> {
+        match self.store.lookup(&key.digest(), now) {
             Lookup::Active {
                 id,
                 scopes,
                 rate_limit,
-            } => (id, scopes, rate_limit),
-            Lookup::Unknown => {
-                return Decision::Denied(Denial::unauthorized(DenialReason::UnknownKey))
-            }
-            Lookup::Revoked(id) => {
-                return Decision::Denied(Denial::unauthorized(DenialReason::Revoked(id)))
-            }
-            Lookup::Expired(id) => {
-                return Decision::Denied(Denial::unauthorized(DenialReason::Expired(id)))
-            }
-        };
-        let quota = rate_limit.unwrap_or(self.quota);
-        let rate = match self.limiter.check(id, quota, now) {
+            } => Ok(Authenticated {
+                key_id: id,
+                scopes,
+                quota: rate_limit.unwrap_or(self.quota),
+            }),
+            Lookup::Unknown => Err(Denial::unauthorized(DenialReason::UnknownKey)),
+            Lookup::Revoked(id) => Err(Denial::unauthorized(DenialReason::Revoked(id))),
+            Lookup::Expired(id) => Err(Denial::unauthorized(DenialReason::Expired(id))),
+        }
+    }
+
+    /// Steps 4 to 6 of [the order of checks](Authorizer#order-of-checks), given the limiter's
+    /// answer for this request: a 429 if it was limited, then a 403 if the key lacks a required
+    /// scope, else a grant.
+    #[inline]
+    pub fn decide(
+        &self,
+        key: &Authenticated,
+        limit: LimitDecision,
+        required: Scopes,
+        now: u64,
+    ) -> Decision {
+        let rate = match limit {
             LimitDecision::Allowed(r) => r,
             LimitDecision::Limited(r) => {
                 return Decision::Denied(Denial {
-                    reason: DenialReason::RateLimited(id),
+                    reason: DenialReason::RateLimited(key.key_id),
                     rate_limit: Some(r),
                     // Never earlier than the reset, and at least one second.
                     retry_after: Some(r.seconds_to_reset(now).max(1)),
                 });
             }
         };
-        if !scopes.contains(required) {
+        if !key.scopes.contains(required) {
             return Decision::Denied(Denial {
                 reason: DenialReason::InsufficientScope {
-                    key_id: id,
-                    missing: required.difference(scopes),
+                    key_id: key.key_id,
+                    missing: required.difference(key.scopes),
                 },
                 rate_limit: Some(rate),
                 retry_after: None,
             });
         }
         Decision::Granted(Grant {
-            key_id: id,
-            scopes,
+            key_id: key.key_id,
+            scopes: key.scopes,
             rate_limit: rate,
         })
     }
+}
+
+/// An active key, found by [`Authorizer::authenticate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Authenticated {
+    /// The key's id.
+    pub key_id: KeyId,
+    /// All the scopes the key holds.
+    pub scopes: Scopes,
+    /// The key's quota: its own, or the authorizer's default.
+    pub quota: Quota,
 }
 
 /// The outcome of [`Authorizer::authorize`].

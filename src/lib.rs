@@ -52,7 +52,7 @@ mod limiter;
 mod scope;
 mod store;
 
-pub use authorize::{header, Authorizer, Decision, Denial, DenialReason, Grant};
+pub use authorize::{header, Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
 pub use bearer::{parse_bearer, BearerError};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
 pub use error::ErrorCode;

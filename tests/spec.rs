@@ -348,3 +348,48 @@ fn secrets_never_appear_in_debug_or_display() {
     // What is shown is the prefix and the last four characters.
     assert_eq!(issued.key.to_string(), format!("sq_live_…{}", &text[68..]));
 }
+
+#[test]
+fn authenticate_then_decide_with_an_outside_limiter() {
+    use sitequest_auth::{LimitDecision, RateLimiter};
+    let store = Arc::new(KeyStore::new());
+    let q = Quota::new(2, 10).unwrap();
+    let issued = store
+        .issue(&NewKey::new("ro", Preset::ReadOnly).rate_limit(q), T0)
+        .unwrap();
+    let header = format!("Bearer {}", &*issued.key.expose_secret());
+    let auth = Authorizer::new(store);
+    let key = auth.authenticate(Some(header.as_bytes()), T0).unwrap();
+    assert_eq!(key.key_id, issued.record.id());
+    assert_eq!(key.quota, q);
+    assert_eq!(key.scopes, Scopes::READ_ONLY);
+    assert_eq!(
+        auth.authenticate(None, T0).unwrap_err().reason(),
+        DenialReason::MissingHeader
+    );
+
+    // Any limiter will do; here a separate one stands in for a shared backend.
+    let outside = RateLimiter::new();
+    let d = auth.decide(
+        &key,
+        outside.check(key.key_id, key.quota, T0),
+        Scopes::VPS_READ,
+        T0,
+    );
+    assert_eq!(d.into_result().unwrap().rate_limit.remaining, 1);
+    let d = auth.decide(
+        &key,
+        outside.check(key.key_id, key.quota, T0),
+        Scopes::VPS_MANAGE,
+        T0,
+    );
+    assert_eq!(d.status(), 403);
+    let limited = outside.check(key.key_id, key.quota, T0 + 3);
+    assert!(matches!(limited, LimitDecision::Limited(_)));
+    let d = auth.decide(&key, limited, Scopes::VPS_READ, T0 + 3);
+    let denial = d.into_result().unwrap_err();
+    assert_eq!(denial.status(), 429);
+    assert_eq!(denial.retry_after(), Some(7));
+    // The authorizer's own limiter was never used.
+    assert!(auth.limiter().is_empty());
+}
