@@ -31,8 +31,10 @@ mod extract;
 mod future;
 mod headers;
 mod layer;
+mod limit;
 
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
-pub use headers::{insert_rate_limit_headers, json_response};
+pub use headers::{insert_rate_limit_headers, json_response, UNAVAILABLE};
 pub use layer::{system_clock, AuthLayer, AuthService, Clock};
+pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};

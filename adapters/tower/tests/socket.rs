@@ -229,3 +229,91 @@ async fn concurrent_requests_on_one_key_get_exactly_the_limit() {
     }
     assert_eq!((ok, limited), (60, 40));
 }
+
+/// An outside limiter: the core limiter behind an async interface, or one that is down.
+struct Outside {
+    inner: sitequest_auth::RateLimiter,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl sitequest_auth_tower::AsyncLimiter for Outside {
+    fn check(
+        &self,
+        key: sitequest_auth::KeyId,
+        quota: Quota,
+        now: u64,
+    ) -> sitequest_auth_tower::LimitFuture<'_> {
+        Box::pin(async move {
+            tokio::task::yield_now().await;
+            if self.down.load(Ordering::SeqCst) {
+                return Err(sitequest_auth_tower::LimiterUnavailable {
+                    reason: "backend down".into(),
+                });
+            }
+            Ok(self.inner.check(key, quota, now))
+        })
+    }
+}
+
+#[tokio::test]
+async fn outside_limiter_decides_and_its_outage_is_a_503() {
+    let store = Arc::new(KeyStore::new());
+    let auth = Arc::new(Authorizer::new(store.clone()).with_quota(Quota::new(2, 60).unwrap()));
+    let outside = Arc::new(Outside {
+        inner: sitequest_auth::RateLimiter::new(),
+        down: false.into(),
+    });
+    let layer = |s: Scopes| {
+        AuthLayer::new(auth.clone(), s)
+            .with_clock(Arc::new(|| T0 + 10))
+            .with_limiter(outside.clone())
+    };
+    let app = Router::new()
+        .route("/read", get(whoami).layer(layer(Scopes::VPS_READ)))
+        .route("/write", get(whoami).layer(layer(Scopes::VPS_WRITE)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let issued = store
+        .issue(&NewKey::new("shared", Preset::ReadOnly), T0)
+        .unwrap();
+    let bearer = format!("Bearer {}", &*issued.key.expose_secret());
+    let client = reqwest::Client::new();
+    let get = |path: &'static str, auth: Option<String>| {
+        let mut req = client.get(format!("{base}{path}"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        req.send()
+    };
+
+    let res = get("/read", Some(bearer.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("1"));
+    assert_eq!(header(&res, "ratelimit"), Some("\"default\";r=1;t=50"));
+    assert!(res
+        .text()
+        .await
+        .unwrap()
+        .ends_with("shared vps:read domains:read"));
+    let res = get("/write", Some(bearer.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
+    let res = get("/read", Some(bearer.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "retry-after"), Some("50"));
+    // The authorizer's own limiter is not used.
+    assert!(auth.limiter().is_empty());
+    // Unknown keys are refused before the outside limiter is asked.
+    let res = get("/read", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    outside.down.store(true, Ordering::SeqCst);
+    let res = get("/read", Some(bearer)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    assert_eq!(
+        json(res).await,
+        serde_json::json!({"error": "Rate limiter unavailable", "code": "SERVICE_UNAVAILABLE", "status": 503})
+    );
+}
