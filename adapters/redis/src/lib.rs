@@ -1,0 +1,17 @@
+//! Redis backend for `sitequest-auth`: the same per-key limit, and instant revocation, across
+//! many server instances.
+//!
+//! - [`RedisLimiter`]: the core limiter's fixed windows, counted in Redis with one atomic round
+//!   trip per check, with a failure policy and a local pre-check for exhausted keys. It is an
+//!   [`AsyncLimiter`](sitequest_auth_tower::AsyncLimiter), so
+//!   [`AuthLayer::with_limiter`](sitequest_auth_tower::AuthLayer::with_limiter) takes it.
+//! - [`KeySync`]: key records shared through a Redis hash and a pub/sub channel, so a key issued,
+//!   revoked or rotated on one instance is honoured by every other at once.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod limiter;
+mod sync;
+
+pub use limiter::{FailurePolicy, LimiterStats, RedisLimiter, RedisLimiterConfig};
+pub use sync::{merge, KeySync, SyncError};
