@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, every test of the workspace (doctests included).
-# Run from anywhere; needs only a Rust toolchain.
+# Run from anywhere; needs a Rust toolchain and installs the rest (redis-server, cargo-fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,10 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "redis-server for the Redis backend's tests"
+bash scripts/install-redis.sh
+redis-server --version
 
 step "cargo test"
 cargo test --workspace --all-features

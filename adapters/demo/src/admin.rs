@@ -163,6 +163,7 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
         return invalid(e);
     }
     drop(db);
+    share(&state, &[&issued.record]).await;
     tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, "key created");
     created(&issued)
 }
@@ -199,7 +200,8 @@ async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     let result = state.store().revoke(id, now);
     drop(db);
     match result {
-        Ok(_) => {
+        Ok(record) => {
+            share(&state, &[&record]).await;
             tracing::info!(key_id = %id, "key revoked");
             StatusCode::NO_CONTENT.into_response()
         }
@@ -245,8 +247,22 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         return internal(&e);
     }
     drop(db);
+    share(&state, &[&rotation.new.record, &rotation.old]).await;
     tracing::info!(old = %id, new = %rotation.new.record.id(), grace = req.grace_seconds, "key rotated");
     created(&rotation.new)
+}
+
+/// Shares changed records with the other instances (with `--redis`). A change that cannot be
+/// shared now is kept here and shared when the connection comes back.
+async fn share(state: &AppState, records: &[&KeyRecord]) {
+    let Some(sync) = &state.sync else {
+        return;
+    };
+    for record in records {
+        if let Err(e) = sync.publish(record).await {
+            tracing::warn!(key_id = %record.id(), error = %e, "key change not shared yet");
+        }
+    }
 }
 
 /// Writes the keys' last-use times to the data file.

@@ -20,7 +20,14 @@ const ACTIONS: [&str; 5] = ["start", "stop", "reboot", "reinstall", "mount-iso"]
 pub fn routes(state: &AppState) -> Router {
     let clock = state.clock.clone();
     let auth = state.auth.clone();
-    let guard = move |scope: Scopes| AuthLayer::new(auth.clone(), scope).with_clock(clock.clone());
+    let limiter = state.limiter.clone();
+    let guard = move |scope: Scopes| {
+        let layer = AuthLayer::new(auth.clone(), scope).with_clock(clock.clone());
+        match &limiter {
+            Some(l) => layer.with_limiter(l.clone()),
+            None => layer,
+        }
+    };
     let read = guard(Scopes::VPS_READ);
     let write = guard(Scopes::VPS_WRITE);
     let manage = guard(Scopes::VPS_MANAGE);

@@ -19,7 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use sitequest_auth::{Authorizer, KeyStore, Quota};
-use sitequest_auth_tower::Clock;
+use sitequest_auth_redis::{FailurePolicy, KeySync, RedisLimiter, RedisLimiterConfig};
+use sitequest_auth_tower::{AsyncLimiter, Clock};
 use tokio::sync::Mutex;
 
 /// Largest request body accepted, in bytes.
@@ -40,6 +41,10 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Where the time comes from.
     pub clock: Clock,
+    /// Redis URL: count requests and share key changes with the other instances through it.
+    pub redis: Option<String>,
+    /// What to do when Redis cannot be reached.
+    pub redis_policy: FailurePolicy,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +53,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data", &self.data)
             .field("rate_limit", &self.rate_limit)
+            .field("redis", &self.redis)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +68,8 @@ impl Config {
             rate_limit,
             admin_token: None,
             clock: Arc::new(sitequest_auth_tower::system_clock),
+            redis: None,
+            redis_policy: FailurePolicy::FailClosed,
         }
     }
 }
@@ -77,12 +85,17 @@ pub struct AppState {
     pub admin: Arc<token::AdminToken>,
     /// Where the time comes from.
     pub clock: Clock,
+    /// The shared limiter, with `--redis`.
+    pub limiter: Option<Arc<dyn AsyncLimiter>>,
+    /// The shared key-change channel, with `--redis`.
+    pub sync: Option<Arc<KeySync>>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
             .field("auth", &self.auth)
+            .field("shared", &self.sync.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -130,6 +143,13 @@ impl Demo {
             Some(t) => (token::AdminToken::new(&t)?, false),
             None => token::AdminToken::from_file(&token_path(&config.data))?,
         };
+        let (limiter, sync) = match &config.redis {
+            Some(url) => {
+                let (limiter, sync) = connect_redis(url, config.redis_policy).await?;
+                (Some(limiter), Some(sync))
+            }
+            None => (None, None),
+        };
         let auth = Authorizer::new(store).with_quota(config.rate_limit);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -140,6 +160,8 @@ impl Demo {
                 db: Arc::new(Mutex::new(db)),
                 admin: Arc::new(admin),
                 clock: config.clock,
+                limiter,
+                sync,
             },
             listener,
             admin_token_created,
@@ -167,11 +189,70 @@ impl Demo {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let app = router(self.state.clone());
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
+        let follower = self
+            .state
+            .sync
+            .clone()
+            .map(|sync| follow_changes(&self.state, sync));
         let result = server::serve(self.listener, app, shutdown).await;
         flusher.abort();
+        if let Some(f) = follower {
+            f.abort();
+        }
         admin::flush_last_used(&self.state).await?;
         result
     }
+}
+
+/// Prefix of the Redis counter keys.
+pub const REDIS_LIMITER_PREFIX: &str = "sitequest:rl";
+/// Prefix of the Redis key-change hash and channel.
+pub const REDIS_SYNC_PREFIX: &str = "sitequest:keys";
+/// Longest wait for Redis.
+pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+
+async fn connect_redis(
+    url: &str,
+    policy: FailurePolicy,
+) -> Result<(Arc<dyn AsyncLimiter>, Arc<KeySync>)> {
+    let config = RedisLimiterConfig {
+        prefix: REDIS_LIMITER_PREFIX.to_owned(),
+        timeout: REDIS_TIMEOUT,
+        policy,
+        local_precheck: true,
+    };
+    let limiter = RedisLimiter::connect(url, config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+    let sync = KeySync::connect(url, REDIS_SYNC_PREFIX, REDIS_TIMEOUT)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+    tracing::info!(
+        url,
+        ?policy,
+        "sharing rate limits and key changes through Redis"
+    );
+    Ok((Arc::new(limiter), Arc::new(sync)))
+}
+
+/// Applies key changes from the other instances and saves them in this instance's data file.
+fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHandle<()> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<sitequest_auth::KeyRecord>();
+    let db = state.db.clone();
+    let saver = tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            if let Err(e) = db.lock().await.upsert(&[&record]) {
+                tracing::warn!(key_id = %record.id(), error = %e, "could not save a shared key change");
+            }
+        }
+    });
+    let follower = sync.spawn(state.store().clone(), move |record| {
+        let _ = tx.send(record.clone());
+    });
+    tokio::spawn(async move {
+        let _ = follower.await;
+        saver.abort();
+    })
 }
 
 /// Where the generated admin token is kept: beside the data file, `<data>.admin-token`.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sitequest_auth::{KeyId, NewKey, Preset, Quota, Scopes};
+use sitequest_auth_redis::FailurePolicy;
 use sitequest_demo::{db::Db, Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
@@ -26,6 +27,14 @@ struct Cli {
     /// Requests allowed per key per window, as N/SECONDS.
     #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
     rate_limit: Quota,
+    /// Redis URL (redis://host:port/): share rate limits and key changes with every instance
+    /// using the same Redis. Without it everything stays in this process.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// With --redis: what to do when Redis cannot be reached. `closed` answers 503; `open`
+    /// serves the request without the shared limit.
+    #[arg(long, value_name = "closed|open", default_value = "closed", value_parser = parse_policy)]
+    redis_failure: FailurePolicy,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,6 +73,14 @@ enum KeysCommand {
     },
 }
 
+fn parse_policy(s: &str) -> Result<FailurePolicy, String> {
+    match s {
+        "closed" => Ok(FailurePolicy::FailClosed),
+        "open" => Ok(FailurePolicy::FailOpen),
+        _ => Err("expected closed or open".to_owned()),
+    }
+}
+
 fn parse_quota(s: &str) -> Result<Quota, String> {
     Quota::parse(s).map_err(|e| e.to_string())
 }
@@ -82,6 +99,8 @@ async fn main() -> Result<()> {
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
+    config.redis = cli.redis;
+    config.redis_policy = cli.redis_failure;
     let demo = Demo::bind(config).await?;
     if let Some(token) = demo.state().admin.created() {
         println!("admin token (shown once, kept in its 0600 file): {token}");

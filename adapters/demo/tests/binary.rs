@@ -1,97 +1,13 @@
 //! The real `sitequest-demo` binary: flags, admin token file, hardening, SIGTERM, restart, and
 //! the `keys` subcommands.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_sitequest-demo");
-
-struct Running {
-    child: Child,
-    addr: String,
-    token_line: Option<String>,
-}
-
-fn start(data: &Path, extra: &[&str]) -> Running {
-    let child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .args(extra)
-        .env_remove("SITEQUEST_ADMIN_TOKEN")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    // From here on, Drop kills and reaps the child whatever happens.
-    let mut running = Running {
-        child,
-        addr: String::new(),
-        token_line: None,
-    };
-    let stdout = running.child.stdout.take().unwrap();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(addr) = line.strip_prefix("listening on http://") {
-            running.addr = addr.to_string();
-            return running;
-        }
-        running.token_line = Some(line);
-    }
-    panic!("server exited before listening");
-}
-
-impl Running {
-    /// Sends SIGTERM and waits for a clean exit.
-    fn terminate(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends raw bytes and returns the raw response.
-    fn raw(&self, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(&self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(request).unwrap();
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    fn request(&self, method: &str, path: &str, auth: &str, body: &str) -> (u16, String) {
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let res = self.raw(req.as_bytes());
-        let status = res[9..12].parse().unwrap();
-        let body = res.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-        (status, body)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::process::{field, start, BIN};
 
 fn keys_cmd(data: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -109,16 +25,11 @@ fn keys_cmd(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn field<'a>(json: &'a str, name: &str) -> &'a str {
-    let start = json.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
-    &json[start..start + json[start..].find('"').unwrap()]
-}
-
 #[test]
 fn generated_admin_token_hardening_sigterm_restart_and_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo.db");
-    let server = start(&data, &["--rate-limit", "100/60"]);
+    let server = start(&data, &["--rate-limit", "100/60"], None);
 
     // The generated token is printed once and kept in a 0600 file beside the data file.
     let token_file = dir.path().join("demo.db.admin-token");
@@ -159,7 +70,7 @@ fn generated_admin_token_hardening_sigterm_restart_and_cli() {
     server.terminate();
 
     // Restart: same token (not printed again), same keys.
-    let server = start(&data, &[]);
+    let server = start(&data, &[], None);
     assert_eq!(server.token_line, None);
     let (status, _) = server.request("GET", "/v1/servers", &key, "");
     assert_eq!(status, 200);
@@ -182,7 +93,7 @@ fn generated_admin_token_hardening_sigterm_restart_and_cli() {
         .to_string();
     assert_eq!(keys_cmd(&data, &["revoke", &id]), format!("revoked {id}\n"));
 
-    let server = start(&data, &[]);
+    let server = start(&data, &[], None);
     let (status, _) = server.request("GET", "/v1/servers", &key, "");
     assert_eq!(status, 401);
     let (status, _) = server.request("POST", "/v1/servers/s1/actions/reboot", &new_key, "");

@@ -12,6 +12,8 @@
 
 mod limiter;
 mod sync;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use limiter::{FailurePolicy, LimiterStats, RedisLimiter, RedisLimiterConfig};
 pub use sync::{merge, KeySync, SyncError};

@@ -1,13 +1,11 @@
 //! The Redis limiter against a real `redis-server`.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
 use rand::{Rng, SeedableRng};
 use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter};
+use sitequest_auth_redis::testing::RedisServer;
 use sitequest_auth_redis::{FailurePolicy, RedisLimiter, RedisLimiterConfig};
 
 const T0: u64 = 1_800_000_000;

@@ -1,12 +1,10 @@
 //! Key changes shared through a real `redis-server`.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::RedisServer;
 use sitequest_auth::{KeyStatus, KeyStore, NewKey, Preset};
+use sitequest_auth_redis::testing::RedisServer;
 use sitequest_auth_redis::KeySync;
 
 const T0: u64 = 1_800_000_000;

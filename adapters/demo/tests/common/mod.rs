@@ -1,6 +1,8 @@
 //! Shared helpers: an in-process server on a real socket with a clock the test controls.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 

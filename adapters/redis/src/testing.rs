@@ -1,11 +1,13 @@
-//! A real `redis-server` on a free loopback port, for one test.
-#![allow(dead_code, unreachable_pub)]
+//! Test support: a real `redis-server` on a free loopback port, stopped on drop.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A `redis-server` child process.
+#[derive(Debug)]
 pub struct RedisServer {
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
     child: Option<Child>,
 }
@@ -19,8 +21,13 @@ fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts `redis-server`. Panics (never skips) when it is not installed: run
-    /// `bash scripts/install-redis.sh`, which the test script does.
+    /// Starts `redis-server`.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` is not installed (tests that need it fail, never skip: run
+    /// `bash scripts/install-redis.sh`, as the test script does) or does not start.
+    #[must_use]
     pub fn start() -> Self {
         let mut server = Self {
             port: free_port(),
@@ -30,10 +37,13 @@ impl RedisServer {
         server
     }
 
+    /// Its URL, `redis://127.0.0.1:PORT/`.
+    #[must_use]
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Stops the server (as if it crashed) and waits until the port is closed.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -48,6 +58,10 @@ impl RedisServer {
     }
 
     /// Starts (again) on the same port.
+    ///
+    /// # Panics
+    ///
+    /// As [`RedisServer::start`].
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])

@@ -1,0 +1,189 @@
+//! Two demo server processes sharing one real `redis-server`: one rate limit across both, and
+//! key changes on one honoured by the other within a second.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::process::{field, start, Running};
+use sitequest_auth_redis::testing::RedisServer;
+
+const TOKEN: &str = "shared-admin-token-0123456789";
+
+/// Waits until the current minute has at least 15 seconds left, so a burst stays in one window.
+fn away_from_a_window_end() {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if secs % 60 > 45 {
+        std::thread::sleep(Duration::from_secs(61 - secs % 60));
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+fn burst(servers: [&Arc<Running>; 2], key: &str, total: usize) -> (u32, u32) {
+    let ok = Arc::new(AtomicU32::new(0));
+    let limited = Arc::new(AtomicU32::new(0));
+    let threads: Vec<_> = (0..10)
+        .map(|t| {
+            let servers = [servers[0].clone(), servers[1].clone()];
+            let (key, ok, limited) = (key.to_owned(), ok.clone(), limited.clone());
+            std::thread::spawn(move || {
+                for i in 0..total / 10 {
+                    let server = &servers[(t + i) % 2];
+                    match server.request("GET", "/v1/servers", &key, "").0 {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        429 => limited.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (ok.load(Ordering::Relaxed), limited.load(Ordering::Relaxed))
+}
+
+#[test]
+fn two_servers_share_the_limit_and_revocations() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a = Arc::new(start(&dir.path().join("a.db"), &flags, Some(TOKEN)));
+    let b = Arc::new(start(&dir.path().join("b.db"), &flags, Some(TOKEN)));
+
+    let (status, created) = a.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"shared","preset":"read_only"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let key = field(&created, "key").to_owned();
+    let id = field(&created, "id").to_owned();
+    let learned = wait_until("the new key on b", Duration::from_secs(1), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains(&id)
+    });
+    println!("new key known to the other server after {learned:?}");
+
+    // 100 requests split across both servers: exactly 60 succeed.
+    away_from_a_window_end();
+    assert_eq!(burst([&a, &b], &key, 100), (60, 40));
+
+    // Revoked through a, refused by b within a second.
+    let start_revoke = Instant::now();
+    assert_eq!(
+        a.request("DELETE", &format!("/admin/v1/keys/{id}"), TOKEN, "")
+            .0,
+        204
+    );
+    wait_until("the revocation on b", Duration::from_secs(1), || {
+        b.request("GET", "/v1/domains", &key, "").0 == 401
+    });
+    let propagation = start_revoke.elapsed();
+    println!("revocation honoured by the other server after {propagation:?}");
+    assert!(propagation < Duration::from_secs(1));
+    assert_eq!(a.request("GET", "/v1/domains", &key, "").0, 401);
+
+    // b saved the shared change in its own data file: it survives b's restart without Redis.
+    let b = Arc::try_unwrap(b).ok().unwrap();
+    b.terminate();
+    let b = start(&dir.path().join("b.db"), &[], Some(TOKEN));
+    let (_, list) = b.request("GET", "/admin/v1/keys", TOKEN, "");
+    assert!(
+        list.contains(&id) && list.contains("\"revoked\":true"),
+        "{list}"
+    );
+    b.terminate();
+    Arc::try_unwrap(a).ok().unwrap().terminate();
+}
+
+#[test]
+fn redis_outage_fails_closed_with_503_and_recovers() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let server = start(
+        &dir.path().join("a.db"),
+        &["--redis", url.as_str()],
+        Some(TOKEN),
+    );
+    let (_, created) = server.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"k","preset":"full"}"#,
+    );
+    let key = field(&created, "key").to_owned();
+    assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
+
+    redis.stop();
+    let t = Instant::now();
+    let (status, body) = server.request("GET", "/v1/servers", &key, "");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
+    );
+    // Unknown keys are still refused without Redis.
+    assert_eq!(
+        server.request("GET", "/v1/servers", "sq_live_00", "").0,
+        401
+    );
+
+    redis.restart();
+    wait_until(
+        "recovery after Redis came back",
+        Duration::from_secs(10),
+        || server.request("GET", "/v1/servers", &key, "").0 == 200,
+    );
+    server.terminate();
+}
+
+#[test]
+fn redis_outage_fails_open_when_asked() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let server = start(
+        &dir.path().join("a.db"),
+        &["--redis", url.as_str(), "--redis-failure", "open"],
+        Some(TOKEN),
+    );
+    let (_, created) = server.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"k","preset":"full"}"#,
+    );
+    let key = field(&created, "key").to_owned();
+    redis.stop();
+    let t = Instant::now();
+    assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
+    assert!(t.elapsed() < Duration::from_secs(2));
+    server.terminate();
+}
