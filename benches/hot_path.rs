@@ -12,7 +12,9 @@ use parking_lot::Mutex;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
-use sitequest_auth::{ApiKey, Authorizer, KeyId, KeyRecord, KeyStore, Quota, RateLimiter, Scopes};
+use sitequest_auth::{
+    parse_bearer, ApiKey, Authorizer, KeyId, KeyRecord, KeyStore, Quota, RateLimiter, Scopes,
+};
 
 /// A fixed time at the start of a window, so the benches never cross a window boundary.
 const NOW: u64 = 1_800_000_000;
@@ -79,6 +81,26 @@ fn authorize(c: &mut Criterion) {
     g.bench_function("sha256_32_bytes", |b| {
         b.iter(|| Sha256::digest(black_box(&secret)))
     });
+    // Where the time goes, step by step, on the same 1,000-key store.
+    let keys = Keys::new(1_000, 1_000);
+    let mut i = 0usize;
+    g.bench_function("step_parse_bearer", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            parse_bearer(keys.header(i)).is_ok()
+        })
+    });
+    let parsed = parse_bearer(keys.header(0)).unwrap();
+    g.bench_function("step_key_digest", |b| {
+        b.iter(|| black_box(&parsed).digest())
+    });
+    g.bench_function("step_authenticate", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            keys.auth.authenticate(Some(keys.header(i)), NOW).is_ok()
+        })
+    });
+    drop(keys);
     for n in [1_000usize, 1_000_000] {
         let keys = Keys::new(n, n as u64);
         let mut i = 0usize;
@@ -198,8 +220,9 @@ fn reject(c: &mut Criterion) {
     g.finish();
 }
 
-/// Runs `iters` authorizations split over `threads` threads, each on its own keys.
-fn run_parallel(keys: &Keys, threads: usize, iters: u64) -> Duration {
+/// Runs `iters` authorizations (or, without `limit`, authentications) split over `threads`
+/// threads, each on its own keys.
+fn run_parallel(keys: &Keys, threads: usize, iters: u64, limit: bool) -> Duration {
     let per_thread = keys.order.len() / threads;
     let barrier = Barrier::new(threads + 1);
     std::thread::scope(|s| {
@@ -210,9 +233,12 @@ fn run_parallel(keys: &Keys, threads: usize, iters: u64) -> Duration {
                 let base = t * per_thread;
                 for i in 0..iters / threads as u64 {
                     let h = keys.header(base + (i as usize % per_thread));
-                    assert!(
-                        black_box(keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW)).is_granted()
-                    );
+                    if limit {
+                        let d = keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW);
+                        assert!(black_box(d).is_granted());
+                    } else {
+                        assert!(black_box(keys.auth.authenticate(Some(h), NOW)).is_ok());
+                    }
                 }
                 barrier.wait();
             });
@@ -230,7 +256,12 @@ fn parallel(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for threads in [1usize, 2] {
         g.bench_function(BenchmarkId::new("authorize_threads", threads), |b| {
-            b.iter_custom(|iters| run_parallel(&keys, threads, iters.max(threads as u64)))
+            b.iter_custom(|iters| run_parallel(&keys, threads, iters.max(threads as u64), true))
+        });
+    }
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("authenticate_threads", threads), |b| {
+            b.iter_custom(|iters| run_parallel(&keys, threads, iters.max(threads as u64), false))
         });
     }
     g.finish();

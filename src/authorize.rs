@@ -99,18 +99,19 @@ impl Authorizer {
     /// See [the order of checks](Authorizer#order-of-checks).
     #[inline]
     pub fn authorize(&self, authorization: Option<&[u8]>, required: Scopes, now: u64) -> Decision {
-        match self.authenticate(authorization, now) {
-            Ok(key) => self.decide(
-                &key,
-                self.limiter.check(key.key_id, key.quota, now),
-                required,
-                now,
-            ),
-            Err(denial) => Decision::Denied(denial),
-        }
+        // Refusals that need no hashing return straight away.
+        let key = match authorization.map(parse_bearer) {
+            Some(Ok(key)) => key,
+            None => return Decision::Denied(Denial::unauthorized(DenialReason::MissingHeader)),
+            Some(Err(e)) => {
+                return Decision::Denied(Denial::unauthorized(DenialReason::Malformed(e)))
+            }
+        };
+        self.authorize_key(&key, required, now)
     }
 
     /// As [`Authorizer::authorize`], for a key already parsed.
+    #[inline]
     pub fn authorize_key(&self, key: &ApiKey, required: Scopes, now: u64) -> Decision {
         match self.authenticate_key(key, now) {
             Ok(key) => self.decide(

@@ -34,19 +34,27 @@ const SCHEME: &[u8; 6] = b"bearer";
 /// # Errors
 ///
 /// [`BearerError`] for any other shape.
+#[inline]
 pub fn parse_bearer(value: &[u8]) -> Result<ApiKey, BearerError> {
     let value = trim_ows(value);
-    if value.len() < SCHEME.len() || !value[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+    let Some(head) = value.first_chunk::<8>() else {
+        // Too short for a token; tell "Bearer" alone from anything else.
+        return Err(if value.eq_ignore_ascii_case(SCHEME) {
+            BearerError::MissingToken
+        } else {
+            BearerError::NotBearer
+        });
+    };
+    // The scheme, case-insensitively, with one word compare: setting bit 5 lowercases ASCII
+    // letters, and only 'B'/'b', 'E'/'e', 'A'/'a' and 'R'/'r' map onto "bearer".
+    if (u64::from_le_bytes(*head) | CASE_BITS) & SCHEME_MASK != SCHEME_WORD {
         return Err(BearerError::NotBearer);
     }
-    let rest = &value[SCHEME.len()..];
-    if rest.is_empty() {
-        return Err(BearerError::MissingToken);
-    }
-    if rest[0] != b' ' {
+    if head[6] != b' ' {
         // As in "Bearerx ...": another scheme that starts with the same letters.
         return Err(BearerError::NotBearer);
     }
+    let rest = &value[SCHEME.len()..];
     let start = rest.iter().position(|&b| b != b' ').unwrap_or(rest.len());
     let token = &rest[start..];
     if token.is_empty() {
@@ -54,6 +62,13 @@ pub fn parse_bearer(value: &[u8]) -> Result<ApiKey, BearerError> {
     }
     ApiKey::parse_bytes(token).map_err(BearerError::InvalidKey)
 }
+
+/// `bearer` as the low six bytes of a little-endian word.
+const SCHEME_WORD: u64 = u64::from_le_bytes(*b"bearer\0\0");
+/// The low six bytes.
+const SCHEME_MASK: u64 = 0x0000_ffff_ffff_ffff;
+/// Bit 5 of each of the low six bytes.
+const CASE_BITS: u64 = 0x0000_2020_2020_2020;
 
 /// Strips spaces and horizontal tabs at both ends.
 #[inline]

@@ -45,14 +45,28 @@ impl KeyDigest {
     #[must_use]
     #[inline]
     pub fn of_secret(secret: &[u8; SECRET_LEN]) -> Self {
+        let mut words = crate::key::words_of(secret);
+        let digest = Self::of_words(&words);
+        words.zeroize();
+        digest
+    }
+
+    /// As [`KeyDigest::of_secret`], for the secret as four little-endian words.
+    #[inline]
+    pub(crate) fn of_words(secret: &[u64; 4]) -> Self {
         let mut block = Block::default();
-        block[..SECRET_LEN].copy_from_slice(secret);
+        for (chunk, word) in block[..SECRET_LEN].chunks_exact_mut(8).zip(secret) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
         block[SECRET_LEN] = 0x80;
         // Message length in bits, big-endian, in the last 8 bytes: 256 = 0x0100.
         block[62] = 0x01;
         let mut state = SHA256_IV;
         sha2::compress256(&mut state, core::slice::from_ref(&block));
-        block.zeroize();
+        // Clear the stack copy of the secret. `black_box` keeps the stores from being removed;
+        // a byte-wise volatile zeroize here would cost more than the compression.
+        block.fill(0);
+        core::hint::black_box(&block);
         let mut out = [0u8; 32];
         for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
             chunk.copy_from_slice(&word.to_be_bytes());

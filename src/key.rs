@@ -25,7 +25,9 @@ pub const SECRET_LEN: usize = 32;
 /// [`ApiKey::expose_secret`], so it cannot reach a log by accident. The type is deliberately not
 /// `Clone`.
 pub struct ApiKey {
-    secret: [u8; SECRET_LEN],
+    /// The 32 secret bytes as four little-endian words (bytes `8i..8i+8` in word `i`), so that
+    /// parsing, hashing and zeroizing work a word at a time.
+    secret: [u64; 4],
 }
 
 impl ApiKey {
@@ -38,9 +40,11 @@ impl ApiKey {
     /// Generates a new key from the given cryptographically secure generator.
     #[must_use]
     pub fn generate_with<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
-        let mut secret = [0u8; SECRET_LEN];
-        rng.fill_bytes(&mut secret);
-        Self { secret }
+        let mut bytes = Zeroizing::new([0u8; SECRET_LEN]);
+        rng.fill_bytes(&mut bytes[..]);
+        Self {
+            secret: words_of(&bytes),
+        }
     }
 
     /// Parses a presented key, strictly: the exact prefix `sq_live_`, then exactly 64 lowercase
@@ -72,20 +76,19 @@ impl ApiKey {
         if prefix != KEY_PREFIX.as_bytes() {
             return Err(KeyParseError::WrongPrefix);
         }
-        let mut secret = [0u8; SECRET_LEN];
-        // Branch-free decode; any byte that is not a lowercase hex digit sets a high bit in `bad`.
-        let mut bad = 0u8;
-        for (out, pair) in secret.iter_mut().zip(digits.chunks_exact(2)) {
-            let hi = HEX_VALUE[usize::from(pair[0])];
-            let lo = HEX_VALUE[usize::from(pair[1])];
-            bad |= hi | lo;
-            *out = (hi << 4) | lo;
+        let mut secret = [0u64; 4];
+        let mut valid = true;
+        for (word, chars) in secret.iter_mut().zip(digits.chunks_exact(16)) {
+            let (lo, lo_ok) = decode8(load8(&chars[..8]));
+            let (hi, hi_ok) = decode8(load8(&chars[8..]));
+            valid &= lo_ok & hi_ok;
+            *word = u64::from(lo) | (u64::from(hi) << 32);
         }
-        if bad > 0x0f {
+        if !valid {
             secret.zeroize();
             let offset = digits
                 .iter()
-                .position(|&b| HEX_VALUE[usize::from(b)] > 0x0f)
+                .position(|&b| hex_value(b) > 0x0f)
                 .unwrap_or(0);
             return Err(KeyParseError::BadCharacter {
                 position: KEY_PREFIX.len() + offset,
@@ -102,9 +105,10 @@ impl ApiKey {
     pub fn expose_secret(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::with_capacity(KEY_LEN));
         text.push_str(KEY_PREFIX);
+        let bytes = self.bytes();
         let mut digits = Zeroizing::new([0u8; 2 * SECRET_LEN]);
         // Encoding into a slice of the right size cannot fail.
-        let _ = hex::encode_to_slice(self.secret, &mut digits[..]);
+        let _ = hex::encode_to_slice(&bytes[..], &mut digits[..]);
         for &d in digits.iter() {
             text.push(char::from(d));
         }
@@ -114,15 +118,25 @@ impl ApiKey {
     /// The stored form of this key: SHA-256 of its 32 secret bytes.
     #[must_use]
     pub fn digest(&self) -> KeyDigest {
-        KeyDigest::of_secret(&self.secret)
+        KeyDigest::of_words(&self.secret)
     }
 
     /// The last four characters of the key text, safe to display to help people tell keys apart.
     #[must_use]
     pub fn last4(&self) -> Last4 {
+        let [.., a, b] = self.secret[3].to_le_bytes();
         let mut digits = [0u8; 4];
-        let _ = hex::encode_to_slice(&self.secret[SECRET_LEN - 2..], &mut digits);
+        let _ = hex::encode_to_slice([a, b], &mut digits);
         Last4(digits)
+    }
+
+    /// The secret bytes, in a buffer zeroized on drop.
+    fn bytes(&self) -> Zeroizing<[u8; SECRET_LEN]> {
+        let mut bytes = Zeroizing::new([0u8; SECRET_LEN]);
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(self.secret) {
+            chunk.copy_from_slice(&word.to_le_bytes());
+        }
+        bytes
     }
 }
 
@@ -142,6 +156,51 @@ impl fmt::Display for ApiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{KEY_PREFIX}…{}", self.last4())
     }
+}
+
+/// The four little-endian words of 32 secret bytes.
+pub(crate) fn words_of(bytes: &[u8; SECRET_LEN]) -> [u64; 4] {
+    let mut words = [0u64; 4];
+    for (word, chunk) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        *word = load8(chunk);
+    }
+    words
+}
+
+/// Eight bytes as a little-endian word.
+#[inline(always)]
+fn load8(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// Each byte of a word set to `b`.
+const fn splat(b: u8) -> u64 {
+    b as u64 * 0x0101_0101_0101_0101
+}
+
+/// Decodes eight lowercase hex characters (a little-endian word) into four bytes (a
+/// little-endian `u32`), eight characters at a time with plain integer arithmetic. The flag is
+/// false if any character is not a lowercase hex digit; the value is then meaningless.
+#[inline(always)]
+fn decode8(w: u64) -> (u32, bool) {
+    // With every byte below 0x80, adding a constant up to 0x80 never carries into the next
+    // byte, so the high bit of each byte answers "x >= lo" or "x > hi" for that byte alone.
+    let high = w & splat(0x80);
+    let at_least = |lo: u8| w.wrapping_add(splat(0x80 - lo)) & splat(0x80);
+    let above = |hi: u8| w.wrapping_add(splat(0x7f - hi)) & splat(0x80);
+    let digit = at_least(b'0') & !above(b'9');
+    let letter = at_least(b'a') & !above(b'f');
+    let valid = high == 0 && (digit | letter) == splat(0x80);
+    // '0'..='9' is 0x30..=0x39 (low nibble is the value); 'a'..='f' is 0x61..=0x66 (low nibble
+    // plus 9), and only letters have bit 6 set.
+    let v = (w & splat(0x0f)) + ((w >> 6) & splat(0x01)) * 9;
+    // Byte 2k of `t` is (v[2k] << 4) | v[2k + 1]; gather bytes 0, 2, 4 and 6.
+    let t = (v << 4) | (v >> 8);
+    let packed =
+        (t & 0xff) | ((t >> 8) & 0xff00) | ((t >> 16) & 0xff_0000) | ((t >> 24) & 0xff00_0000);
+    (packed as u32, valid)
 }
 
 /// Value of each byte as a lowercase hex digit, or `0xff` for any other byte.
@@ -336,6 +395,24 @@ mod tests {
             "key has a character that is not a lowercase hex digit at position 71"
         );
         assert!(!err.contains("00112233"));
+    }
+
+    #[test]
+    fn word_decoder_matches_the_table_on_every_byte() {
+        for b in 0..=255u8 {
+            for pos in 0..8 {
+                let mut chars = *b"0123abcd";
+                chars[pos] = b;
+                let (value, ok) = decode8(u64::from_le_bytes(chars));
+                let table_ok = chars.iter().all(|&c| hex_value(c) <= 0x0f);
+                assert_eq!(ok, table_ok, "byte {b:#x} at {pos}");
+                if ok {
+                    let mut want = [0u8; 4];
+                    hex::decode_to_slice(chars, &mut want).unwrap();
+                    assert_eq!(value.to_le_bytes(), want);
+                }
+            }
+        }
     }
 
     #[test]
