@@ -59,9 +59,7 @@ impl Keys {
         let count = headers.len() / HEADER_LEN;
         let mut order: Vec<u32> = (0..count as u32).collect();
         order.shuffle(&mut rng);
-        let auth = Authorizer::new(store)
-            .with_quota(HUGE)
-            .with_limiter(RateLimiter::with_stripes(256));
+        let auth = Authorizer::new(store).with_quota(HUGE);
         Self {
             auth,
             headers,
@@ -147,7 +145,7 @@ fn limiter(c: &mut Criterion) {
         (0..1_000_000).map(|_| rng.gen()).collect()
     };
     let hot = ids[0];
-    let ours = RateLimiter::with_stripes(256);
+    let ours = RateLimiter::new();
     let governor = governor::RateLimiter::keyed(governor::Quota::per_minute(
         NonZeroU32::new(u32::MAX).unwrap(),
     ));

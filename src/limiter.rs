@@ -270,8 +270,10 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Default number of stripes.
-    pub const DEFAULT_STRIPES: usize = 64;
+    /// Default number of stripes: 4,096 (512 KiB of stripes). Threads contend only when their
+    /// keys share a stripe, so many stripes let distinct keys scale across cores; a host with
+    /// few keys or little memory can choose fewer with [`RateLimiter::with_stripes`].
+    pub const DEFAULT_STRIPES: usize = 4096;
 
     /// A limiter with [`RateLimiter::DEFAULT_STRIPES`] stripes.
     #[must_use]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sitequest_auth::{
-    ApiKey, Authorizer, Decision, ErrorCode, KeyRecord, KeyStore, Last4, Quota, Scopes,
+    ApiKey, Authorizer, Decision, ErrorCode, KeyRecord, KeyStore, Last4, Quota, RateLimiter, Scopes,
 };
 
 const T0: u64 = 1_800_000_000;
@@ -84,7 +84,9 @@ fuzz_target!(|requests: Vec<Request>| {
     let ids: Vec<_> = (0..4)
         .map(|i| ApiKey::parse(&key_text(i)).unwrap().digest().id())
         .collect();
-    let auth = Authorizer::new(store).with_quota(Quota::new(LIMIT, PERIOD as u32).unwrap());
+    let auth = Authorizer::new(store)
+        .with_quota(Quota::new(LIMIT, PERIOD as u32).unwrap())
+        .with_limiter(RateLimiter::with_stripes(4));
     let mut now = T0 + 50;
     let mut counted: HashMap<(usize, u64), u32> = HashMap::new();
     for req in requests.iter().take(500) {
