@@ -13,7 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use sitequest_auth::{
-    parse_bearer, ApiKey, Authorizer, KeyId, KeyRecord, KeyStore, Quota, RateLimiter, Scopes,
+    parse_bearer, Authorizer, KeyId, KeyStore, NewKey, Quota, RateLimiter, Scopes,
 };
 
 /// A fixed time at the start of a window, so the benches never cross a window boundary.
@@ -37,24 +37,14 @@ impl Keys {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let store = Arc::new(KeyStore::with_capacity(n));
         let mut headers = Vec::with_capacity(n * HEADER_LEN);
+        let new = NewKey::new("bench", Scopes::FULL);
         for _ in 0..n {
-            let key = ApiKey::generate_with(&mut rng);
-            let record = KeyRecord {
-                digest: key.digest(),
-                name: "bench".to_owned(),
-                scopes: Scopes::FULL,
-                created_at: NOW,
-                expires_at: None,
-                revoked_at: None,
-                rate_limit: None,
-                last_used_at: None,
-                last4: key.last4(),
-            };
-            if store.insert(record).is_err() {
+            let issued = new.generate_with(&mut rng, NOW).unwrap();
+            if store.insert(issued.record).is_err() {
                 continue;
             }
             headers.extend_from_slice(b"Bearer ");
-            headers.extend_from_slice(key.expose_secret().as_bytes());
+            headers.extend_from_slice(issued.key.expose_secret().as_bytes());
         }
         let count = headers.len() / HEADER_LEN;
         let mut order: Vec<u32> = (0..count as u32).collect();

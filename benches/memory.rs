@@ -4,7 +4,7 @@
 use std::alloc::System;
 
 use rand::{Rng, SeedableRng};
-use sitequest_auth::{ApiKey, KeyId, KeyRecord, KeyStore, Quota, RateLimiter, Scopes};
+use sitequest_auth::{KeyId, KeyRecord, KeyStore, NewKey, Quota, RateLimiter, Scopes};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
@@ -23,18 +23,8 @@ fn main() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let records: Vec<KeyRecord> = (0..N)
         .map(|_| {
-            let key = ApiKey::generate_with(&mut rng);
-            KeyRecord {
-                digest: key.digest(),
-                name: "k".to_owned(),
-                scopes: Scopes::READ_ONLY,
-                created_at: NOW,
-                expires_at: Some(NOW + 3600),
-                revoked_at: None,
-                rate_limit: None,
-                last_used_at: None,
-                last4: key.last4(),
-            }
+            let new = NewKey::new("k", Scopes::READ_ONLY).expires_at(NOW + 3600);
+            new.generate_with(&mut rng, NOW).unwrap().record
         })
         .collect();
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use rand::SeedableRng;
-use sitequest_auth::{ApiKey, Authorizer, KeyRecord, KeyStore, Quota, Scopes};
+use sitequest_auth::{Authorizer, KeyStore, NewKey, Quota, Scopes};
 
 fn main() {
     const NOW: u64 = 1_800_000_000;
@@ -14,20 +14,11 @@ fn main() {
     let store = Arc::new(KeyStore::new());
     let mut headers = Vec::new();
     for _ in 0..1_000 {
-        let key = ApiKey::generate_with(&mut rng);
-        store
-            .insert(KeyRecord {
-                digest: key.digest(),
-                name: "profile".to_owned(),
-                scopes: Scopes::FULL,
-                created_at: NOW,
-                expires_at: None,
-                revoked_at: None,
-                rate_limit: None,
-                last_used_at: None,
-                last4: key.last4(),
-            })
-            .expect("distinct keys");
+        let issued = NewKey::new("profile", Scopes::FULL)
+            .generate_with(&mut rng, NOW)
+            .expect("valid settings");
+        store.insert(issued.record).expect("distinct keys");
+        let key = issued.key;
         headers.push(format!("Bearer {}", &*key.expose_secret()));
     }
     let auth = Authorizer::new(store).with_quota(Quota::new(u32::MAX, 60).expect("non-zero"));

@@ -147,6 +147,20 @@ impl NewKey {
     /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, or
     /// an expiry time not after `now`.
     pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
+        self.generate_with(&mut rand::rngs::OsRng, now)
+    }
+
+    /// As [`NewKey::generate`], drawing the key from `rng` (for reproducible tests and
+    /// benchmarks; use a cryptographically secure generator for real keys).
+    ///
+    /// # Errors
+    ///
+    /// As for [`NewKey::generate`].
+    pub fn generate_with<R: rand::RngCore + rand::CryptoRng>(
+        &self,
+        rng: &mut R,
+        now: u64,
+    ) -> Result<IssuedKey, InvalidRecord> {
         validate_name(&self.name)?;
         if self.scopes.is_empty() {
             return Err(InvalidRecord::EmptyScopes);
@@ -154,7 +168,7 @@ impl NewKey {
         if self.expires_at.is_some_and(|t| t <= now) {
             return Err(InvalidRecord::ExpiryNotInFuture);
         }
-        let key = ApiKey::generate();
+        let key = ApiKey::generate_with(rng);
         let record = KeyRecord {
             digest: key.digest(),
             name: self.name.clone(),

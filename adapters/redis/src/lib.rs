@@ -17,3 +17,26 @@ pub mod testing;
 
 pub use limiter::{FailurePolicy, LimiterStats, RedisLimiter, RedisLimiterConfig};
 pub use sync::{merge, KeySync, SyncError};
+
+/// Opens a client and a reconnecting connection whose connects and responses time out after
+/// `timeout`. Gives up if Redis cannot be reached within four timeouts.
+async fn connect(
+    url: &str,
+    timeout: std::time::Duration,
+) -> redis::RedisResult<(redis::Client, redis::aio::ConnectionManager)> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_max_delay(std::time::Duration::from_millis(500));
+    let conn = tokio::time::timeout(
+        timeout * 4,
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .map_err(|_| {
+        redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting to Redis"))
+    })??;
+    Ok((client, conn))
+}

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimit, RateLimiter};
 use sitequest_auth_tower::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 
@@ -123,20 +123,7 @@ impl RedisLimiter {
     ///
     /// When the URL is invalid or Redis cannot be reached now.
     pub async fn connect(url: &str, config: RedisLimiterConfig) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let conn_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            config.timeout * 4,
-            client.get_connection_manager_with_config(conn_config),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting to Redis"))
-        })??;
+        let (_, conn) = crate::connect(url, config.timeout).await?;
         Ok(Self {
             conn,
             script: redis::Script::new(CHECK_SCRIPT),

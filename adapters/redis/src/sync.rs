@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use sitequest_auth::{KeyRecord, KeyStore};
 
 /// Stores the merged record in the hash and publishes it, in one atomic step, so that two
@@ -91,20 +91,7 @@ impl KeySync {
     ///
     /// When the URL is invalid or Redis cannot be reached now.
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = tokio::time::timeout(
-            timeout * 4,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Io, "timed out connecting to Redis"))
-        })??;
+        let (client, conn) = crate::connect(url, timeout).await?;
         Ok(Self {
             client,
             conn,
