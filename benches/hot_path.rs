@@ -190,6 +190,10 @@ fn reject(c: &mut Criterion) {
     g.bench_function("sha256_32_bytes", |b| {
         b.iter(|| Sha256::digest(black_box(&secret)))
     });
+    // The floor of any refusal: building and returning the decision.
+    g.bench_function("missing_header", |b| {
+        b.iter(|| keys.auth.authorize(black_box(None), Scopes::VPS_READ, NOW))
+    });
     g.bench_function("malformed_header", |b| {
         b.iter(|| {
             keys.auth.authorize(
