@@ -61,7 +61,7 @@ pub use limiter::{LimitDecision, Quota, QuotaParseError, RateLimit, RateLimiter}
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{
     InvalidRecord, IssuedKey, KeyRecord, KeyStatus, KeyStore, NewKey, Rotation, StoreError,
-    MAX_NAME_LEN,
+    MAX_NAME_LEN, MAX_TIME,
 };
 
 /// The README's examples, compiled and run as doctests.

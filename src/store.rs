@@ -14,6 +14,10 @@ use crate::scope::Scopes;
 /// Longest key name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
+/// Latest time a record may hold, in Unix seconds (9999-12-31T23:59:59Z). Keeping times well
+/// below 2^53 lets every JSON implementation carry them exactly.
+pub const MAX_TIME: u64 = 253_402_300_799;
+
 /// Everything known about a key except its secret: what a host persists and lists.
 ///
 /// Build one from your database to [`KeyStore::load`] it; get them back with
@@ -54,10 +58,48 @@ impl KeyRecord {
         status(self.revoked_at.is_some(), self.expires_at, now)
     }
 
+    /// The settings of a replacement for this key: same name, scopes, expiry and rate limit.
+    #[must_use]
+    pub fn replacement(&self) -> NewKey {
+        NewKey {
+            name: self.name.clone(),
+            scopes: self.scopes,
+            expires_at: self.expires_at,
+            rate_limit: self.rate_limit,
+        }
+    }
+
+    /// Combines this record with another version of the same key so that changes only ever
+    /// tighten it: the earliest revocation and the earliest expiry win, and the latest use is
+    /// kept. Name, scopes and rate limit come from `newer`.
+    #[must_use]
+    pub fn merged_with(&self, newer: &KeyRecord) -> KeyRecord {
+        fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        }
+        let mut merged = newer.clone();
+        merged.revoked_at = earliest(self.revoked_at, newer.revoked_at);
+        merged.expires_at = earliest(self.expires_at, newer.expires_at);
+        merged.last_used_at = self.last_used_at.max(newer.last_used_at);
+        merged
+    }
+
     fn validate(&self) -> Result<(), InvalidRecord> {
         validate_name(&self.name)?;
         if self.scopes.is_empty() {
             return Err(InvalidRecord::EmptyScopes);
+        }
+        let times = [
+            Some(self.created_at),
+            self.expires_at,
+            self.revoked_at,
+            self.last_used_at,
+        ];
+        if times.into_iter().flatten().any(|t| t > MAX_TIME) {
+            return Err(InvalidRecord::TimeOutOfRange);
         }
         Ok(())
     }
@@ -168,6 +210,9 @@ impl NewKey {
         if self.expires_at.is_some_and(|t| t <= now) {
             return Err(InvalidRecord::ExpiryNotInFuture);
         }
+        if self.expires_at.is_some_and(|t| t > MAX_TIME) || now > MAX_TIME {
+            return Err(InvalidRecord::TimeOutOfRange);
+        }
         let key = ApiKey::generate_with(rng);
         let record = KeyRecord {
             digest: key.digest(),
@@ -229,6 +274,9 @@ pub enum InvalidRecord {
     /// Another key in the store has the same id (its first 64 digest bits).
     #[error("another key already has this id")]
     IdCollision,
+    /// A time is later than [`MAX_TIME`] (the end of year 9999).
+    #[error("time is out of range (after the year 9999)")]
+    TimeOutOfRange,
 }
 
 /// A store operation named a key that is not there or cannot be used for it.
@@ -375,7 +423,10 @@ impl KeyStore {
         }
     }
 
-    /// Stores a record, replacing the stored record with the same digest if there is one.
+    /// Stores a record. If the store already has this key, the two versions are merged with
+    /// [`KeyRecord::merged_with`]: a revocation or an expiry is never undone or pushed back, so
+    /// records arriving late or out of order (from a database, or from other instances) cannot
+    /// revive a key.
     ///
     /// # Errors
     ///
@@ -388,7 +439,8 @@ impl KeyStore {
                 if o.get().digest != record.digest {
                     return Err(InvalidRecord::IdCollision);
                 }
-                **o.get_mut() = Entry::from_record(record);
+                let merged = o.get().to_record().merged_with(&record);
+                **o.get_mut() = Entry::from_record(merged);
             }
             MapEntry::Vacant(v) => {
                 v.insert(Box::new(Entry::from_record(record)));
@@ -466,10 +518,9 @@ impl KeyStore {
         if template.status(now) != KeyStatus::Active {
             return Err(StoreError::NotActive);
         }
-        let mut new = NewKey::new(template.name, template.scopes);
-        new.expires_at = template.expires_at;
-        new.rate_limit = template.rate_limit;
-        let issued = self.issue(&new, now).map_err(|_| StoreError::NotActive)?;
+        let issued = self
+            .issue(&template.replacement(), now)
+            .map_err(|_| StoreError::NotActive)?;
         let grace_end = now.saturating_add(grace_secs);
         let old = match self.map.get_mut(&id) {
             Some(mut e) => {
@@ -671,6 +722,51 @@ mod tests {
             store.rotate(KeyId::from_u64(1), 0, NOW).unwrap_err(),
             StoreError::NotFound
         );
+    }
+
+    #[test]
+    fn insert_never_loosens_a_key() {
+        let store = KeyStore::new();
+        let issued = store
+            .issue(&NewKey::new("a", Preset::Full).expires_at(NOW + 100), NOW)
+            .unwrap();
+        let stale = issued.record.clone();
+        let id = stale.id();
+        store.revoke(id, NOW + 5).unwrap();
+        // A stale copy (not revoked, later expiry) arrives afterwards.
+        let mut later = stale.clone();
+        later.expires_at = Some(NOW + 1000);
+        later.name = "renamed".into();
+        store.insert(later).unwrap();
+        let now = store.get(id).unwrap();
+        assert_eq!(now.revoked_at, Some(NOW + 5));
+        assert_eq!(now.expires_at, Some(NOW + 100));
+        assert_eq!(now.name, "renamed");
+        // An earlier revocation time does win.
+        let mut earlier = stale;
+        earlier.revoked_at = Some(NOW + 1);
+        store.insert(earlier).unwrap();
+        assert_eq!(store.get(id).unwrap().revoked_at, Some(NOW + 1));
+    }
+
+    #[test]
+    fn times_past_the_year_9999_are_refused() {
+        let store = KeyStore::new();
+        assert_eq!(
+            store
+                .issue(
+                    &NewKey::new("a", Preset::Full).expires_at(MAX_TIME + 1),
+                    NOW
+                )
+                .unwrap_err(),
+            InvalidRecord::TimeOutOfRange
+        );
+        let mut r = NewKey::new("a", Preset::Full).generate(NOW).unwrap().record;
+        r.last_used_at = Some(u64::MAX);
+        assert_eq!(store.insert(r), Err(InvalidRecord::TimeOutOfRange));
+        assert!(store
+            .issue(&NewKey::new("a", Preset::Full).expires_at(MAX_TIME), NOW)
+            .is_ok());
     }
 
     #[test]

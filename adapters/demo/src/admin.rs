@@ -18,7 +18,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes, StoreError};
+use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, Preset, Scopes};
 
 use crate::{AppState, MAX_BODY};
 
@@ -226,34 +226,48 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     };
     let now = state.now();
     let mut db = state.db.lock().await;
-    let Some(before) = state.store().get(id) else {
+    let Some(old) = state.store().get(id) else {
         return not_found();
     };
-    let rotation = match state.store().rotate(id, req.grace_seconds, now) {
-        Ok(r) => r,
-        Err(StoreError::NotFound) => return not_found(),
-        Err(_) => {
-            return error(
-                StatusCode::CONFLICT,
-                "KEY_NOT_ACTIVE",
-                "The key is revoked or expired",
-            )
+    if old.status(now) != KeyStatus::Active {
+        return error(
+            StatusCode::CONFLICT,
+            "KEY_NOT_ACTIVE",
+            "The key is revoked or expired",
+        );
+    }
+    let new = loop {
+        match old.replacement().generate(now) {
+            Ok(i) if state.store().get(i.record.id()).is_some() => continue,
+            Ok(i) => break i,
+            Err(e) => return invalid(e),
         }
     };
-    if let Err(e) = db.upsert(&[&rotation.new.record, &rotation.old]) {
-        // Not saved: put the store back as it was.
-        state.store().remove(rotation.new.record.id());
-        let _ = state.store().insert(before);
+    let mut old = old;
+    let grace_end = now.saturating_add(req.grace_seconds);
+    old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
+    // Saved first, then applied: nothing is live before it is durable.
+    if let Err(e) = db.upsert(&[&new.record, &old]) {
         return internal(&e);
     }
+    let applied = state
+        .store()
+        .insert(new.record.clone())
+        .and_then(|()| state.store().insert(old.clone()));
+    if let Err(e) = applied {
+        return invalid(e);
+    }
+    let rotation = (new, old);
     drop(db);
-    share(&state, &[&rotation.new.record, &rotation.old]).await;
-    tracing::info!(old = %id, new = %rotation.new.record.id(), grace = req.grace_seconds, "key rotated");
-    created(&rotation.new)
+    let (new, old) = rotation;
+    share(&state, &[&new.record, &old]).await;
+    tracing::info!(old = %id, new = %new.record.id(), grace = req.grace_seconds, "key rotated");
+    created(&new)
 }
 
 /// Shares changed records with the other instances (with `--redis`). A change that cannot be
-/// shared now is kept here and shared when the connection comes back.
+/// shared now is kept by [`KeySync`](sitequest_auth_redis::KeySync) and published again until
+/// it goes through.
 async fn share(state: &AppState, records: &[&KeyRecord]) {
     let Some(sync) = &state.sync else {
         return;

@@ -87,7 +87,8 @@ impl Db {
         Ok(out)
     }
 
-    /// Inserts or replaces records, all in one transaction.
+    /// Inserts records, or merges them into the stored ones so that a revocation or an expiry is
+    /// never undone or pushed back, all in one transaction.
     pub fn upsert(&mut self, records: &[&KeyRecord]) -> Result<()> {
         let tx = self.conn.transaction()?;
         for r in records {
@@ -97,8 +98,14 @@ impl Db {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT(id) DO UPDATE SET
                     name = excluded.name, scopes = excluded.scopes,
-                    expires_at = excluded.expires_at, revoked_at = excluded.revoked_at,
-                    rate_limit = excluded.rate_limit, last_used_at = excluded.last_used_at",
+                    rate_limit = excluded.rate_limit,
+                    -- Like KeyRecord::merged_with: revocation and expiry only ever tighten.
+                    expires_at = COALESCE(MIN(keys.expires_at, excluded.expires_at),
+                                          keys.expires_at, excluded.expires_at),
+                    revoked_at = COALESCE(MIN(keys.revoked_at, excluded.revoked_at),
+                                          keys.revoked_at, excluded.revoked_at),
+                    last_used_at = COALESCE(MAX(keys.last_used_at, excluded.last_used_at),
+                                            keys.last_used_at, excluded.last_used_at)",
                 params![
                     r.id().to_string(),
                     r.digest.to_hex(),

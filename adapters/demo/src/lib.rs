@@ -53,7 +53,7 @@ impl std::fmt::Debug for Config {
             .field("listen", &self.listen)
             .field("data", &self.data)
             .field("rate_limit", &self.rate_limit)
-            .field("redis", &self.redis)
+            .field("redis", &self.redis.as_deref().map(redact_url))
             .finish_non_exhaustive()
     }
 }
@@ -235,6 +235,23 @@ async fn connect_redis(
     Ok((Arc::new(limiter), Arc::new(sync)))
 }
 
+/// A Redis URL without its password (`redis://user:secret@host/` becomes
+/// `redis://user:***@host/`), for logs and errors.
+#[must_use]
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Applies key changes from the other instances and saves them in this instance's data file.
 fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHandle<()> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<sitequest_auth::KeyRecord>();
@@ -273,4 +290,27 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redis_passwords_are_not_shown() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(
+            redact_url("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact_url("rediss://app:p@ss@host/"),
+            "rediss://app:***@host/"
+        );
+        assert_eq!(redact_url("redis://app@host"), "redis://app:***@host");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

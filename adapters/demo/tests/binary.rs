@@ -133,3 +133,37 @@ fn bad_flags_are_refused() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn a_revocation_made_with_the_cli_survives_a_later_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    let token = "cli-admin-token-0123456789";
+    let server = start(&data, &[], Some(token));
+    let (_, created) = server.request(
+        "POST",
+        "/admin/v1/keys",
+        token,
+        r#"{"name":"k","preset":"full"}"#,
+    );
+    let (id, key) = (
+        field(&created, "id").to_owned(),
+        field(&created, "key").to_owned(),
+    );
+    // Revoked in the data file behind the running server's back, then rotated through it.
+    assert_eq!(keys_cmd(&data, &["revoke", &id]), format!("revoked {id}\n"));
+    let (status, rotated) = server.request(
+        "POST",
+        &format!("/admin/v1/keys/{id}/rotate"),
+        token,
+        r#"{"grace_seconds":3600}"#,
+    );
+    assert_eq!(status, 201, "{rotated}");
+    let new_key = field(&rotated, "key").to_owned();
+    server.terminate();
+
+    let server = start(&data, &[], Some(token));
+    assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 401);
+    assert_eq!(server.request("GET", "/v1/servers", &new_key, "").0, 200);
+    server.terminate();
+}

@@ -16,7 +16,7 @@ mod sync;
 pub mod testing;
 
 pub use limiter::{FailurePolicy, LimiterStats, RedisLimiter, RedisLimiterConfig};
-pub use sync::{merge, KeySync, SyncError};
+pub use sync::{KeySync, SyncError};
 
 /// Opens a client and a reconnecting connection whose connects and responses time out after
 /// `timeout`. Gives up if Redis cannot be reached within four timeouts.

@@ -35,8 +35,9 @@ const EXPIRY_SLACK: u64 = 5;
 pub enum FailurePolicy {
     /// Refuse the request: the layer answers 503 `SERVICE_UNAVAILABLE`.
     FailClosed,
-    /// Serve the request, and count it in [`LimiterStats::fail_open`]. Its rate-limit headers
-    /// come from a per-process count, since the shared one cannot be read.
+    /// Keep serving, with a per-process limit instead of the shared one (so a key gets at most
+    /// the limit per window on each instance), and count each such check in
+    /// [`LimiterStats::fail_open`].
     FailOpen,
 }
 
@@ -73,7 +74,7 @@ pub struct LimiterStats {
     pub redis_checks: u64,
     /// Requests refused locally because the key was known to be exhausted.
     pub local_refusals: u64,
-    /// Requests served without Redis under [`FailurePolicy::FailOpen`].
+    /// Checks decided by the per-process limit under [`FailurePolicy::FailOpen`].
     pub fail_open: u64,
     /// Requests refused because Redis was unavailable under [`FailurePolicy::FailClosed`].
     pub fail_closed: u64,
@@ -231,9 +232,8 @@ impl RedisLimiter {
             }
             FailurePolicy::FailOpen => {
                 self.counters.fail_open.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key_id = %key, reason, "Redis unavailable: serving without the shared limit");
-                let local = self.shadow.check(key, quota, now).rate_limit();
-                Ok(LimitDecision::Allowed(local))
+                tracing::warn!(key_id = %key, reason, "Redis unavailable: using the per-process limit");
+                Ok(self.shadow.check(key, quota, now))
             }
         }
     }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use sitequest_auth::{KeyRecord, KeyStore};
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use sitequest_auth::{KeyId, KeyRecord, KeyStore};
 
 /// Stores the merged record in the hash and publishes it, in one atomic step, so that two
 /// instances changing the same key at once cannot lose a revocation or an expiry.
@@ -32,31 +35,20 @@ redis.call('PUBLISH', KEYS[2], merged)
 return merged
 ";
 
-/// Combines two versions of the same key's record so that changes only ever tighten it: the
-/// earliest revocation wins, the earliest expiry wins, and the latest use is kept.
-#[must_use]
-pub fn merge(local: &KeyRecord, incoming: &KeyRecord) -> KeyRecord {
-    fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-    let mut merged = incoming.clone();
-    merged.revoked_at = earliest(local.revoked_at, incoming.revoked_at);
-    merged.expires_at = earliest(local.expires_at, incoming.expires_at);
-    merged.last_used_at = local.last_used_at.max(incoming.last_used_at);
-    merged
-}
-
 /// Shares key changes between instances through Redis.
 ///
 /// [`KeySync::publish`] stores a record in the hash `{prefix}:records` and announces it on the
 /// channel `{prefix}:changes`; [`KeySync::spawn`] follows the channel and applies every change to
 /// a local [`KeyStore`]. On every (re)connection it first subscribes, then merges the whole hash
 /// with the local store both ways, so changes made while an instance was cut off are not lost.
+/// A change that could not be published is kept and published again every half second until it
+/// goes through.
+///
+/// Versions of a record are merged with [`KeyRecord::merged_with`], here, in the store and in
+/// the server-side script, so changes only tighten a key.
 pub struct KeySync {
     client: redis::Client,
+    pending: Mutex<HashMap<KeyId, KeyRecord>>,
     conn: ConnectionManager,
     script: redis::Script,
     hash: String,
@@ -94,6 +86,7 @@ impl KeySync {
         let (client, conn) = crate::connect(url, timeout).await?;
         Ok(Self {
             client,
+            pending: Mutex::new(HashMap::new()),
             conn,
             script: redis::Script::new(PUBLISH_SCRIPT),
             hash: format!("{prefix}:records"),
@@ -107,8 +100,36 @@ impl KeySync {
     ///
     /// # Errors
     ///
-    /// [`SyncError`] when Redis does not answer in time.
+    /// [`SyncError`] when Redis does not answer in time. The change is then kept and published
+    /// again by the follower started with [`KeySync::spawn`].
     pub async fn publish(&self, record: &KeyRecord) -> Result<KeyRecord, SyncError> {
+        let id = record.id();
+        let outgoing = {
+            let mut pending = self.pending.lock();
+            let merged = match pending.get(&id) {
+                Some(waiting) => waiting.merged_with(record),
+                None => record.clone(),
+            };
+            pending.insert(id, merged.clone());
+            merged
+        };
+        let result = self.send(&outgoing).await;
+        if result.is_ok() {
+            let mut pending = self.pending.lock();
+            if pending.get(&id) == Some(&outgoing) {
+                pending.remove(&id);
+            }
+        }
+        result
+    }
+
+    /// Number of changes waiting to be published again.
+    #[must_use]
+    pub fn pending(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    async fn send(&self, record: &KeyRecord) -> Result<KeyRecord, SyncError> {
         let json = serde_json::to_string(record).map_err(|e| SyncError(e.to_string()))?;
         let mut invocation = self.script.key(&self.hash);
         invocation
@@ -121,6 +142,16 @@ impl KeySync {
             .map_err(|_| SyncError("timed out".into()))?
             .map_err(|e| SyncError(e.to_string()))?;
         serde_json::from_str(&merged).map_err(|e| SyncError(e.to_string()))
+    }
+
+    /// Publishes again every change that could not be published.
+    async fn retry_pending(&self) {
+        let waiting: Vec<KeyRecord> = self.pending.lock().values().cloned().collect();
+        for record in waiting {
+            if let Err(e) = self.publish(&record).await {
+                tracing::debug!(key_id = %record.id(), error = %e, "key change still not shared");
+            }
+        }
     }
 
     /// Follows the change channel in the background, applying every change to `store` and then
@@ -155,18 +186,24 @@ impl KeySync {
         self.resync(store, on_change).await?;
         tracing::info!(channel = %self.channel, "following key changes");
         let mut messages = pubsub.into_on_message();
-        while let Some(msg) = messages.next().await {
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            match serde_json::from_str::<KeyRecord>(&payload) {
-                Ok(record) => {
-                    apply(store, record, on_change);
+        let mut retry = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                msg = messages.next() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    match serde_json::from_str::<KeyRecord>(&payload) {
+                        Ok(record) => {
+                            apply(store, record, on_change);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed key change"),
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed key change"),
+                _ = retry.tick() => self.retry_pending().await,
             }
         }
-        Ok(())
     }
 
     /// Merges the shared hash and the local store both ways.
@@ -207,47 +244,15 @@ impl KeySync {
     }
 }
 
-/// Applies a shared record to the store, merged with the local version. Returns what is stored.
+/// Applies a shared record to the store, which merges it with the local version atomically.
+/// Returns what is stored.
 fn apply<F: Fn(&KeyRecord)>(store: &KeyStore, incoming: KeyRecord, on_change: &F) -> KeyRecord {
-    let merged = match store.get(incoming.id()) {
-        Some(local) if local.digest == incoming.digest => merge(&local, &incoming),
-        _ => incoming,
-    };
-    match store.insert(merged.clone()) {
-        Ok(()) => on_change(&merged),
-        Err(e) => tracing::warn!(key_id = %merged.id(), error = %e, "ignoring a shared record"),
+    let id = incoming.id();
+    if let Err(e) = store.insert(incoming.clone()) {
+        tracing::warn!(key_id = %id, error = %e, "ignoring a shared record");
+        return incoming;
     }
-    merged
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sitequest_auth::{NewKey, Preset};
-
-    #[test]
-    fn merge_only_tightens() {
-        let issued = NewKey::new("a", Preset::Full).generate(100).unwrap();
-        let base = issued.record;
-        let mut revoked = base.clone();
-        revoked.revoked_at = Some(150);
-        let mut rotated = base.clone();
-        rotated.expires_at = Some(200);
-        rotated.last_used_at = Some(120);
-
-        let m = merge(&revoked, &rotated);
-        assert_eq!(
-            (m.revoked_at, m.expires_at, m.last_used_at),
-            (Some(150), Some(200), Some(120))
-        );
-        let m = merge(&rotated, &revoked);
-        assert_eq!(
-            (m.revoked_at, m.expires_at, m.last_used_at),
-            (Some(150), Some(200), Some(120))
-        );
-        let mut later = revoked.clone();
-        later.revoked_at = Some(170);
-        assert_eq!(merge(&revoked, &later).revoked_at, Some(150));
-        assert_eq!(merge(&base, &base), base);
-    }
+    let stored = store.get(id).unwrap_or(incoming);
+    on_change(&stored);
+    stored
 }

@@ -167,8 +167,13 @@ where
     }
 }
 
-/// Puts the [`AuthenticatedKey`] in the request and returns the headers for its response.
+/// Puts the [`AuthenticatedKey`] in the request, marks its `Authorization` value sensitive (so
+/// header-logging layers inside print `Sensitive`, not the key), and returns the headers for
+/// its response.
 fn admit<B>(auth: &Authorizer, grant: &Grant, req: &mut Request<B>, now: u64) -> HeaderMap {
+    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
     let name = auth
         .store()
         .get(grant.key_id)

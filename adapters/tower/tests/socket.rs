@@ -37,7 +37,14 @@ async fn start(quota: Quota) -> App {
             "/write",
             get(whoami).post(whoami).layer(layer(Scopes::VPS_WRITE)),
         )
-        .route("/unguarded", get(whoami));
+        .route("/unguarded", get(whoami))
+        .route(
+            "/sensitive",
+            get(|headers: axum::http::HeaderMap| async move {
+                headers["authorization"].is_sensitive().to_string()
+            })
+            .layer(layer(Scopes::VPS_READ)),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -98,6 +105,14 @@ async fn grant_carries_all_rate_limit_headers_and_the_key() {
         res.text().await.unwrap(),
         format!("{id} test key vps:read domains:read")
     );
+}
+
+#[tokio::test]
+async fn the_key_reaches_handlers_marked_sensitive() {
+    let app = start(Quota::SPEC).await;
+    let (_, bearer) = app.key(Preset::ReadOnly);
+    let res = app.get("/sensitive", Some(&bearer)).await;
+    assert_eq!(res.text().await.unwrap(), "true");
 }
 
 #[tokio::test]
