@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -117,16 +118,12 @@ fn two_servers_share_the_limit_and_revocations() {
     Arc::try_unwrap(a).ok().unwrap().terminate();
 }
 
-#[test]
-fn redis_outage_fails_closed_with_503_and_recovers() {
-    let mut redis = RedisServer::start();
-    let dir = tempfile::tempdir().unwrap();
+/// A server using `redis` with `flags` added, and a full-access key made on it.
+fn server_with_key(redis: &RedisServer, dir: &Path, flags: &[&str]) -> (Running, String) {
     let url = redis.url();
-    let server = start(
-        &dir.path().join("a.db"),
-        &["--redis", url.as_str()],
-        Some(TOKEN),
-    );
+    let mut args = vec!["--redis", url.as_str()];
+    args.extend_from_slice(flags);
+    let server = start(&dir.join("a.db"), &args, Some(TOKEN));
     let (_, created) = server.request(
         "POST",
         "/admin/v1/keys",
@@ -134,6 +131,14 @@ fn redis_outage_fails_closed_with_503_and_recovers() {
         r#"{"name":"k","preset":"full"}"#,
     );
     let key = field(&created, "key").to_owned();
+    (server, key)
+}
+
+#[test]
+fn redis_outage_fails_closed_with_503_and_recovers() {
+    let mut redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (server, key) = server_with_key(&redis, dir.path(), &[]);
     assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
 
     redis.stop();
@@ -168,19 +173,7 @@ fn redis_outage_fails_closed_with_503_and_recovers() {
 fn redis_outage_fails_open_when_asked() {
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let server = start(
-        &dir.path().join("a.db"),
-        &["--redis", url.as_str(), "--redis-failure", "open"],
-        Some(TOKEN),
-    );
-    let (_, created) = server.request(
-        "POST",
-        "/admin/v1/keys",
-        TOKEN,
-        r#"{"name":"k","preset":"full"}"#,
-    );
-    let key = field(&created, "key").to_owned();
+    let (server, key) = server_with_key(&redis, dir.path(), &["--redis-failure", "open"]);
     redis.stop();
     let t = Instant::now();
     assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
