@@ -131,3 +131,75 @@ proptest! {
         }
     }
 }
+
+/// The decision over any mix of valid, revoked, expiring and unknown keys, required scopes and
+/// clock moves: what the `authorize` fuzz target checks, with inputs a byte fuzzer rarely builds
+/// (well-formed keys that are in the store).
+mod decision {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use sitequest_auth::{
+        Authorizer, Decision, ErrorCode, KeyStore, NewKey, Preset, Quota, Scopes,
+    };
+
+    const T0: u64 = 1_800_000_000;
+
+    proptest! {
+        #[test]
+        fn only_active_keys_with_the_scopes_get_in_and_never_over_the_limit(
+            requests in proptest::collection::vec((0usize..5, any::<u8>(), -3i64..20), 1..200),
+        ) {
+            let store = Arc::new(KeyStore::new());
+            let keys = [
+                store.issue(&NewKey::new("full", Preset::Full), T0).unwrap(),
+                store.issue(&NewKey::new("ro", Preset::ReadOnly), T0).unwrap(),
+                store.issue(&NewKey::new("revoked", Preset::Full), T0).unwrap(),
+                store.issue(&NewKey::new("ci", Preset::Full).expires_at(T0 + 60), T0).unwrap(),
+            ];
+            store.revoke(keys[2].record.id(), T0).unwrap();
+            let unknown = format!("Bearer sq_live_{}", "ab".repeat(32));
+            let headers: Vec<String> = keys
+                .iter()
+                .map(|k| format!("Bearer {}", &*k.key.expose_secret()))
+                .chain(std::iter::once(unknown))
+                .collect();
+            let auth = Authorizer::new(store).with_quota(Quota::new(4, 30).unwrap());
+            let mut now = T0;
+            let mut counted: HashMap<(usize, u64), u32> = HashMap::new();
+            for (k, bits, dt) in requests {
+                now = now.saturating_add_signed(dt);
+                let required = Scopes::from_bits_truncate(bits);
+                let d = auth.authorize(Some(headers[k].as_bytes()), required, now);
+                let rate = match &d {
+                    Decision::Granted(g) => {
+                        prop_assert!(k == 0 || k == 1 || (k == 3 && now < T0 + 60));
+                        prop_assert!(g.scopes.contains(required));
+                        Some(g.rate_limit)
+                    }
+                    Decision::Denied(denial) => match denial.code() {
+                        ErrorCode::Unauthorized => {
+                            prop_assert!(k == 2 || k == 4 || (k == 3 && now >= T0 + 60));
+                            None
+                        }
+                        ErrorCode::InsufficientScope => {
+                            prop_assert_eq!(k, 1);
+                            denial.rate_limit()
+                        }
+                        _ => {
+                            prop_assert_eq!(denial.rate_limit().unwrap().remaining, 0);
+                            None
+                        }
+                    },
+                };
+                if let Some(r) = rate {
+                    let n = counted.entry((k, r.reset_at)).or_default();
+                    *n += 1;
+                    prop_assert!(*n <= 4);
+                    prop_assert_eq!(r.remaining, 4 - *n);
+                }
+            }
+        }
+    }
+}
