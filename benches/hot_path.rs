@@ -203,6 +203,10 @@ fn reject(c: &mut Criterion) {
             )
         })
     });
+    // The parsing alone, without building a decision.
+    g.bench_function("malformed_parse_only", |b| {
+        b.iter(|| parse_bearer(black_box(b"Basic dXNlcjpwYXNzd29yZA==")).is_err())
+    });
     g.bench_function("unknown_key", |b| {
         b.iter(|| {
             keys.auth
