@@ -521,7 +521,7 @@ impl KeyStore {
         let issued = self
             .issue(&template.replacement(), now)
             .map_err(|_| StoreError::NotActive)?;
-        let grace_end = now.saturating_add(grace_secs);
+        let grace_end = now.saturating_add(grace_secs).min(MAX_TIME);
         let old = match self.map.get_mut(&id) {
             Some(mut e) => {
                 e.expires_at = e.expires_at.min(grace_end);

@@ -18,7 +18,9 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, Preset, Scopes};
+use sitequest_auth::{
+    ErrorCode, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, Preset, Scopes, MAX_TIME,
+};
 
 use crate::{AppState, MAX_BODY};
 
@@ -244,7 +246,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         }
     };
     let mut old = old;
-    let grace_end = now.saturating_add(req.grace_seconds);
+    let grace_end = now.saturating_add(req.grace_seconds).min(MAX_TIME);
     old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
     // Saved first, then applied: nothing is live before it is durable.
     if let Err(e) = db.upsert(&[&new.record, &old]) {
@@ -257,9 +259,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     if let Err(e) = applied {
         return invalid(e);
     }
-    let rotation = (new, old);
     drop(db);
-    let (new, old) = rotation;
     share(&state, &[&new.record, &old]).await;
     tracing::info!(old = %id, new = %new.record.id(), grace = req.grace_seconds, "key rotated");
     created(&new)

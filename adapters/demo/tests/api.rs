@@ -555,3 +555,34 @@ async fn unknown_routes_and_actions_are_json_404() {
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn an_endless_grace_is_capped_and_the_data_file_still_loads() {
+    let s = Server::start(Quota::SPEC).await;
+    let (id, old) = s.create(r#"{"name":"k","preset":"full"}"#).await;
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            &format!("/admin/v1/keys/{id}/rotate"),
+            Some(r#"{"grace_seconds":18446744073709551615}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let dir = s.stop().await;
+    let s = Server::start_in(dir, Quota::SPEC).await;
+    let (_, list) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    let entry = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["expires_at"], sitequest_auth::MAX_TIME);
+    assert_eq!(
+        s.call(Method::GET, "/v1/servers", Some(&old), None)
+            .await
+            .status(),
+        200
+    );
+}
