@@ -6,7 +6,7 @@ use core::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::key::SECRET_LEN;
+use crate::key::{load8, SECRET_LEN};
 
 /// One SHA-256 input block.
 type Block = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
@@ -123,9 +123,7 @@ impl ConstantTimeEq for KeyDigest {
     fn ct_eq(&self, other: &Self) -> subtle::Choice {
         let mut eq = subtle::Choice::from(1);
         for (a, b) in self.0.chunks_exact(8).zip(other.0.chunks_exact(8)) {
-            let a = u64::from_ne_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
-            let b = u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            eq &= a.ct_eq(&b);
+            eq &= load8(a).ct_eq(&load8(b));
         }
         eq
     }

@@ -169,7 +169,7 @@ pub(crate) fn words_of(bytes: &[u8; SECRET_LEN]) -> [u64; 4] {
 
 /// Eight bytes as a little-endian word.
 #[inline(always)]
-fn load8(bytes: &[u8]) -> u64 {
+pub(crate) fn load8(bytes: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[..8]);
     u64::from_le_bytes(w)

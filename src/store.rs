@@ -186,8 +186,8 @@ impl NewKey {
     ///
     /// # Errors
     ///
-    /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, or
-    /// an expiry time not after `now`.
+    /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, an
+    /// expiry time not after `now`, or a time after [`MAX_TIME`].
     pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
         self.generate_with(&mut rand::rngs::OsRng, now)
     }
@@ -203,15 +203,8 @@ impl NewKey {
         rng: &mut R,
         now: u64,
     ) -> Result<IssuedKey, InvalidRecord> {
-        validate_name(&self.name)?;
-        if self.scopes.is_empty() {
-            return Err(InvalidRecord::EmptyScopes);
-        }
         if self.expires_at.is_some_and(|t| t <= now) {
             return Err(InvalidRecord::ExpiryNotInFuture);
-        }
-        if self.expires_at.is_some_and(|t| t > MAX_TIME) || now > MAX_TIME {
-            return Err(InvalidRecord::TimeOutOfRange);
         }
         let key = ApiKey::generate_with(rng);
         let record = KeyRecord {
@@ -225,6 +218,8 @@ impl NewKey {
             last_used_at: None,
             last4: key.last4(),
         };
+        // The same rules as for stored records (name, scopes, time range).
+        record.validate()?;
         Ok(IssuedKey { key, record })
     }
 }
@@ -409,6 +404,23 @@ impl KeyStore {
                 Err(InvalidRecord::IdCollision) => continue,
                 Err(e) => return Err(e),
                 Ok(()) => return Ok(issued),
+            }
+        }
+    }
+
+    /// Generates a key whose id no stored key has, without storing it: for hosts that persist
+    /// the record first and then [`insert`](KeyStore::insert) it. (Only a key stored by another
+    /// thread in between could take the id, a 2^-64 chance; `insert` then reports
+    /// [`InvalidRecord::IdCollision`].)
+    ///
+    /// # Errors
+    ///
+    /// As for [`NewKey::generate`].
+    pub fn prepare(&self, new: &NewKey, now: u64) -> Result<IssuedKey, InvalidRecord> {
+        loop {
+            let issued = new.generate(now)?;
+            if !self.map.contains_key(&issued.record.id()) {
+                return Ok(issued);
             }
         }
     }
@@ -721,6 +733,23 @@ mod tests {
         assert_eq!(
             store.rotate(KeyId::from_u64(1), 0, NOW).unwrap_err(),
             StoreError::NotFound
+        );
+    }
+
+    #[test]
+    fn prepare_generates_without_storing() {
+        let store = KeyStore::new();
+        let new = NewKey::new("a", Preset::ReadOnly);
+        let prepared = store.prepare(&new, NOW).unwrap();
+        assert!(store.is_empty());
+        assert_eq!(prepared.record.scopes, Scopes::READ_ONLY);
+        store.insert(prepared.record.clone()).unwrap();
+        assert_eq!(store.get(prepared.record.id()).unwrap(), prepared.record);
+        assert_eq!(
+            store
+                .prepare(&NewKey::new("", Preset::Full), NOW)
+                .unwrap_err(),
+            InvalidRecord::EmptyName
         );
     }
 

@@ -150,13 +150,9 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
     };
     let now = state.now();
     let mut db = state.db.lock().await;
-    let issued = loop {
-        match new.generate(now) {
-            // Ids are 64 bits of the digest: draw again on the rare clash.
-            Ok(i) if state.store().get(i.record.id()).is_some() => continue,
-            Ok(i) => break i,
-            Err(e) => return invalid(e),
-        }
+    let issued = match state.store().prepare(&new, now) {
+        Ok(i) => i,
+        Err(e) => return invalid(e),
     };
     if let Err(e) = db.upsert(&[&issued.record]) {
         return internal(&e);
@@ -238,12 +234,9 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
             "The key is revoked or expired",
         );
     }
-    let new = loop {
-        match old.replacement().generate(now) {
-            Ok(i) if state.store().get(i.record.id()).is_some() => continue,
-            Ok(i) => break i,
-            Err(e) => return invalid(e),
-        }
+    let new = match state.store().prepare(&old.replacement(), now) {
+        Ok(i) => i,
+        Err(e) => return invalid(e),
     };
     let mut old = old;
     let grace_end = now.saturating_add(req.grace_seconds).min(MAX_TIME);

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
-use sitequest_auth::{KeyDigest, KeyId, KeyRecord, Last4, Quota, Scopes};
+use sitequest_auth::{KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes};
 
 /// An open data file.
 #[derive(Debug)]
@@ -85,6 +85,13 @@ impl Db {
             });
         }
         Ok(out)
+    }
+
+    /// Puts every stored record in `store`, returning how many there were.
+    pub fn load_into(&self, store: &KeyStore) -> Result<usize> {
+        store
+            .load(self.load()?)
+            .map_err(|(i, e)| anyhow::anyhow!("record {i} of the data file is invalid: {e}"))
     }
 
     /// Inserts records, or merges them into the stored ones so that a revocation or an expiry is

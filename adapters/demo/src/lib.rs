@@ -134,10 +134,7 @@ impl Demo {
     pub async fn bind(config: Config) -> Result<Self> {
         let db = db::Db::open(&config.data)?;
         let store = Arc::new(KeyStore::new());
-        let records = db.load()?;
-        let n = store
-            .load(records)
-            .map_err(|(i, e)| anyhow::anyhow!("record {i} of the data file is invalid: {e}"))?;
+        let n = db.load_into(&store)?;
         tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
         let (admin, admin_token_created) = match config.admin_token {
             Some(t) => (token::AdminToken::new(&t)?, false),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use sitequest_auth::{KeyId, NewKey, Preset, Quota, Scopes};
+use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::FailurePolicy;
 use sitequest_demo::{db::Db, Config, Demo};
 
@@ -148,13 +148,9 @@ fn keys(data: &std::path::Path, cmd: KeysCommand) -> Result<()> {
             if let Some(t) = expires_at {
                 new = new.expires_at(t);
             }
-            let existing = db.load()?;
-            let issued = loop {
-                let i = new.generate(now)?;
-                if !existing.iter().any(|r| r.id() == i.record.id()) {
-                    break i;
-                }
-            };
+            let existing = KeyStore::new();
+            db.load_into(&existing)?;
+            let issued = existing.prepare(&new, now)?;
             db.upsert(&[&issued.record])?;
             println!("id:  {}", issued.record.id());
             println!("key: {}", &*issued.key.expose_secret());
