@@ -239,8 +239,9 @@ struct StripeState {
     slots: HashMap<KeyId, Slot, IdBuildHasher>,
     /// No slot of this stripe ends before this time; the next sweep of the stripe is due then.
     sweep_due: u32,
-    /// The latest time this stripe has seen. Earlier times are treated as this one, so a slot
-    /// dropped by a sweep can never be counted again by a clock that went back.
+    /// The latest time this stripe has seen. Times up to a window earlier are treated as this
+    /// one, so a slot dropped by a sweep can never be counted again by a clock that went back a
+    /// little; see [`StripeState::effective`].
     latest: u64,
 }
 
@@ -254,8 +255,11 @@ struct StripeState {
 /// # Time
 ///
 /// `now` is Unix time in seconds, passed by the caller. Each stripe remembers the latest time it
-/// has seen and treats an earlier `now` as that time, so keys keep counting against the latest
-/// window and a clock step back never grants extra requests (nor panics).
+/// has seen and treats a `now` at most one window earlier as that time, so keys keep counting
+/// against the latest window and a small clock step back grants nothing (nor panics). A step
+/// back by more than a window is a correction of a clock that ran ahead: counting resumes at the
+/// corrected time, so a quota is never frozen until the clock catches up, and the key gains at
+/// most one extra window (the one counted while the clock was ahead).
 /// Window ends are stored as `u32` seconds, which covers times up to 2106-02-07; later times
 /// saturate, which makes the limiter refuse rather than allow.
 ///
@@ -319,8 +323,9 @@ impl RateLimiter {
     #[inline]
     pub fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitDecision {
         let limit = quota.limit();
+        let period = quota.period_secs();
         let mut stripe = self.stripe(key).inner.lock();
-        let now = stripe.advance(now);
+        let now = stripe.advance(now, period);
         let end = clamp32(quota.window_end(now));
         if now >= u64::from(stripe.sweep_due) {
             stripe.sweep(now);
@@ -330,8 +335,9 @@ impl RateLimiter {
             reset_at: end,
             count: 0,
         });
-        if slot.reset_at < end {
-            // A new window: the old one is over.
+        // A new window when the old one is over, or when the slot's window lies more than one
+        // window ahead: it was counted while the clock ran ahead, and the clock was corrected.
+        if slot.reset_at < end || slot.reset_at - end > period {
             *slot = Slot {
                 reset_at: end,
                 count: 0,
@@ -363,10 +369,13 @@ impl RateLimiter {
     /// The state of `key`'s window at `now` without counting a request.
     #[must_use]
     pub fn peek(&self, key: KeyId, quota: Quota, now: u64) -> RateLimit {
+        let period = quota.period_secs();
         let stripe = self.stripe(key).inner.lock();
-        let end = clamp32(quota.window_end(now.max(stripe.latest)));
+        let end = clamp32(quota.window_end(stripe.effective(now, period)));
         let (count, reset_at) = match stripe.slots.get(&key) {
-            Some(slot) if slot.reset_at >= end => (slot.count, slot.reset_at),
+            Some(slot) if slot.reset_at >= end && slot.reset_at - end <= period => {
+                (slot.count, slot.reset_at)
+            }
             _ => (0, end),
         };
         RateLimit {
@@ -407,15 +416,30 @@ impl RateLimiter {
 }
 
 impl StripeState {
-    /// Moves this stripe's clock to `now` unless it has seen a later time, and returns it.
+    /// The time to count `now` at, for windows of `period` seconds: the latest time seen when
+    /// `now` is at most one window earlier (a small step back grants nothing), else `now` itself
+    /// (a correction of a clock that ran ahead, which must not freeze quotas until the clock
+    /// catches up again).
     #[inline]
-    fn advance(&mut self, now: u64) -> u64 {
-        self.latest = self.latest.max(now);
+    fn effective(&self, now: u64, period: u32) -> u64 {
+        if now >= self.latest || self.latest - now > u64::from(period) {
+            now
+        } else {
+            self.latest
+        }
+    }
+
+    /// Moves this stripe's clock to the effective time of `now` and returns it.
+    #[inline]
+    fn advance(&mut self, now: u64, period: u32) -> u64 {
+        self.latest = self.effective(now, period);
         self.latest
     }
 
     fn sweep(&mut self, now: u64) -> usize {
-        let now = self.advance(now);
+        // Only moves the clock forward: a time far behind the latest is taken as a correction by
+        // the next check, which knows the window length.
+        self.latest = self.latest.max(now);
         let before = self.slots.len();
         let now32 = clamp32(now);
         let mut due = u32::MAX;
@@ -508,8 +532,9 @@ mod tests {
         let q = Quota::new(2, 60).unwrap();
         assert!(l.check(K, q, 120).is_allowed());
         assert!(l.check(K, q, 121).is_allowed());
-        // Back into the previous window: still counted against the latest one.
-        let d = l.check(K, q, 60);
+        // Back into the previous window, by less than a window: still counted against the
+        // latest one.
+        let d = l.check(K, q, 62);
         assert_eq!(
             d,
             LimitDecision::Limited(RateLimit {
@@ -519,8 +544,48 @@ mod tests {
                 period_secs: 60,
             })
         );
-        assert_eq!(l.check(K, q, 0).rate_limit().reset_at, 180);
+        assert_eq!(l.check(K, q, 121).rate_limit().reset_at, 180);
+        assert!(!l.check(K, q, 179).is_allowed());
         assert!(l.check(K, q, 180).is_allowed());
+    }
+
+    #[test]
+    fn a_clock_corrected_back_by_more_than_a_window_does_not_freeze_the_quota() {
+        // One request while the clock is an hour ahead, then the real time again.
+        let l = RateLimiter::new();
+        let q = Quota::SPEC;
+        let t = 1_800_000_000;
+        assert!(l.check(K, q, t + 3600).is_allowed());
+        for i in 0..60 {
+            let d = l.check(K, q, t + 1);
+            assert!(d.is_allowed(), "request {i} after the correction");
+            assert_eq!(d.rate_limit().reset_at, t + 60);
+        }
+        assert!(!l.check(K, q, t + 2).is_allowed());
+        assert_eq!(l.peek(K, q, t + 2).remaining, 0);
+        // The corrected clock now counts as the latest: a small step back is held to it.
+        assert!(!l.check(K, q, t).is_allowed());
+        assert!(l.check(K, q, t + 60).is_allowed());
+    }
+
+    #[test]
+    fn a_correction_is_seen_by_every_key_of_a_stripe_and_by_sweeps() {
+        let l = RateLimiter::with_stripes(1);
+        let other = KeyId::from_u64(7);
+        let q = Quota::new(1, 60).unwrap();
+        let t = 1_800_000_000;
+        assert!(l.check(K, q, t).is_allowed());
+        // Two hours ahead: K's window looks over and is reclaimed.
+        assert!(l.check(other, q, t + 7200).is_allowed());
+        // Back at the real time: at most one extra window for K, a fresh one for the other key.
+        assert!(l.check(K, q, t + 1).is_allowed());
+        assert!(!l.check(K, q, t + 2).is_allowed());
+        assert!(l.check(other, q, t + 1).is_allowed());
+        assert!(!l.check(other, q, t + 2).is_allowed());
+        // A sweep at the real time keeps the current windows.
+        assert_eq!(l.sweep(t + 3), 0);
+        assert!(!l.check(K, q, t + 3).is_allowed());
+        assert!(l.check(K, q, t + 60).is_allowed());
     }
 
     #[test]

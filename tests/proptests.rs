@@ -108,27 +108,65 @@ proptest! {
         }
     }
 
-    /// With arbitrary (also backwards) times, no key is ever allowed more than the limit in any
-    /// window, counted by the window the limiter reports.
+    /// With arbitrary (also backwards) times, a key is allowed at most the limit in any window
+    /// (counted by the window the limiter reports), plus at most one more window's worth for
+    /// each correction: a time more than a window behind the latest time presented.
     #[test]
-    fn limiter_never_exceeds_the_limit_with_any_clock(
+    fn limiter_grants_at_most_one_extra_window_per_clock_correction(
         events in proptest::collection::vec((0u64..3, 0u64..400, any::<bool>()), 1..400),
     ) {
         let quota = Quota::new(3, 60).unwrap();
         let limiter = RateLimiter::with_stripes(2);
         let mut per_window: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut latest = 0;
+        let mut corrections = 0;
         for (key, t, sweep) in events {
+            let now = 1_700_000_000 + t;
+            if now + 60 < latest {
+                corrections += 1;
+            }
+            latest = latest.max(now);
             if sweep {
-                let _ = limiter.sweep(1_700_000_000 + t);
+                let _ = limiter.sweep(now);
                 continue;
             }
             let id = KeyId::from_u64(key << 62);
-            if let LimitDecision::Allowed(r) = limiter.check(id, quota, 1_700_000_000 + t) {
+            if let LimitDecision::Allowed(r) = limiter.check(id, quota, now) {
                 let n = per_window.entry((key, r.reset_at)).or_default();
                 *n += 1;
-                prop_assert!(*n <= 3);
+                prop_assert!(*n <= 3 * (1 + corrections), "{} in one window", n);
             }
         }
+    }
+
+    /// Whatever the clock did before, from any time `s` on a quota is never frozen: a request
+    /// two windows later is allowed, and after a correction back by more than a window, a key
+    /// that made no request at the corrected time gets the whole limit at once.
+    #[test]
+    fn a_clock_that_jumps_both_ways_never_freezes_a_quota(
+        history in proptest::collection::vec((0u64..2, 0u64..100_000), 0..60),
+        s in 0u64..100_000,
+        period in 1u32..300,
+    ) {
+        let quota = Quota::new(2, period).unwrap();
+        let limiter = RateLimiter::with_stripes(1);
+        let key = KeyId::from_u64(1);
+        let base = 1_700_000_000u64;
+        let mut latest = 0;
+        for (k, t) in history {
+            // Other keys of the same stripe move its clock; `key` itself has no history.
+            let _ = limiter.check(KeyId::from_u64(k + 2), quota, base + t);
+            latest = latest.max(base + t);
+        }
+        let now = base + s;
+        let first = limiter.check(key, quota, now);
+        if now + u64::from(period) < latest {
+            // A correction: the key's window at `now` starts with this request.
+            prop_assert!(first.is_allowed());
+            prop_assert_eq!(first.rate_limit().reset_at, quota.window_end(now));
+        }
+        let later = now + 2 * u64::from(period);
+        prop_assert!(limiter.check(key, quota, later).is_allowed());
     }
 }
 

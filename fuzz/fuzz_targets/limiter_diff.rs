@@ -24,11 +24,24 @@ struct Input {
     events: Vec<Event>,
 }
 
-/// The reference: one counter per key, in windows aligned to the epoch, on a clock that never
-/// goes back.
+/// The reference: one counter per key, in windows aligned to the epoch, on a clock that holds
+/// at the latest time for small steps back and takes a step back by more than a window as a
+/// correction.
 struct Model {
     latest: u64,
     slots: HashMap<u8, (u64, u32)>,
+    /// The limiter reclaims ended windows as it goes, at most once a second; after a clock
+    /// correction that is visible (a window reclaimed while the clock ran ahead starts afresh),
+    /// so the model reclaims at the same moments.
+    sweep_due: u64,
+}
+
+impl Model {
+    fn sweep(&mut self, now: u64) {
+        self.slots.retain(|_, (end, _)| *end > now);
+        let due = self.slots.values().map(|(end, _)| *end).min().unwrap_or(u64::MAX);
+        self.sweep_due = due.max(now + 1);
+    }
 }
 
 fuzz_target!(|input: Input| {
@@ -51,6 +64,7 @@ fuzz_target!(|input: Input| {
     let mut model = Model {
         latest: 0,
         slots: HashMap::new(),
+        sweep_due: u64::MAX,
     };
     let mut now: u64 = 1_700_000_000;
     for event in input.events.iter().take(2000) {
@@ -63,11 +77,11 @@ fuzz_target!(|input: Input| {
             i64::from(dt).abs()
         };
         now = now.saturating_add_signed(dt);
-        model.latest = model.latest.max(now);
         match event {
             Event::Sweep { .. } => {
                 let _ = limiter.sweep(now);
-                model.slots.retain(|_, (end, _)| *end > model.latest);
+                model.latest = model.latest.max(now);
+                model.sweep(now);
             }
             Event::Check { key, .. } => {
                 let key = *key % 16;
@@ -76,11 +90,19 @@ fuzz_target!(|input: Input| {
                 let id = KeyId::from_u64(u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let got = limiter.check(id, quota, now);
 
+                let period = u64::from(quota.period_secs());
+                if now >= model.latest || model.latest - now > period {
+                    model.latest = now;
+                }
                 let end = quota.window_end(model.latest);
+                if model.latest >= model.sweep_due {
+                    model.sweep(model.latest);
+                }
                 let slot = model.slots.entry(key).or_insert((end, 0));
-                if slot.0 < end {
+                if slot.0 < end || slot.0 - end > period {
                     *slot = (end, 0);
                 }
+                model.sweep_due = model.sweep_due.min(slot.0);
                 let allowed = slot.1 < quota.limit();
                 if allowed {
                     slot.1 += 1;
