@@ -69,22 +69,38 @@ impl KeyRecord {
         }
     }
 
-    /// Combines this record with another version of the same key so that changes only ever
-    /// tighten it: the earliest revocation and the earliest expiry win, and the latest use is
-    /// kept. Name, scopes and rate limit come from `newer`.
+    /// Combines this record, the version already held, with another version of the same key so
+    /// that changes only ever tighten it: the earliest revocation and the earliest expiry win,
+    /// and the latest use is kept. What a key is (digest, name, scopes, rate limit, creation
+    /// time, last four characters) is fixed when it is created and is taken from `self`, so a
+    /// forged or tampered version can neither widen a key nor rename it.
     #[must_use]
-    pub fn merged_with(&self, newer: &KeyRecord) -> KeyRecord {
+    pub fn merged_with(&self, other: &KeyRecord) -> KeyRecord {
         fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
             match (a, b) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             }
         }
-        let mut merged = newer.clone();
-        merged.revoked_at = earliest(self.revoked_at, newer.revoked_at);
-        merged.expires_at = earliest(self.expires_at, newer.expires_at);
-        merged.last_used_at = self.last_used_at.max(newer.last_used_at);
+        let mut merged = self.clone();
+        merged.revoked_at = earliest(self.revoked_at, other.revoked_at);
+        merged.expires_at = earliest(self.expires_at, other.expires_at);
+        merged.last_used_at = self.last_used_at.max(other.last_used_at);
         merged
+    }
+
+    /// Whether `other` is this key with a different fixed part (digest, name, scopes, rate
+    /// limit, creation time or last four characters): a version that [`KeyRecord::merged_with`]
+    /// would not take, and that a host receiving records from elsewhere should count as
+    /// tampered.
+    #[must_use]
+    pub fn conflicts_with(&self, other: &KeyRecord) -> bool {
+        self.digest != other.digest
+            || self.name != other.name
+            || self.scopes != other.scopes
+            || self.rate_limit != other.rate_limit
+            || self.created_at != other.created_at
+            || self.last4 != other.last4
     }
 
     fn validate(&self) -> Result<(), InvalidRecord> {
@@ -436,29 +452,46 @@ impl KeyStore {
     }
 
     /// Stores a record. If the store already has this key, the two versions are merged with
-    /// [`KeyRecord::merged_with`]: a revocation or an expiry is never undone or pushed back, so
-    /// records arriving late or out of order (from a database, or from other instances) cannot
-    /// revive a key.
+    /// [`KeyRecord::merged_with`]: a revocation or an expiry is never undone or pushed back, and
+    /// the key's fixed part (name, scopes, rate limit, creation time) stays as first stored, so
+    /// records arriving late, out of order or altered (from a database, or from other
+    /// instances) can neither revive a key nor widen it.
     ///
     /// # Errors
     ///
     /// [`InvalidRecord`] for an empty, overlong or control-character name or empty scopes, and
     /// [`InvalidRecord::IdCollision`] if a key with a different digest has the same id.
     pub fn insert(&self, record: KeyRecord) -> Result<(), InvalidRecord> {
+        self.merge(record).map(drop)
+    }
+
+    /// Stores a record as [`KeyStore::insert`] does, and returns the record as now stored if
+    /// that changed the store, or `None` if the store already knew everything it says (so a
+    /// host need not save or announce it again).
+    ///
+    /// # Errors
+    ///
+    /// As [`KeyStore::insert`].
+    pub fn merge(&self, record: KeyRecord) -> Result<Option<KeyRecord>, InvalidRecord> {
         record.validate()?;
         match self.map.entry(record.id()) {
             MapEntry::Occupied(mut o) => {
                 if o.get().digest != record.digest {
                     return Err(InvalidRecord::IdCollision);
                 }
-                let merged = o.get().to_record().merged_with(&record);
-                **o.get_mut() = Entry::from_record(merged);
+                let held = o.get().to_record();
+                let merged = held.merged_with(&record);
+                if merged == held {
+                    return Ok(None);
+                }
+                **o.get_mut() = Entry::from_record(merged.clone());
+                Ok(Some(merged))
             }
             MapEntry::Vacant(v) => {
-                v.insert(Box::new(Entry::from_record(record)));
+                v.insert(Box::new(Entry::from_record(record.clone())));
+                Ok(Some(record))
             }
         }
-        Ok(())
     }
 
     /// Stores every record (see [`KeyStore::insert`]), returning how many were stored.
@@ -766,11 +799,23 @@ mod tests {
         let mut later = stale.clone();
         later.expires_at = Some(NOW + 1000);
         later.name = "renamed".into();
+        later.scopes = Scopes::FULL;
+        later.rate_limit = Some(Quota::per_minute(1000));
+        assert!(stale.conflicts_with(&later));
         store.insert(later).unwrap();
         let now = store.get(id).unwrap();
         assert_eq!(now.revoked_at, Some(NOW + 5));
         assert_eq!(now.expires_at, Some(NOW + 100));
-        assert_eq!(now.name, "renamed");
+        // What the key is stays as created.
+        assert_eq!(now.name, "a");
+        assert_eq!(now.scopes, Scopes::FULL);
+        assert_eq!(now.rate_limit, None);
+        assert!(!stale.conflicts_with(&now));
+        // Nothing new: nothing to save or announce.
+        assert_eq!(store.merge(now.clone()), Ok(None));
+        let mut used = now.clone();
+        used.last_used_at = Some(NOW + 7);
+        assert_eq!(store.merge(used.clone()), Ok(Some(used)));
         // An earlier revocation time does win.
         let mut earlier = stale;
         earlier.revoked_at = Some(NOW + 1);
