@@ -19,7 +19,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use sitequest_auth::{Authorizer, KeyStore, Quota};
-use sitequest_auth_redis::{FailurePolicy, KeySync, RedisLimiter, RedisLimiterConfig};
+use sitequest_auth_redis::{
+    FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
+};
 use sitequest_auth_tower::{AsyncLimiter, Clock};
 use tokio::sync::Mutex;
 
@@ -43,8 +45,13 @@ pub struct Config {
     pub clock: Clock,
     /// Redis URL: count requests and share key changes with the other instances through it.
     pub redis: Option<String>,
-    /// What to do when Redis cannot be reached.
+    /// What to do when Redis cannot be reached, or key changes cannot be confirmed in sync.
     pub redis_policy: FailurePolicy,
+    /// Signs and checks the key changes shared through Redis; required with `redis`.
+    pub sync_secret: Option<SyncSecret>,
+    /// Longest time without confirming that key changes are in sync before this instance stops
+    /// vouching for revocations (see [`FailurePolicy`]).
+    pub max_sync_age: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -70,6 +77,8 @@ impl Config {
             clock: Arc::new(sitequest_auth_tower::system_clock),
             redis: None,
             redis_policy: FailurePolicy::FailClosed,
+            sync_secret: None,
+            max_sync_age: DEFAULT_MAX_SYNC_AGE,
         }
     }
 }
@@ -142,7 +151,11 @@ impl Demo {
         };
         let (limiter, sync) = match &config.redis {
             Some(url) => {
-                let (limiter, sync) = connect_redis(url, config.redis_policy).await?;
+                let secret = config.sync_secret.clone().context(
+                    "--redis needs a sync secret: --sync-secret-file PATH or SITEQUEST_SYNC_SECRET",
+                )?;
+                let (limiter, sync) =
+                    connect_redis(url, config.redis_policy, secret, config.max_sync_age).await?;
                 (Some(limiter), Some(sync))
             }
             None => (None, None),
@@ -207,29 +220,39 @@ pub const REDIS_LIMITER_PREFIX: &str = "sitequest:rl";
 pub const REDIS_SYNC_PREFIX: &str = "sitequest:keys";
 /// Longest wait for Redis.
 pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
+/// Default longest time without confirming that key changes are in sync.
+pub const DEFAULT_MAX_SYNC_AGE: Duration = Duration::from_secs(10);
 
 async fn connect_redis(
     url: &str,
     policy: FailurePolicy,
+    secret: SyncSecret,
+    max_sync_age: Duration,
 ) -> Result<(Arc<dyn AsyncLimiter>, Arc<KeySync>)> {
+    let mut sync_config = KeySyncConfig::new(secret);
+    sync_config.prefix = REDIS_SYNC_PREFIX.to_owned();
+    sync_config.timeout = REDIS_TIMEOUT;
+    let sync = Arc::new(
+        KeySync::connect(url, sync_config)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {url}"))?,
+    );
     let config = RedisLimiterConfig {
         prefix: REDIS_LIMITER_PREFIX.to_owned(),
         timeout: REDIS_TIMEOUT,
         policy,
-        local_precheck: true,
+        ..RedisLimiterConfig::default()
     };
     let limiter = RedisLimiter::connect(url, config)
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
-    let sync = KeySync::connect(url, REDIS_SYNC_PREFIX, REDIS_TIMEOUT)
-        .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .with_context(|| format!("cannot connect to Redis at {url}"))?
+        .guard_with(sync.clone(), max_sync_age);
     tracing::info!(
         url,
         ?policy,
         "sharing rate limits and key changes through Redis"
     );
-    Ok((Arc::new(limiter), Arc::new(sync)))
+    Ok((Arc::new(limiter), sync))
 }
 
 /// A Redis URL without its password (`redis://user:secret@host/` becomes
@@ -249,19 +272,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Applies key changes from the other instances and saves them in this instance's data file.
+/// Applies key changes from the other instances and saves them in this instance's data file,
+/// each batch in one transaction.
 fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHandle<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<sitequest_auth::KeyRecord>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<KeyChange>>();
     let db = state.db.clone();
     let saver = tokio::spawn(async move {
-        while let Some(record) = rx.recv().await {
-            if let Err(e) = db.lock().await.upsert(&[&record]) {
-                tracing::warn!(key_id = %record.id(), error = %e, "could not save a shared key change");
+        while let Some(batch) = rx.recv().await {
+            let upserts: Vec<&sitequest_auth::KeyRecord> = batch
+                .iter()
+                .filter_map(|c| match c {
+                    KeyChange::Upserted(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            if let Err(e) = db.lock().await.upsert(&upserts) {
+                tracing::warn!(keys = upserts.len(), error = %e, "could not save shared key changes");
             }
         }
     });
-    let follower = sync.spawn(state.store().clone(), move |record| {
-        let _ = tx.send(record.clone());
+    let follower = sync.spawn(state.store().clone(), move |batch| {
+        let _ = tx.send(batch);
     });
     tokio::spawn(async move {
         let _ = follower.await;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
-use sitequest_auth_redis::FailurePolicy;
+use sitequest_auth_redis::{FailurePolicy, SyncSecret};
 use sitequest_demo::{db::Db, Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
@@ -31,10 +31,21 @@ struct Cli {
     /// using the same Redis. Without it everything stays in this process.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
-    /// With --redis: what to do when Redis cannot be reached. `closed` answers 503; `open`
-    /// serves the request without the shared limit.
+    /// With --redis: what to do when Redis cannot be reached, or key changes cannot be confirmed
+    /// in sync for longer than --max-sync-age. `closed` answers 503; `open` serves the request
+    /// with a per-process limit and the local view of the keys, and logs an error every few
+    /// seconds while out of sync.
     #[arg(long, value_name = "closed|open", default_value = "closed", value_parser = parse_policy)]
     redis_failure: FailurePolicy,
+    /// With --redis: a file holding the secret (at least 32 bytes) that signs every key change
+    /// shared through Redis, the same on every instance, and not the Redis password. The
+    /// environment variable SITEQUEST_SYNC_SECRET may hold it instead.
+    #[arg(long, value_name = "PATH")]
+    sync_secret_file: Option<PathBuf>,
+    /// With --redis: seconds without confirming that key changes are in sync after which this
+    /// instance no longer vouches for revocations made on others (see --redis-failure).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    max_sync_age: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -73,6 +84,22 @@ enum KeysCommand {
     },
 }
 
+/// The sync secret from `--sync-secret-file`, else from `SITEQUEST_SYNC_SECRET`.
+fn sync_secret(file: Option<&std::path::Path>) -> Result<SyncSecret> {
+    let bytes = zeroize::Zeroizing::new(match file {
+        Some(path) => std::fs::read(path)
+            .with_context(|| format!("cannot read the sync secret file {}", path.display()))?,
+        None => std::env::var("SITEQUEST_SYNC_SECRET")
+            .map(String::into_bytes)
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--redis needs a sync secret: --sync-secret-file PATH or SITEQUEST_SYNC_SECRET"
+                )
+            })?,
+    });
+    Ok(SyncSecret::new(&bytes)?)
+}
+
 fn parse_policy(s: &str) -> Result<FailurePolicy, String> {
     match s {
         "closed" => Ok(FailurePolicy::FailClosed),
@@ -99,8 +126,12 @@ async fn main() -> Result<()> {
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
-    config.redis = cli.redis;
     config.redis_policy = cli.redis_failure;
+    config.max_sync_age = std::time::Duration::from_secs(cli.max_sync_age);
+    if cli.redis.is_some() {
+        config.sync_secret = Some(sync_secret(cli.sync_secret_file.as_deref())?);
+    }
+    config.redis = cli.redis;
     let demo = Demo::bind(config).await?;
     if let Some(token) = demo.state().admin.created() {
         println!("admin token (shown once, kept in its 0600 file): {token}");

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::process::{field, start, Running};
-use sitequest_auth_redis::testing::RedisServer;
+use common::process::{field, start, Running, BIN};
+use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
 
 const TOKEN: &str = "shared-admin-token-0123456789";
 
@@ -179,4 +179,116 @@ fn redis_outage_fails_open_when_asked() {
     assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
     assert!(t.elapsed() < Duration::from_secs(2));
     server.terminate();
+}
+
+#[test]
+fn redis_without_a_sync_secret_is_refused_at_start() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--redis", &redis.url(), "--data"])
+        .arg(dir.path().join("a.db"))
+        .env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .env_remove("SITEQUEST_SYNC_SECRET")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "--redis needs a sync secret: --sync-secret-file PATH or SITEQUEST_SYNC_SECRET"
+        ),
+        "{err}"
+    );
+    // A short secret is refused too, with its length and never its value.
+    let out = std::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--redis", &redis.url(), "--data"])
+        .arg(dir.path().join("a.db"))
+        .env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .env("SITEQUEST_SYNC_SECRET", "tooshort")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the sync secret must be at least 32 bytes long (found 8)")
+            && !err.contains("tooshort"),
+        "{err}"
+    );
+}
+
+/// An instance whose Redis connections freeze (open, silent) while a key is revoked elsewhere
+/// does not keep serving that key: within the staleness bound it answers 401 (healed and
+/// resynced) or 503 (cannot vouch for revocations), never 200.
+#[test]
+fn a_revocation_elsewhere_is_honoured_within_the_bound_through_a_frozen_link() {
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(FreezingProxy::start(redis.port));
+    let dir = tempfile::tempdir().unwrap();
+    let (direct, via_proxy) = (redis.url(), proxy.url());
+    let b = start(&dir.path().join("b.db"), &["--redis", &direct], Some(TOKEN));
+    let a = start(
+        &dir.path().join("a.db"),
+        &["--redis", &via_proxy, "--max-sync-age", "3"],
+        Some(TOKEN),
+    );
+    let (status, created) = b.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"k","preset":"full"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let (key, id) = (
+        field(&created, "key").to_owned(),
+        field(&created, "id").to_owned(),
+    );
+    wait_until("the key on a", Duration::from_secs(2), || {
+        a.request("GET", "/v1/servers", &key, "").0 == 200
+    });
+
+    rt.block_on(async { proxy.freeze() });
+    let revoked_at = Instant::now();
+    assert_eq!(
+        b.request("DELETE", &format!("/admin/v1/keys/{id}"), TOKEN, "")
+            .0,
+        204
+    );
+    // Within the bound (3 s, plus a ping interval to notice) it stops serving the key, and from
+    // then on never serves it again: 503 while it cannot vouch, 401 once healed and resynced.
+    let bound = Duration::from_secs(3) + Duration::from_millis(1500);
+    std::thread::sleep(bound.saturating_sub(revoked_at.elapsed()));
+    let mut statuses = Vec::new();
+    while revoked_at.elapsed() < bound + Duration::from_secs(3) {
+        let status = a.request("GET", "/v1/servers", &key, "").0;
+        assert!(
+            matches!(status, 401 | 503),
+            "served {status} after the bound"
+        );
+        statuses.push(status);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let healed = wait_until("the revocation on a", Duration::from_secs(10), || {
+        a.request("GET", "/v1/servers", &key, "").0 == 401
+    });
+    println!(
+        "after the bound: {} x 503, {} x 401; 401 for good {:?} later",
+        statuses.iter().filter(|&&s| s == 503).count(),
+        statuses.iter().filter(|&&s| s == 401).count(),
+        healed
+    );
+    // It heals: a new key made on b works on a.
+    let (_, created) = b.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"k2","preset":"full"}"#,
+    );
+    let key2 = field(&created, "key").to_owned();
+    wait_until("a healed", Duration::from_secs(10), || {
+        a.request("GET", "/v1/servers", &key2, "").0 == 200
+    });
+    a.terminate();
+    b.terminate();
 }

@@ -25,6 +25,7 @@ fn benches(c: &mut Criterion) {
         timeout: Duration::from_secs(1),
         policy: FailurePolicy::FailClosed,
         local_precheck: true,
+        ..RedisLimiterConfig::default()
     };
     let shared = rt
         .block_on(RedisLimiter::connect(&redis.url(), config))

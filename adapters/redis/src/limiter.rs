@@ -5,10 +5,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimit, RateLimiter};
 use sitequest_auth_tower::{AsyncLimiter, LimitFuture, LimiterUnavailable};
+
+use crate::link::Link;
+use crate::sync::KeySync;
 
 /// Counts a request if the window has room, atomically. The expiry is set on the first hit
 /// only, so a key lives one window (plus a little slack) after its first request.
@@ -53,6 +58,8 @@ pub struct RedisLimiterConfig {
     /// Once a key is known to be exhausted for the current window, refuse locally until the
     /// window ends, without a round trip.
     pub local_precheck: bool,
+    /// How often the connection is pinged; after two failures in a row it is replaced.
+    pub health_interval: Duration,
 }
 
 impl Default for RedisLimiterConfig {
@@ -62,6 +69,7 @@ impl Default for RedisLimiterConfig {
             timeout: Duration::from_millis(250),
             policy: FailurePolicy::FailClosed,
             local_precheck: true,
+            health_interval: Duration::from_secs(1),
         }
     }
 }
@@ -78,6 +86,12 @@ pub struct LimiterStats {
     pub fail_open: u64,
     /// Requests refused because Redis was unavailable under [`FailurePolicy::FailClosed`].
     pub fail_closed: u64,
+    /// Requests refused under [`FailurePolicy::FailClosed`] because the key sync given to
+    /// [`RedisLimiter::guard_with`] could not confirm it was in sync (counted in
+    /// `fail_closed` too).
+    pub stale_refusals: u64,
+    /// Times the stalled connection was replaced.
+    pub reconnects: u64,
 }
 
 #[derive(Default)]
@@ -86,6 +100,15 @@ struct Counters {
     local_refusals: AtomicU64,
     fail_open: AtomicU64,
     fail_closed: AtomicU64,
+    stale_refusals: AtomicU64,
+}
+
+/// A key sync the limiter answers for: past `max_age` without a confirmation, revocations made
+/// elsewhere may be missing here.
+struct Guard {
+    sync: Arc<KeySync>,
+    max_age: Duration,
+    last_error_log: Mutex<Option<Instant>>,
 }
 
 /// A fixed-window limiter shared by every server connected to the same Redis.
@@ -97,10 +120,16 @@ struct Counters {
 /// Like the in-memory limiter, it treats a time earlier than the latest it has seen as that
 /// time, so a clock stepping back grants nothing extra.
 ///
-/// The connection reconnects by itself; while Redis is unreachable each check gives up after
+/// A time more than a window earlier than the latest seen is a correction of a clock that ran
+/// ahead, and counting resumes at it, as in the in-memory limiter.
+///
+/// The connection heals by itself: it is pinged every
+/// [`RedisLimiterConfig::health_interval`], and replaced after two failures in a row, stalled
+/// or dropped. While Redis is unreachable each check gives up after
 /// [`RedisLimiterConfig::timeout`] and applies the [`FailurePolicy`].
 pub struct RedisLimiter {
-    conn: ConnectionManager,
+    link: Arc<Link>,
+    guard: Option<Guard>,
     script: redis::Script,
     config: RedisLimiterConfig,
     latest: AtomicU64,
@@ -124,9 +153,10 @@ impl RedisLimiter {
     ///
     /// When the URL is invalid or Redis cannot be reached now.
     pub async fn connect(url: &str, config: RedisLimiterConfig) -> redis::RedisResult<Self> {
-        let (_, conn) = crate::connect(url, config.timeout).await?;
+        let link = Link::connect(url, config.timeout, config.health_interval).await?;
         Ok(Self {
-            conn,
+            link,
+            guard: None,
             script: redis::Script::new(CHECK_SCRIPT),
             config,
             latest: AtomicU64::new(0),
@@ -134,6 +164,21 @@ impl RedisLimiter {
             shadow: RateLimiter::new(),
             counters: Counters::default(),
         })
+    }
+
+    /// Makes the limiter answer for `sync` too: when it has not confirmed being in sync for
+    /// longer than `max_age` (see [`KeySync::sync_age`]), this instance can no longer vouch for
+    /// revocations made on others. Under [`FailurePolicy::FailClosed`] every check is then
+    /// unavailable (the layer answers 503) until the sync is confirmed again; under
+    /// [`FailurePolicy::FailOpen`] checks go on and an error is logged every few seconds.
+    #[must_use]
+    pub fn guard_with(mut self, sync: Arc<KeySync>, max_age: Duration) -> Self {
+        self.guard = Some(Guard {
+            sync,
+            max_age,
+            last_error_log: Mutex::new(None),
+        });
+        self
     }
 
     /// What the limiter has done so far.
@@ -144,6 +189,41 @@ impl RedisLimiter {
             local_refusals: self.counters.local_refusals.load(Ordering::Relaxed),
             fail_open: self.counters.fail_open.load(Ordering::Relaxed),
             fail_closed: self.counters.fail_closed.load(Ordering::Relaxed),
+            stale_refusals: self.counters.stale_refusals.load(Ordering::Relaxed),
+            reconnects: self.link.rebuilds(),
+        }
+    }
+
+    /// Refuses a check when the guarded sync is stale and the policy is fail-closed.
+    fn check_guard(&self) -> Result<(), LimiterUnavailable> {
+        let Some(guard) = &self.guard else {
+            return Ok(());
+        };
+        if guard.sync.is_in_sync(guard.max_age) {
+            return Ok(());
+        }
+        let age = guard.sync.sync_age();
+        match self.config.policy {
+            FailurePolicy::FailClosed => {
+                self.counters.fail_closed.fetch_add(1, Ordering::Relaxed);
+                self.counters.stale_refusals.fetch_add(1, Ordering::Relaxed);
+                Err(LimiterUnavailable {
+                    reason: "key changes are not confirmed in sync".to_owned(),
+                })
+            }
+            FailurePolicy::FailOpen => {
+                let mut last = guard.last_error_log.lock();
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    *last = Some(Instant::now());
+                    tracing::error!(
+                        unconfirmed_for = ?age,
+                        bound = ?guard.max_age,
+                        "key changes not confirmed in sync: revocations made on other instances \
+                         may not be honoured here (--redis-failure open)"
+                    );
+                }
+                Ok(())
+            }
         }
     }
 
@@ -165,8 +245,9 @@ impl RedisLimiter {
         quota: Quota,
         now: u64,
     ) -> Result<LimitDecision, LimiterUnavailable> {
-        let now = self.latest.fetch_max(now, Ordering::Relaxed).max(now);
+        self.check_guard()?;
         let period = u64::from(quota.period_secs());
+        let now = self.effective_time(now, period);
         let reset_at = quota.window_end(now);
         let snapshot = |remaining| RateLimit {
             limit: quota.limit(),
@@ -191,13 +272,13 @@ impl RedisLimiter {
         invocation
             .arg(quota.limit())
             .arg(reset_at - now + EXPIRY_SLACK);
-        let mut conn = self.conn.clone();
-        let answer: Result<redis::RedisResult<(u8, u64)>, _> =
-            tokio::time::timeout(self.config.timeout, invocation.invoke_async(&mut conn)).await;
+        let answer: redis::RedisResult<(u8, u64)> = self
+            .link
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await;
         let (allowed, count) = match answer {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return self.unavailable(key, quota, now, &e.to_string()),
-            Err(_) => return self.unavailable(key, quota, now, "timed out"),
+            Ok(v) => v,
+            Err(e) => return self.unavailable(key, quota, now, &e.to_string()),
         };
         self.counters.redis_checks.fetch_add(1, Ordering::Relaxed);
         let remaining = u64::from(quota.limit()).saturating_sub(count);
@@ -213,6 +294,26 @@ impl RedisLimiter {
                 exhausted.insert(key, reset_at);
             }
             Ok(LimitDecision::Limited(snapshot(0)))
+        }
+    }
+
+    /// The time to count at: the latest time seen for a step back of at most a window, else
+    /// `now` (a correction, which must not freeze counting until the clock catches up).
+    fn effective_time(&self, now: u64, period: u64) -> u64 {
+        let mut latest = self.latest.load(Ordering::Relaxed);
+        loop {
+            if now < latest && latest - now <= period {
+                return latest;
+            }
+            match self.latest.compare_exchange_weak(
+                latest,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return now,
+                Err(seen) => latest = seen,
+            }
         }
     }
 

@@ -1,59 +1,312 @@
-//! Key changes shared between instances: a Redis hash of every record plus a pub/sub channel.
+//! Key changes shared between instances: a Redis hash of every record plus a pub/sub channel,
+//! every entry signed.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
-use std::collections::HashMap;
-
+use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use sitequest_auth::{KeyId, KeyRecord, KeyStore};
+use zeroize::Zeroizing;
 
-/// Stores the merged record in the hash and publishes it, in one atomic step, so that two
-/// instances changing the same key at once cannot lose a revocation or an expiry.
-/// KEYS: hash, channel. ARGV: key id, record JSON. Returns the merged JSON.
+use crate::link::{self, Link};
+
+/// Writes an entry only if the hash still holds what the writer merged with, then announces it.
+/// It also refuses, as a second line behind the writer's own merge, an entry that would loosen
+/// the one it replaces: a removed key stays removed, a key's fixed part stays as created, and a
+/// revocation or an expiry only moves earlier. Signatures are checked by the instances, not
+/// here: Redis holds no secret.
+/// KEYS: hash, channel. ARGV: key id, expected current entry ('' for none), new entry, '1' if
+/// the writer found the current entry's signature invalid (it is then replaced as it is).
+/// Returns 1 when written, 0 when the hash changed meanwhile (merge again and retry).
 const PUBLISH_SCRIPT: &str = r"
-local new = cjson.decode(ARGV[2])
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local old = cjson.decode(cur)
-  if old.revoked_at ~= cjson.null and (new.revoked_at == cjson.null or old.revoked_at < new.revoked_at) then
-    new.revoked_at = old.revoked_at
+if (cur or '') ~= ARGV[2] then
+  return 0
+end
+if cur and ARGV[4] ~= '1' then
+  local old = cjson.decode(string.sub(cur, 66))
+  local new = cjson.decode(string.sub(ARGV[3], 66))
+  local function later(a, b)
+    -- whether b moves the time a later (or clears it)
+    if a == cjson.null or a == nil then return false end
+    return b == cjson.null or b == nil or b > a
   end
-  if old.expires_at ~= cjson.null and (new.expires_at == cjson.null or old.expires_at < new.expires_at) then
-    new.expires_at = old.expires_at
-  end
-  if old.last_used_at ~= cjson.null and (new.last_used_at == cjson.null or old.last_used_at > new.last_used_at) then
-    new.last_used_at = old.last_used_at
+  if old.kind == 'removed' then
+    if new.kind ~= 'removed' or new.removed_at > old.removed_at then
+      return redis.error_reply('sync entry would restore a removed key')
+    end
+  elseif new.kind == 'record' then
+    local o, n = old.record, new.record
+    local same = o.digest == n.digest and o.name == n.name and o.created_at == n.created_at
+      and o.last4 == n.last4 and cjson.encode(o.scopes) == cjson.encode(n.scopes)
+    if o.rate_limit == cjson.null or n.rate_limit == cjson.null then
+      same = same and o.rate_limit == n.rate_limit
+    else
+      same = same and o.rate_limit.limit == n.rate_limit.limit
+        and o.rate_limit.period_secs == n.rate_limit.period_secs
+    end
+    if not same then
+      return redis.error_reply('sync entry would change a key once created')
+    end
+    if later(o.revoked_at, n.revoked_at) or later(o.expires_at, n.expires_at) then
+      return redis.error_reply('sync entry would loosen a key')
+    end
   end
 end
-local merged = cjson.encode(new)
-redis.call('HSET', KEYS[1], ARGV[1], merged)
-redis.call('PUBLISH', KEYS[2], merged)
-return merged
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', KEYS[2], ARGV[3])
+return 1
 ";
+
+/// Domain separation of the signatures: an HMAC made for anything else never verifies here.
+const SIGNING_CONTEXT: &[u8] = b"sitequest-auth key sync v1\n";
+
+/// The secret that signs every shared key change: not the Redis password, so that whoever can
+/// write to Redis still cannot create or change a key.
+///
+/// Its `Debug` never shows it, and it is zeroized on drop.
+#[derive(Clone)]
+pub struct SyncSecret(Zeroizing<Vec<u8>>);
+
+/// A sync secret that is too short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeakSyncSecret {
+    /// Its length in bytes.
+    pub len: usize,
+}
+
+impl fmt::Display for WeakSyncSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the sync secret must be at least {} bytes long (found {})",
+            SyncSecret::MIN_LEN,
+            self.len
+        )
+    }
+}
+
+impl std::error::Error for WeakSyncSecret {}
+
+impl SyncSecret {
+    /// Shortest secret accepted, in bytes (for example 32 random characters, or `openssl rand
+    /// -hex 32`).
+    pub const MIN_LEN: usize = 32;
+
+    /// A secret from its bytes; surrounding whitespace (a file's final newline) is not part of
+    /// it.
+    ///
+    /// # Errors
+    ///
+    /// [`WeakSyncSecret`] when shorter than [`SyncSecret::MIN_LEN`] bytes.
+    pub fn new(bytes: &[u8]) -> Result<Self, WeakSyncSecret> {
+        let bytes = bytes.trim_ascii();
+        if bytes.len() < Self::MIN_LEN {
+            return Err(WeakSyncSecret { len: bytes.len() });
+        }
+        Ok(Self(Zeroizing::new(bytes.to_vec())))
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(SIGNING_CONTEXT);
+        mac
+    }
+
+    /// `hex(HMAC-SHA256(secret, context || body)) || "." || body`.
+    fn sign(&self, body: &str) -> String {
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let mut out = hex::encode(tag);
+        out.push('.');
+        out.push_str(body);
+        out
+    }
+
+    /// The body of a signed entry, if its signature is this secret's (checked in constant
+    /// time).
+    fn verify<'a>(&self, signed: &'a str) -> Option<&'a str> {
+        let (tag, body) = signed.split_at_checked(64)?;
+        let body = body.strip_prefix('.')?;
+        let tag = hex::decode(tag).ok()?;
+        let mut mac = self.mac();
+        mac.update(body.as_bytes());
+        mac.verify_slice(&tag).ok()?;
+        Some(body)
+    }
+}
+
+impl fmt::Debug for SyncSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SyncSecret(<redacted>)")
+    }
+}
+
+/// What is shared about a key: its record, or that it was removed (a tombstone, so an instance
+/// that still has the record cannot bring it back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum Entry {
+    Record { record: KeyRecord },
+    Removed { id: KeyId, removed_at: u64 },
+}
+
+impl Entry {
+    fn id(&self) -> KeyId {
+        match self {
+            Self::Record { record } => record.id(),
+            Self::Removed { id, .. } => *id,
+        }
+    }
+
+    /// This entry (already held) merged with `other`, so that changes only tighten a key.
+    /// `None` when `other` is a different key under the same id (forged or tampered).
+    fn merged_with(&self, other: &Entry) -> Option<Entry> {
+        Some(match (self, other) {
+            (Self::Removed { id, removed_at: a }, Self::Removed { removed_at: b, .. }) => {
+                Self::Removed {
+                    id: *id,
+                    removed_at: (*a).min(*b),
+                }
+            }
+            (Self::Removed { .. }, Self::Record { .. }) => self.clone(),
+            (Self::Record { .. }, Self::Removed { .. }) => other.clone(),
+            (Self::Record { record: held }, Self::Record { record: new }) => {
+                if held.conflicts_with(new) {
+                    return None;
+                }
+                Self::Record {
+                    record: held.merged_with(new),
+                }
+            }
+        })
+    }
+}
+
+/// A change that a [`KeySync`] applied to the local store, for the host to persist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyChange {
+    /// The key's record is now this (new, or tightened).
+    Upserted(KeyRecord),
+    /// The key was removed.
+    Removed(KeyId),
+}
+
+/// Settings of a [`KeySync`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct KeySyncConfig {
+    /// Names the hash `{prefix}:records` and the channel `{prefix}:changes`.
+    pub prefix: String,
+    /// Signs and checks every entry.
+    pub secret: SyncSecret,
+    /// Longest wait for one Redis command.
+    pub timeout: Duration,
+    /// Longest wait for one page of a resynchronization (`HSCAN` of [`KeySyncConfig::page`]
+    /// entries).
+    pub page_timeout: Duration,
+    /// Entries asked for per `HSCAN` page.
+    pub page: usize,
+    /// How often both connections are pinged; a connection failing twice in a row is replaced.
+    pub health_interval: Duration,
+    /// How often the whole hash is merged again, as a backstop for lost messages.
+    pub resync_interval: Duration,
+}
+
+impl KeySyncConfig {
+    /// Defaults around `secret`: prefix `sitequest:keys`, 250 ms command timeout, 2 s per page of
+    /// 1,000 entries, a ping every second, a full resync every minute.
+    #[must_use]
+    pub fn new(secret: SyncSecret) -> Self {
+        Self {
+            prefix: "sitequest:keys".to_owned(),
+            secret,
+            timeout: Duration::from_millis(250),
+            page_timeout: Duration::from_secs(2),
+            page: 1000,
+            health_interval: Duration::from_secs(1),
+            resync_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of what a [`KeySync`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStats {
+    /// Entries (messages or hash entries) that changed the local store.
+    pub applied: u64,
+    /// Entries ignored because their signature was missing or wrong.
+    pub rejected_signature: u64,
+    /// Validly signed entries ignored because they would change a key's fixed part or restore
+    /// a removed key, or were filed under another key's id.
+    pub rejected_conflict: u64,
+    /// Completed resynchronizations.
+    pub resyncs: u64,
+    /// Duration of the last completed resynchronization, in milliseconds.
+    pub last_resync_ms: u64,
+    /// Times a stalled or lost connection (command or pub/sub) was replaced.
+    pub reconnects: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    applied: AtomicU64,
+    rejected_signature: AtomicU64,
+    rejected_conflict: AtomicU64,
+    resyncs: AtomicU64,
+    last_resync_ms: AtomicU64,
+    resubscribes: AtomicU64,
+}
 
 /// Shares key changes between instances through Redis.
 ///
 /// [`KeySync::publish`] stores a record in the hash `{prefix}:records` and announces it on the
 /// channel `{prefix}:changes`; [`KeySync::spawn`] follows the channel and applies every change to
-/// a local [`KeyStore`]. On every (re)connection it first subscribes, then merges the whole hash
-/// with the local store both ways, so changes made while an instance was cut off are not lost.
-/// A change that could not be published is kept and published again every half second until it
-/// goes through.
+/// a local [`KeyStore`].
 ///
-/// Versions of a record are merged with [`KeyRecord::merged_with`], here, in the store and in
-/// the server-side script, so changes only tighten a key.
+/// # Trust
+///
+/// Redis is a trust boundary. Every entry in the hash and every message is signed with
+/// HMAC-SHA256 under the [`SyncSecret`]; an unsigned or badly signed one is ignored and counted
+/// ([`SyncStats::rejected_signature`]). Merging only tightens a key: its digest, name, scopes,
+/// rate limit and creation time are fixed once created, and only revocation, expiry and last
+/// use change, revocation and expiry only ever earlier. A removal is a signed tombstone that
+/// stays in the hash, so a resync cannot bring the key back.
+///
+/// # Staying in sync
+///
+/// Both connections have TCP keepalive and are pinged every
+/// [`KeySyncConfig::health_interval`]; one that fails twice in a row is replaced, and the
+/// subscription is then made again and followed by a resync. The whole hash is merged again
+/// every [`KeySyncConfig::resync_interval`] too. [`KeySync::sync_age`] says how long ago the
+/// instance last confirmed it was in sync (subscribed, resynced since subscribing, both
+/// connections answering): a host that cannot confirm it for long can no longer vouch for
+/// revocations made elsewhere (see [`RedisLimiter::guard_with`](crate::RedisLimiter::guard_with)).
+///
+/// Resynchronization reads the hash in `HSCAN` pages, each under its own deadline, while
+/// messages keep being applied; what a merge did not change is neither saved nor announced. A
+/// change that could not be published is kept and published again every half second.
 pub struct KeySync {
-    client: redis::Client,
-    pending: Mutex<HashMap<KeyId, KeyRecord>>,
-    conn: ConnectionManager,
+    link: Arc<Link>,
+    config: KeySyncConfig,
     script: redis::Script,
     hash: String,
     channel: String,
-    timeout: Duration,
+    pending: Mutex<HashMap<KeyId, Entry>>,
+    /// Ids this instance knows to be removed: records for them are ignored.
+    removed: Mutex<HashSet<KeyId>>,
+    confirmed: Mutex<Option<Instant>>,
+    counters: Counters,
 }
 
 impl fmt::Debug for KeySync {
@@ -66,32 +319,60 @@ impl fmt::Debug for KeySync {
 
 /// A change could not be shared.
 #[derive(Debug)]
-pub struct SyncError(String);
+pub struct SyncError {
+    reason: String,
+    /// Whether publishing again later may succeed.
+    retry: bool,
+}
+
+impl SyncError {
+    fn unavailable(reason: impl fmt::Display) -> Self {
+        Self {
+            reason: reason.to_string(),
+            retry: true,
+        }
+    }
+
+    fn refused(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            retry: false,
+        }
+    }
+}
 
 impl fmt::Display for SyncError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "key change not shared: {}", self.0)
+        write!(f, "key change not shared: {}", self.reason)
     }
 }
 
 impl std::error::Error for SyncError {}
 
+/// Why an entry from Redis was not applied.
+enum Rejected {
+    Signature,
+    Conflict,
+}
+
 impl KeySync {
-    /// Connects to Redis at `url`, using keys and channels named with `prefix`.
+    /// Connects to Redis at `url`.
     ///
     /// # Errors
     ///
     /// When the URL is invalid or Redis cannot be reached now.
-    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> redis::RedisResult<Self> {
-        let (client, conn) = crate::connect(url, timeout).await?;
+    pub async fn connect(url: &str, config: KeySyncConfig) -> redis::RedisResult<Self> {
+        let link = Link::connect(url, config.timeout, config.health_interval).await?;
         Ok(Self {
-            client,
-            pending: Mutex::new(HashMap::new()),
-            conn,
+            link,
             script: redis::Script::new(PUBLISH_SCRIPT),
-            hash: format!("{prefix}:records"),
-            channel: format!("{prefix}:changes"),
-            timeout,
+            hash: format!("{}:records", config.prefix),
+            channel: format!("{}:changes", config.prefix),
+            config,
+            pending: Mutex::new(HashMap::new()),
+            removed: Mutex::new(HashSet::new()),
+            confirmed: Mutex::new(None),
+            counters: Counters::default(),
         })
     }
 
@@ -100,27 +381,60 @@ impl KeySync {
     ///
     /// # Errors
     ///
-    /// [`SyncError`] when Redis does not answer in time. The change is then kept and published
+    /// [`SyncError`] when Redis does not answer in time, or the key was removed or is another
+    /// key under the same id. A change not shared for lack of an answer is kept and published
     /// again by the follower started with [`KeySync::spawn`].
     pub async fn publish(&self, record: &KeyRecord) -> Result<KeyRecord, SyncError> {
-        let id = record.id();
-        let outgoing = {
-            let mut pending = self.pending.lock();
-            let merged = match pending.get(&id) {
-                Some(waiting) => waiting.merged_with(record),
-                None => record.clone(),
-            };
-            pending.insert(id, merged.clone());
-            merged
-        };
-        let result = self.send(&outgoing).await;
-        if result.is_ok() {
-            let mut pending = self.pending.lock();
-            if pending.get(&id) == Some(&outgoing) {
-                pending.remove(&id);
-            }
+        match self
+            .publish_entry(Entry::Record {
+                record: record.clone(),
+            })
+            .await?
+        {
+            Entry::Record { record } => Ok(record),
+            Entry::Removed { .. } => Err(SyncError::refused("the key was removed")),
         }
-        result
+    }
+
+    /// Shares the removal of a key: a tombstone that every instance applies (removing the key
+    /// from its store) and that later resyncs respect.
+    ///
+    /// # Errors
+    ///
+    /// As [`KeySync::publish`].
+    pub async fn publish_removal(&self, id: KeyId, now: u64) -> Result<(), SyncError> {
+        self.removed.lock().insert(id);
+        self.publish_entry(Entry::Removed {
+            id,
+            removed_at: now,
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The hash entry [`KeySync::publish`] would write for a new key: `hex(HMAC) "." JSON`.
+    /// For hosts that bulk-load many keys into `{prefix}:records` (with pipelined `HSET`s under
+    /// the key id) rather than publishing them one by one.
+    ///
+    /// # Errors
+    ///
+    /// When the record cannot be serialized.
+    pub fn signed_entry(&self, record: &KeyRecord) -> Result<String, SyncError> {
+        self.encode(&Entry::Record {
+            record: record.clone(),
+        })
+    }
+
+    /// The name of the hash holding every entry, `{prefix}:records`.
+    #[must_use]
+    pub fn hash_name(&self) -> &str {
+        &self.hash
+    }
+
+    /// The name of the change channel, `{prefix}:changes`.
+    #[must_use]
+    pub fn channel_name(&self) -> &str {
+        &self.channel
     }
 
     /// Number of changes waiting to be published again.
@@ -129,76 +443,231 @@ impl KeySync {
         self.pending.lock().len()
     }
 
-    async fn send(&self, record: &KeyRecord) -> Result<KeyRecord, SyncError> {
-        let json = serde_json::to_string(record).map_err(|e| SyncError(e.to_string()))?;
-        let mut invocation = self.script.key(&self.hash);
-        invocation
-            .key(&self.channel)
-            .arg(record.id().to_string())
-            .arg(json);
-        let mut conn = self.conn.clone();
-        let merged: String = tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-            .await
-            .map_err(|_| SyncError("timed out".into()))?
-            .map_err(|e| SyncError(e.to_string()))?;
-        serde_json::from_str(&merged).map_err(|e| SyncError(e.to_string()))
+    /// What the sync has done so far.
+    #[must_use]
+    pub fn stats(&self) -> SyncStats {
+        let c = &self.counters;
+        SyncStats {
+            applied: c.applied.load(Ordering::Relaxed),
+            rejected_signature: c.rejected_signature.load(Ordering::Relaxed),
+            rejected_conflict: c.rejected_conflict.load(Ordering::Relaxed),
+            resyncs: c.resyncs.load(Ordering::Relaxed),
+            last_resync_ms: c.last_resync_ms.load(Ordering::Relaxed),
+            reconnects: c.resubscribes.load(Ordering::Relaxed) + self.link.rebuilds(),
+        }
+    }
+
+    /// How long ago this instance last confirmed it was in sync: subscribed, resynchronized
+    /// since subscribing, and both connections answering a ping. `None` if it never was.
+    #[must_use]
+    pub fn sync_age(&self) -> Option<Duration> {
+        self.confirmed.lock().map(|t| t.elapsed())
+    }
+
+    /// Whether the sync was confirmed within `max_age`.
+    #[must_use]
+    pub fn is_in_sync(&self, max_age: Duration) -> bool {
+        self.sync_age().is_some_and(|age| age <= max_age)
+    }
+
+    fn encode(&self, entry: &Entry) -> Result<String, SyncError> {
+        let body = serde_json::to_string(entry).map_err(SyncError::unavailable)?;
+        Ok(self.config.secret.sign(&body))
+    }
+
+    /// Checks the signature of a raw entry and parses it.
+    fn decode(&self, raw: &str) -> Result<Entry, Rejected> {
+        let Some(body) = self.config.secret.verify(raw) else {
+            self.counters
+                .rejected_signature
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Rejected::Signature);
+        };
+        serde_json::from_str(body).map_err(|_| {
+            // Signed but unreadable: written by a newer or broken version.
+            self.counters
+                .rejected_conflict
+                .fetch_add(1, Ordering::Relaxed);
+            Rejected::Conflict
+        })
+    }
+
+    async fn publish_entry(&self, entry: Entry) -> Result<Entry, SyncError> {
+        let id = entry.id();
+        let outgoing = {
+            let mut pending = self.pending.lock();
+            let merged = match pending.get(&id) {
+                Some(waiting) => waiting.merged_with(&entry).unwrap_or(entry),
+                None => entry,
+            };
+            pending.insert(id, merged.clone());
+            merged
+        };
+        let result = self.send(&outgoing).await;
+        let mut pending = self.pending.lock();
+        // Done, or refused for good (another key under this id), where retrying cannot help.
+        if (result.is_ok() || result.as_ref().is_err_and(|e| !e.retry))
+            && pending.get(&id) == Some(&outgoing)
+        {
+            pending.remove(&id);
+        }
+        result
+    }
+
+    /// Merges `entry` with the hash's current entry and writes the result if it adds anything,
+    /// retrying when another writer got there first.
+    async fn send(&self, entry: &Entry) -> Result<Entry, SyncError> {
+        let id = entry.id().to_string();
+        for _ in 0..8 {
+            let hash = self.hash.clone();
+            let field = id.clone();
+            let current: Option<String> = self
+                .link
+                .run(|mut c| async move {
+                    redis::cmd("HGET")
+                        .arg(hash)
+                        .arg(field)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await
+                .map_err(SyncError::unavailable)?;
+            let held = current.as_deref().and_then(|raw| match self.decode(raw) {
+                Ok(e) if e.id() == entry.id() => Some(e),
+                // A forged or misfiled entry is replaced by ours.
+                _ => None,
+            });
+            let replace_invalid = current.is_some() && held.is_none();
+            let merged = match &held {
+                Some(h) => h
+                    .merged_with(entry)
+                    .ok_or_else(|| SyncError::refused("another key is shared under this id"))?,
+                None => entry.clone(),
+            };
+            if held.as_ref() == Some(&merged) {
+                return Ok(merged);
+            }
+            let signed = self.encode(&merged)?;
+            let mut invocation = self.script.key(&self.hash);
+            invocation
+                .key(&self.channel)
+                .arg(&id)
+                .arg(current.unwrap_or_default())
+                .arg(signed)
+                .arg(if replace_invalid { "1" } else { "0" });
+            let written: i64 = self
+                .link
+                .run(|mut c| async move { invocation.invoke_async(&mut c).await })
+                .await
+                .map_err(SyncError::unavailable)?;
+            if written == 1 {
+                return Ok(merged);
+            }
+        }
+        Err(SyncError::unavailable("the shared entry kept changing"))
     }
 
     /// Publishes again every change that could not be published.
     async fn retry_pending(&self) {
-        let waiting: Vec<KeyRecord> = self.pending.lock().values().cloned().collect();
-        for record in waiting {
-            if let Err(e) = self.publish(&record).await {
-                tracing::debug!(key_id = %record.id(), error = %e, "key change still not shared");
+        let waiting: Vec<Entry> = self.pending.lock().values().cloned().collect();
+        for entry in waiting {
+            if let Err(e) = self.publish_entry(entry.clone()).await {
+                tracing::debug!(key_id = %entry.id(), error = %e, "key change still not shared");
             }
         }
     }
 
     /// Follows the change channel in the background, applying every change to `store` and then
-    /// calling `on_change` with the record as stored (to persist it, for example). Reconnects by
-    /// itself.
+    /// calling `on_change` with each batch of changes (to persist them in one transaction, for
+    /// example). Reconnects by itself.
     pub fn spawn<F>(
         self: Arc<Self>,
         store: Arc<KeyStore>,
         on_change: F,
     ) -> tokio::task::JoinHandle<()>
     where
-        F: Fn(&KeyRecord) + Send + Sync + 'static,
+        F: Fn(Vec<KeyChange>) + Send + Sync + 'static,
     {
         tokio::spawn(async move {
             loop {
                 if let Err(e) = self.follow(&store, &on_change).await {
                     tracing::warn!(error = %e, "key change channel lost; reconnecting");
                 }
+                self.counters.resubscribes.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
     }
 
-    /// One connection's worth of following: subscribe, resynchronize, then apply messages until
-    /// the connection ends.
+    /// One subscription's worth of following: subscribe, then apply messages while resyncing,
+    /// pinging both connections, and publishing what is pending, until a connection fails.
     async fn follow<F>(&self, store: &KeyStore, on_change: &F) -> redis::RedisResult<()>
     where
-        F: Fn(&KeyRecord),
+        F: Fn(Vec<KeyChange>),
     {
-        let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(&self.channel).await?;
-        self.resync(store, on_change).await?;
+        let timeout = self.config.timeout;
+        let client = self.link.client().clone();
+        let pubsub = tokio::time::timeout(timeout * 4, async move {
+            let mut p = client.get_async_pubsub().await?;
+            p.subscribe(&self.channel).await?;
+            Ok::<_, redis::RedisError>(p)
+        })
+        .await
+        .map_err(|_| link::timed_out())??;
+        let (mut sink, mut messages) = pubsub.split();
         tracing::info!(channel = %self.channel, "following key changes");
-        let mut messages = pubsub.into_on_message();
+
+        let mut synced_since_subscribe = false;
+        let mut failed_pings = 0;
+        let mut health = tokio::time::interval(self.config.health_interval);
         let mut retry = tokio::time::interval(Duration::from_millis(500));
+        let mut backstop = tokio::time::interval(self.config.resync_interval);
+        backstop.tick().await;
+        let resync = self.resync(store, on_change);
+        tokio::pin!(resync);
+        let mut resyncing = true;
         loop {
             tokio::select! {
                 msg = messages.next() => {
-                    let Some(msg) = msg else { return Ok(()) };
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
+                    let Some(msg) = msg else {
+                        return Err(redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "the subscription ended",
+                        )));
                     };
-                    match serde_json::from_str::<KeyRecord>(&payload) {
-                        Ok(record) => {
-                            apply(store, record, on_change);
+                    if let Ok(raw) = msg.get_payload::<String>() {
+                        if let Some((_, Some(change))) = self.apply_raw(store, &raw, None) {
+                            on_change(vec![change]);
                         }
-                        Err(e) => tracing::warn!(error = %e, "ignoring a malformed key change"),
+                    }
+                }
+                result = &mut resync, if resyncing => {
+                    resyncing = false;
+                    if let Err(e) = result {
+                        return Err(e);
+                    }
+                    synced_since_subscribe = true;
+                    self.confirm_if(synced_since_subscribe);
+                }
+                _ = backstop.tick(), if !resyncing => {
+                    resync.set(self.resync(store, on_change));
+                    resyncing = true;
+                }
+                _ = health.tick() => {
+                    let pubsub_ok = matches!(
+                        tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await,
+                        Ok(Ok(_))
+                    );
+                    if pubsub_ok {
+                        failed_pings = 0;
+                    } else {
+                        failed_pings += 1;
+                        if failed_pings >= Link::FAILURES_TO_REBUILD {
+                            return Err(link::timed_out());
+                        }
+                    }
+                    if pubsub_ok && self.link.ping().await {
+                        self.confirm_if(synced_since_subscribe);
                     }
                 }
                 _ = retry.tick() => self.retry_pending().await,
@@ -206,53 +675,149 @@ impl KeySync {
         }
     }
 
-    /// Merges the shared hash and the local store both ways.
-    async fn resync<F>(&self, store: &KeyStore, on_change: &F) -> redis::RedisResult<()>
-    where
-        F: Fn(&KeyRecord),
-    {
-        let mut conn = self.conn.clone();
-        let shared: Vec<(String, String)> = redis::cmd("HGETALL")
-            .arg(&self.hash)
-            .query_async(&mut conn)
-            .await?;
-        let mut seen = std::collections::HashSet::new();
-        for (_, json) in shared {
-            match serde_json::from_str::<KeyRecord>(&json) {
-                Ok(record) => {
-                    seen.insert(record.id());
-                    let local = store.get(record.id());
-                    let merged = apply(store, record.clone(), on_change);
-                    if local.is_some() && merged != record {
-                        // This instance knew more (a change made while cut off): share it.
-                        if let Err(e) = self.publish(&merged).await {
-                            tracing::warn!(error = %e, "could not share a local change");
-                        }
+    fn confirm_if(&self, synced: bool) {
+        if synced {
+            *self.confirmed.lock() = Some(Instant::now());
+        }
+    }
+
+    /// Verifies and applies one raw entry; `field` is the hash field it was filed under, if it
+    /// came from the hash. Returns the entry and the change it made to the store, if any.
+    fn apply_raw(
+        &self,
+        store: &KeyStore,
+        raw: &str,
+        field: Option<&str>,
+    ) -> Option<(Entry, Option<KeyChange>)> {
+        let Ok(entry) = self.decode(raw) else {
+            tracing::warn!("ignoring a key change that is not signed with the sync secret");
+            return None;
+        };
+        if field.is_some_and(|f| f != entry.id().to_string()) {
+            self.counters
+                .rejected_conflict
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(key_id = %entry.id(), "ignoring a shared key filed under another id");
+            return None;
+        }
+        match self.apply(store, entry.clone()) {
+            Ok(change) => Some((entry, change)),
+            Err(_) => {
+                self.counters
+                    .rejected_conflict
+                    .fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Applies a verified entry to the store. `Ok(None)` when it changed nothing.
+    fn apply(&self, store: &KeyStore, entry: Entry) -> Result<Option<KeyChange>, Rejected> {
+        let change = match entry {
+            Entry::Removed { id, .. } => {
+                self.removed.lock().insert(id);
+                store.remove(id).map(|_| KeyChange::Removed(id))
+            }
+            Entry::Record { record } => {
+                let id = record.id();
+                if self.removed.lock().contains(&id) {
+                    return Ok(None);
+                }
+                if store
+                    .get(id)
+                    .is_some_and(|held| held.conflicts_with(&record))
+                {
+                    tracing::warn!(key_id = %id, "ignoring a shared change to a key's fixed part");
+                    return Err(Rejected::Conflict);
+                }
+                match store.merge(record) {
+                    Ok(changed) => changed.map(KeyChange::Upserted),
+                    Err(e) => {
+                        tracing::warn!(key_id = %id, error = %e, "ignoring a shared record");
+                        return Err(Rejected::Conflict);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "ignoring a malformed shared record"),
             }
+        };
+        if change.is_some() {
+            self.counters.applied.fetch_add(1, Ordering::Relaxed);
         }
-        for record in store.export() {
-            if !seen.contains(&record.id()) {
-                if let Err(e) = self.publish(&record).await {
-                    tracing::warn!(error = %e, "could not share a local key");
+        Ok(change)
+    }
+
+    /// Merges the shared hash and the local store both ways, a page at a time. What the local
+    /// store knew better, or alone, is queued for publishing.
+    async fn resync<F>(&self, store: &KeyStore, on_change: &F) -> redis::RedisResult<()>
+    where
+        F: Fn(Vec<KeyChange>),
+    {
+        let started = Instant::now();
+        let mut seen = HashSet::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (hash, page) = (self.hash.clone(), self.config.page);
+            let (next, entries): (u64, Vec<(String, String)>) = self
+                .link
+                .run_for(self.config.page_timeout, |mut c| async move {
+                    redis::cmd("HSCAN")
+                        .arg(hash)
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(page)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            let mut changes = Vec::new();
+            for (field, raw) in entries {
+                let Ok(id) = field.parse::<KeyId>() else {
+                    self.counters
+                        .rejected_conflict
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                seen.insert(id);
+                let Some((shared, change)) = self.apply_raw(store, &raw, Some(&field)) else {
+                    continue;
+                };
+                changes.extend(change);
+                // This instance knew more (a change made while cut off): share it.
+                if let (Entry::Record { record: shared }, Some(local)) = (shared, store.get(id)) {
+                    if local != shared {
+                        self.queue(Entry::Record { record: local });
+                    }
                 }
             }
+            if !changes.is_empty() {
+                on_change(changes);
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
         }
+        let removed = self.removed.lock().clone();
+        for record in store.export() {
+            let id = record.id();
+            if !seen.contains(&id) && !removed.contains(&id) {
+                self.queue(Entry::Record { record });
+            }
+        }
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.counters.last_resync_ms.store(ms, Ordering::Relaxed);
+        self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(entries = seen.len(), ms, "key changes resynchronized");
         Ok(())
     }
-}
 
-/// Applies a shared record to the store, which merges it with the local version atomically.
-/// Returns what is stored.
-fn apply<F: Fn(&KeyRecord)>(store: &KeyStore, incoming: KeyRecord, on_change: &F) -> KeyRecord {
-    let id = incoming.id();
-    if let Err(e) = store.insert(incoming.clone()) {
-        tracing::warn!(key_id = %id, error = %e, "ignoring a shared record");
-        return incoming;
+    /// Queues an entry for the retry loop to publish.
+    fn queue(&self, entry: Entry) {
+        let id = entry.id();
+        let mut pending = self.pending.lock();
+        let merged = match pending.get(&id) {
+            Some(waiting) => waiting.merged_with(&entry).unwrap_or(entry),
+            None => entry,
+        };
+        pending.insert(id, merged);
     }
-    let stored = store.get(id).unwrap_or(incoming);
-    on_change(&stored);
-    stored
 }

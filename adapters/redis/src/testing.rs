@@ -92,3 +92,91 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// A TCP proxy in front of a server that can freeze: the connections open at that moment stay
+/// open but no longer forward a byte either way, while new connections work normally. This is
+/// how a stalled link looks to a client (a proxy or NAT that dropped its state, a half-dead
+/// peer), and what a plain reconnect-on-error client never notices.
+#[derive(Debug)]
+pub struct FreezingProxy {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl FreezingProxy {
+    /// Starts a proxy to `127.0.0.1:target`. Needs a Tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When no loopback port can be bound.
+    pub async fn start(target: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let current = generation.clone();
+        let listener = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
+                    continue;
+                };
+                let born = current.load(Ordering::SeqCst);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                tokio::spawn(pipe(cr, sw, current.clone(), born));
+                tokio::spawn(pipe(sr, cw, current.clone(), born));
+            }
+        });
+        Self {
+            port,
+            generation,
+            listener,
+        }
+    }
+
+    /// Its URL, `redis://127.0.0.1:PORT/`.
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Freezes every connection open now; later connections are not affected.
+    pub fn freeze(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FreezingProxy {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// Copies bytes until the proxy freezes this connection's generation; then holds both halves
+/// open, forwarding nothing, until the peer closes.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    born: u64,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if generation.load(std::sync::atomic::Ordering::SeqCst) != born {
+            // Frozen: swallow everything from now on, keep the socket open.
+            while matches!(from.read(&mut buf).await, Ok(n) if n > 0) {}
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter};
-use sitequest_auth_redis::testing::RedisServer;
+use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
 use sitequest_auth_redis::{FailurePolicy, RedisLimiter, RedisLimiterConfig};
 
 const T0: u64 = 1_800_000_000;
@@ -16,6 +16,7 @@ fn config(prefix: &str, policy: FailurePolicy) -> RedisLimiterConfig {
         timeout: Duration::from_millis(300),
         policy,
         local_precheck: true,
+        ..RedisLimiterConfig::default()
     }
 }
 
@@ -175,4 +176,107 @@ async fn counters_are_named_by_prefix_id_and_window_and_expire() {
         .await
         .unwrap();
     assert!((30..=35).contains(&ttl), "ttl {ttl}");
+}
+
+#[tokio::test]
+async fn a_clock_corrected_back_by_more_than_a_window_does_not_freeze_the_quota() {
+    let redis = RedisServer::start();
+    let limiter = RedisLimiter::connect(&redis.url(), config("step", FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let key = KeyId::from_u64(99);
+    let q = Quota::SPEC;
+    assert!(limiter.check(key, q, T0 + 3600).await.unwrap().is_allowed());
+    for i in 0..60 {
+        let d = limiter.check(key, q, T0 + 1).await.unwrap();
+        assert!(d.is_allowed(), "request {i} after the correction");
+        assert_eq!(d.rate_limit().reset_at, T0 + 60);
+    }
+    assert!(!limiter.check(key, q, T0 + 2).await.unwrap().is_allowed());
+    // A small step back is held to the latest time: nothing extra.
+    assert!(!limiter.check(key, q, T0).await.unwrap().is_allowed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_connection_is_replaced() {
+    let redis = RedisServer::start();
+    let proxy = FreezingProxy::start(redis.port).await;
+    let mut cfg = config("frozen", FailurePolicy::FailClosed);
+    cfg.health_interval = Duration::from_millis(200);
+    let limiter = RedisLimiter::connect(&proxy.url(), cfg).await.unwrap();
+    let key = KeyId::from_u64(5);
+    assert!(limiter
+        .check(key, Quota::SPEC, T0)
+        .await
+        .unwrap()
+        .is_allowed());
+    proxy.freeze();
+    assert!(limiter.check(key, Quota::SPEC, T0).await.is_err());
+    let start = std::time::Instant::now();
+    loop {
+        if let Ok(d) = limiter.check(key, Quota::SPEC, T0).await {
+            assert_eq!(d.rate_limit().remaining, 58);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stalled connection was never replaced"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(limiter.stats().reconnects >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_staleness_bound_fail_closed_refuses_and_fail_open_serves() {
+    use sitequest_auth_redis::{KeySync, KeySyncConfig, SyncSecret};
+    let redis = RedisServer::start();
+    let proxy = FreezingProxy::start(redis.port).await;
+    let secret = || SyncSecret::new(b"limiter-test-secret-0123456789abcdef").unwrap();
+    let mut sync_config = KeySyncConfig::new(secret());
+    sync_config.health_interval = Duration::from_millis(200);
+    // The sync goes through the proxy; the limiters do not, so only the sync stalls.
+    let sync = std::sync::Arc::new(KeySync::connect(&proxy.url(), sync_config).await.unwrap());
+    sync.clone()
+        .spawn(std::sync::Arc::new(sitequest_auth::KeyStore::new()), |_| {});
+    let bound = Duration::from_millis(600);
+    let closed = RedisLimiter::connect(&redis.url(), config("st-c", FailurePolicy::FailClosed))
+        .await
+        .unwrap()
+        .guard_with(sync.clone(), bound);
+    let open = RedisLimiter::connect(&redis.url(), config("st-o", FailurePolicy::FailOpen))
+        .await
+        .unwrap()
+        .guard_with(sync.clone(), bound);
+    let key = KeyId::from_u64(6);
+    let start = std::time::Instant::now();
+    while !sync.is_in_sync(bound) {
+        assert!(start.elapsed() < Duration::from_secs(5), "never in sync");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed.check(key, Quota::SPEC, T0).await.is_ok());
+    // Hold the proxy frozen and stop the sync from healing: freeze every new connection too.
+    let refreeze = {
+        let proxy = std::sync::Arc::new(proxy);
+        let p = proxy.clone();
+        tokio::spawn(async move {
+            loop {
+                p.freeze();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let start = std::time::Instant::now();
+    while sync.is_in_sync(bound) {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stall was never noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let e = closed.check(key, Quota::SPEC, T0).await.unwrap_err();
+    assert!(e.to_string().contains("not confirmed in sync"), "{e}");
+    assert_eq!(closed.stats().stale_refusals, 1);
+    assert!(open.check(key, Quota::SPEC, T0).await.unwrap().is_allowed());
+    refreeze.abort();
 }

@@ -1,23 +1,46 @@
 //! Key changes shared through a real `redis-server`.
 
 use std::sync::Arc;
+
+use rand::SeedableRng;
 use std::time::{Duration, Instant};
 
-use sitequest_auth::{KeyStatus, KeyStore, NewKey, Preset};
-use sitequest_auth_redis::testing::RedisServer;
-use sitequest_auth_redis::KeySync;
+use redis::AsyncCommands;
+use sitequest_auth::{KeyStatus, KeyStore, NewKey, Preset, Scopes};
+use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
+use sitequest_auth_redis::{KeyChange, KeySync, KeySyncConfig, SyncSecret};
 
 const T0: u64 = 1_800_000_000;
+const SECRET: &[u8] = b"sync-test-secret-0123456789abcdef0123";
+
+fn config(secret: &[u8]) -> KeySyncConfig {
+    let mut config = KeySyncConfig::new(SyncSecret::new(secret).unwrap());
+    config.prefix = "sync-test".to_owned();
+    config.timeout = Duration::from_millis(300);
+    config.health_interval = Duration::from_millis(250);
+    config
+}
 
 async fn instance(url: &str) -> (Arc<KeyStore>, Arc<KeySync>) {
-    let store = Arc::new(KeyStore::new());
-    let sync = Arc::new(
-        KeySync::connect(url, "sync-test", Duration::from_millis(300))
-            .await
-            .unwrap(),
-    );
+    instance_with(url, config(SECRET), Arc::new(KeyStore::new())).await
+}
+
+async fn instance_with(
+    url: &str,
+    config: KeySyncConfig,
+    store: Arc<KeyStore>,
+) -> (Arc<KeyStore>, Arc<KeySync>) {
+    let sync = Arc::new(KeySync::connect(url, config).await.unwrap());
     sync.clone().spawn(store.clone(), |_| {});
     (store, sync)
+}
+
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 async fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -88,4 +111,241 @@ async fn a_change_made_during_an_outage_reaches_the_others_after_it() {
         || b.get(id).unwrap().revoked_at.is_some(),
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_tampered_entries_change_nothing() {
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance(&redis.url()).await;
+    let (b, sync_b) = instance(&redis.url()).await;
+    wait_for("both in sync", Duration::from_secs(5), || {
+        sync_a.is_in_sync(Duration::from_secs(1)) && sync_b.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    let issued = a.issue(&NewKey::new("ro", Preset::ReadOnly), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    wait_for("issue on b", Duration::from_secs(1), || b.get(id).is_some()).await;
+    let mut conn = redis_conn(&redis.url()).await;
+    let signed: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+
+    // Tampered: the genuine entry with its scopes raised and its signature kept.
+    let tampered = signed.replace(
+        r#""scopes":["vps:read","domains:read"]"#,
+        r#""scopes":["vps:read","vps:write","vps:manage","domains:read","domains:write","domains:manage"]"#,
+    );
+    assert_ne!(tampered, signed, "the test must change the scopes");
+    // Forged: a key whose plaintext the attacker chose, with a made-up signature, and one
+    // signed with another secret.
+    let mine = NewKey::new("attacker", Preset::Full).generate(T0).unwrap();
+    let other = KeySync::connect(&redis.url(), config(b"not-the-secret-0123456789abcdef0123"))
+        .await
+        .unwrap();
+    let forged_unsigned = format!(
+        "{}.{}",
+        "0".repeat(64),
+        &other.signed_entry(&mine.record).unwrap()[65..]
+    );
+    let forged_other_secret = other.signed_entry(&mine.record).unwrap();
+    for raw in [&tampered, &forged_unsigned, &forged_other_secret] {
+        let () = conn.publish("sync-test:changes", raw).await.unwrap();
+    }
+    let () = conn
+        .hset("sync-test:records", id.to_string(), &tampered)
+        .await
+        .unwrap();
+    let () = conn
+        .hset(
+            "sync-test:records",
+            mine.record.id().to_string(),
+            &forged_other_secret,
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the rejections to be counted",
+        Duration::from_secs(2),
+        || sync_b.stats().rejected_signature >= 3,
+    )
+    .await;
+    // A resync reads the hash too (a new instance does one at once).
+    let (c, sync_c) = instance(&redis.url()).await;
+    wait_for("c in sync", Duration::from_secs(5), || {
+        sync_c.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    assert!(
+        sync_c.stats().rejected_signature >= 2,
+        "{:?}",
+        sync_c.stats()
+    );
+    for store in [&a, &b, &c] {
+        assert!(
+            store.get(mine.record.id()).is_none(),
+            "a forged key was created"
+        );
+    }
+    for store in [&a, &b] {
+        assert_eq!(store.get(id).unwrap().scopes, Scopes::READ_ONLY);
+    }
+    // c never got a valid copy of the key: the hash holds only the tampered one.
+    assert!(c.get(id).is_none());
+    // A genuine publish replaces the tampered entry.
+    sync_a.publish(&issued.record).await.unwrap();
+    wait_for("the genuine key on c", Duration::from_secs(1), || {
+        c.get(id).is_some_and(|r| r.scopes == Scopes::READ_ONLY)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_change_to_a_keys_fixed_part_is_refused() {
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance(&redis.url()).await;
+    let (b, _sync_b) = instance(&redis.url()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let issued = a.issue(&NewKey::new("ro", Preset::ReadOnly), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    wait_for("issue on b", Duration::from_secs(1), || b.get(id).is_some()).await;
+    let mut wider = issued.record.clone();
+    wider.scopes = Scopes::FULL;
+    wider.name = "renamed".into();
+    assert!(sync_a.publish(&wider).await.is_err());
+    assert_eq!(sync_a.pending(), 0, "a refused change is not retried");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let on_b = b.get(id).unwrap();
+    assert_eq!((on_b.scopes, on_b.name.as_str()), (Scopes::READ_ONLY, "ro"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_is_a_tombstone_that_resyncs_respect() {
+    let redis = RedisServer::start();
+    let changes = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (a, sync_a) = instance(&redis.url()).await;
+    let b = Arc::new(KeyStore::new());
+    let sync_b = Arc::new(
+        KeySync::connect(&redis.url(), config(SECRET))
+            .await
+            .unwrap(),
+    );
+    let seen = changes.clone();
+    sync_b
+        .clone()
+        .spawn(b.clone(), move |batch| seen.lock().extend(batch));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let issued = a.issue(&NewKey::new("gone", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    wait_for("issue on b", Duration::from_secs(1), || b.get(id).is_some()).await;
+
+    a.remove(id);
+    sync_a.publish_removal(id, T0 + 5).await.unwrap();
+    wait_for("removal on b", Duration::from_secs(1), || {
+        b.get(id).is_none()
+    })
+    .await;
+    assert!(changes.lock().contains(&KeyChange::Removed(id)));
+
+    // An instance that was away still has the record: its resync must not bring it back, and
+    // it removes the key itself.
+    let stale = Arc::new(KeyStore::new());
+    stale.insert(issued.record.clone()).unwrap();
+    let (stale, sync_stale) = instance_with(&redis.url(), config(SECRET), stale).await;
+    wait_for(
+        "removal on the returning instance",
+        Duration::from_secs(5),
+        || stale.get(id).is_none() && sync_stale.is_in_sync(Duration::from_secs(1)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(b.get(id).is_none() && a.get(id).is_none());
+    // A genuine, signed record of the removed key published again is refused too.
+    assert!(sync_stale.publish(&issued.record).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_link_is_replaced_and_a_revocation_arrives_within_the_bound() {
+    let redis = RedisServer::start();
+    let proxy = FreezingProxy::start(redis.port).await;
+    let (a, sync_a) = instance(&proxy.url()).await;
+    let (b, sync_b) = instance(&redis.url()).await;
+    wait_for("both in sync", Duration::from_secs(5), || {
+        sync_a.is_in_sync(Duration::from_secs(1)) && sync_b.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    let issued = b.issue(&NewKey::new("k", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    sync_b.publish(&issued.record).await.unwrap();
+    wait_for("issue on a", Duration::from_secs(1), || a.get(id).is_some()).await;
+
+    // Every connection a has is now frozen: open, silent. New connections work.
+    proxy.freeze();
+    let revoked = b.revoke(id, T0 + 1).unwrap();
+    sync_b.publish(&revoked).await.unwrap();
+    let took = wait_for("the revocation on a", Duration::from_secs(10), || {
+        a.get(id).unwrap().revoked_at.is_some()
+    })
+    .await;
+    println!("revocation reached the frozen instance after {took:?}");
+    assert!(sync_a.stats().reconnects >= 1, "{:?}", sync_a.stats());
+    wait_for("a confirmed in sync again", Duration::from_secs(5), || {
+        sync_a.is_in_sync(Duration::from_millis(500))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_thousand_records_resync_in_under_five_seconds() {
+    const N: usize = 200_000;
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance(&redis.url()).await;
+    // Fill the hash as a bulk import would, with signed entries.
+    let mut conn = redis_conn(&redis.url()).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let template = NewKey::new("bulk", Preset::ReadOnly);
+    for chunk in 0..N / 10_000 {
+        let mut pipe = redis::pipe();
+        for _ in 0..10_000 {
+            let record = template.generate_with(&mut rng, T0).unwrap().record;
+            pipe.hset(
+                sync_a.hash_name(),
+                record.id().to_string(),
+                sync_a.signed_entry(&record).unwrap(),
+            )
+            .ignore();
+        }
+        let () = pipe.query_async(&mut conn).await.unwrap();
+        let _ = chunk;
+    }
+
+    let b = Arc::new(KeyStore::new());
+    let started = Instant::now();
+    let (b, sync_b) = instance_with(&redis.url(), config(SECRET), b).await;
+    // A change made while b resynchronizes reaches it within a second.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let issued = a.issue(&NewKey::new("during", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    let sent = Instant::now();
+    sync_a.publish(&issued.record).await.unwrap();
+    let during = wait_for("a change during the resync", Duration::from_secs(1), || {
+        b.get(id).is_some()
+    })
+    .await;
+    let resync = wait_for("the resync", Duration::from_secs(5), || {
+        sync_b.stats().resyncs >= 1
+    })
+    .await;
+    let total = started.elapsed();
+    assert!(b.len() > N, "{} keys", b.len());
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    println!(
+        "{N} records: resync done {total:?} after start ({} ms measured), change during it {during:?}",
+        sync_b.stats().last_resync_ms
+    );
+    assert!(total < Duration::from_secs(5), "{total:?}");
+    let _ = resync;
 }

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sitequest-demo");
+/// The sync secret every test server gets through SITEQUEST_SYNC_SECRET.
+pub const SYNC_SECRET: &str = "demo-test-sync-secret-0123456789abcdef";
 
 pub struct Running {
     pub child: Child,
@@ -21,6 +23,7 @@ pub fn start(data: &Path, extra: &[&str], admin_token: Option<&str>) -> Running 
         .arg(data)
         .args(extra)
         .env_remove("SITEQUEST_ADMIN_TOKEN")
+        .env("SITEQUEST_SYNC_SECRET", SYNC_SECRET)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
