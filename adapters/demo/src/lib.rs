@@ -45,6 +45,8 @@ pub struct Config {
     pub redis: Option<String>,
     /// What to do when Redis cannot be reached.
     pub redis_policy: FailurePolicy,
+    /// How many connections may be open and how long they may stay silent.
+    pub limits: server::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Config {
             .field("data", &self.data)
             .field("rate_limit", &self.rate_limit)
             .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +73,7 @@ impl Config {
             clock: Arc::new(sitequest_auth_tower::system_clock),
             redis: None,
             redis_policy: FailurePolicy::FailClosed,
+            limits: server::ConnectionLimits::DEFAULT,
         }
     }
 }
@@ -118,6 +122,7 @@ impl AppState {
 pub struct Demo {
     state: AppState,
     listener: tokio::net::TcpListener,
+    limits: server::ConnectionLimits,
     admin_token_created: bool,
 }
 
@@ -131,7 +136,13 @@ impl std::fmt::Debug for Demo {
 
 impl Demo {
     /// Opens the data file, loads its keys, reads or creates the admin token, and binds.
+    ///
+    /// # Errors
+    ///
+    /// When the connection limits let nothing through, the data file or the token file cannot
+    /// be used, Redis cannot be reached, or the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Self> {
+        config.limits.validate()?;
         let db = db::Db::open(&config.data)?;
         let store = Arc::new(KeyStore::new());
         let n = db.load_into(&store)?;
@@ -161,6 +172,7 @@ impl Demo {
                 sync,
             },
             listener,
+            limits: config.limits,
             admin_token_created,
         })
     }
@@ -191,7 +203,7 @@ impl Demo {
             .sync
             .clone()
             .map(|sync| follow_changes(&self.state, sync));
-        let result = server::serve(self.listener, app, shutdown).await;
+        let result = server::serve(self.listener, app, self.limits, shutdown).await;
         flusher.abort();
         if let Some(f) = follower {
             f.abort();

@@ -1,12 +1,14 @@
 //! `sitequest-demo`: the Sitequest API mock guarded by sitequest-auth.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::FailurePolicy;
+use sitequest_demo::server::{self, ConnectionLimits};
 use sitequest_demo::{db::Db, Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
@@ -35,6 +37,19 @@ struct Cli {
     /// serves the request without the shared limit.
     #[arg(long, value_name = "closed|open", default_value = "closed", value_parser = parse_policy)]
     redis_failure: FailurePolicy,
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT.max_connections, value_parser = parse_cap)]
+    max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64); more are closed
+    /// at once.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT.max_connections_per_ip, value_parser = parse_cap)]
+    max_connections_per_ip: usize,
+    /// Close a connection that sends nothing for this many seconds after connecting.
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.first_byte_timeout.as_secs(), value_parser = parse_seconds)]
+    first_byte_timeout: u64,
+    /// Close a connection with no request in flight for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.idle_timeout.as_secs(), value_parser = parse_seconds)]
+    idle_timeout: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -81,6 +96,20 @@ fn parse_policy(s: &str) -> Result<FailurePolicy, String> {
     }
 }
 
+fn parse_cap(s: &str) -> Result<usize, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n as usize),
+        _ => Err(format!("expected a number from 1 to {}", u32::MAX)),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number of seconds, at least 1".to_owned()),
+    }
+}
+
 fn parse_quota(s: &str) -> Result<Quota, String> {
     Quota::parse(s).map_err(|e| e.to_string())
 }
@@ -101,6 +130,13 @@ async fn main() -> Result<()> {
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
     config.redis = cli.redis;
     config.redis_policy = cli.redis_failure;
+    let mut limits = ConnectionLimits::DEFAULT;
+    limits.max_connections = cli.max_connections;
+    limits.max_connections_per_ip = cli.max_connections_per_ip;
+    limits.first_byte_timeout = Duration::from_secs(cli.first_byte_timeout);
+    limits.idle_timeout = Duration::from_secs(cli.idle_timeout);
+    config.limits = limits;
+    raise_file_limit(&limits);
     let demo = Demo::bind(config).await?;
     if let Some(token) = demo.state().admin.created() {
         println!("admin token (shown once, kept in its 0600 file): {token}");
@@ -109,6 +145,22 @@ async fn main() -> Result<()> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown_signal()).await
+}
+
+/// Raises the open-file limit for the connections, and warns when it is still too low for them
+/// (each needs a descriptor, and the data file, Redis and the runtime need a few more).
+fn raise_file_limit(limits: &ConnectionLimits) {
+    const SPARE: u64 = 64;
+    match server::raise_open_file_limit() {
+        Ok(Some(n)) if n < limits.max_connections as u64 + SPARE => tracing::warn!(
+            open_files = n,
+            max_connections = limits.max_connections,
+            "the open-file limit is below --max-connections: new connections will fail once it \
+             is reached; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        ),
+        Ok(n) => tracing::debug!(open_files = ?n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -129,7 +181,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn keys(data: &std::path::Path, cmd: KeysCommand) -> Result<()> {
+fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
     let mut db = Db::open(data)?;
     let now = sitequest_auth_tower::system_clock();
     match cmd {
