@@ -230,14 +230,16 @@ async fn connect_redis(
         policy,
         local_precheck: true,
     };
+    // The URL may hold a password: only its redacted form goes into errors and logs.
+    let shown = redact_url(url);
     let limiter = RedisLimiter::connect(url, config)
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .with_context(|| format!("cannot connect to Redis at {shown}"))?;
     let sync = KeySync::connect(url, REDIS_SYNC_PREFIX, REDIS_TIMEOUT)
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+        .with_context(|| format!("cannot connect to Redis at {shown}"))?;
     tracing::info!(
-        url,
+        url = %shown,
         ?policy,
         "sharing rate limits and key changes through Redis"
     );

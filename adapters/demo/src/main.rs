@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::FailurePolicy;
 use sitequest_demo::server::{self, ConnectionLimits};
@@ -29,10 +30,22 @@ struct Cli {
     /// Requests allowed per key per window, as N/SECONDS.
     #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
     rate_limit: Quota,
-    /// Redis URL (redis://host:port/): share rate limits and key changes with every instance
-    /// using the same Redis. Without it everything stays in this process.
-    #[arg(long, value_name = "URL")]
+    /// Redis URL (redis://[:PASSWORD@]host:port/): share rate limits and key changes with every
+    /// instance using the same Redis. Without it everything stays in this process. A URL with a
+    /// password is better passed through the environment or --redis-url-file than on the
+    /// command line, where other users can read it; logs and errors show it without the
+    /// password.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SITEQUEST_REDIS_URL",
+        hide_env_values = true
+    )]
     redis: Option<String>,
+    /// Read the Redis URL from this file instead (surrounding whitespace is ignored). Takes
+    /// precedence over SITEQUEST_REDIS_URL; cannot be combined with --redis.
+    #[arg(long, value_name = "PATH")]
+    redis_url_file: Option<PathBuf>,
     /// With --redis: what to do when Redis cannot be reached. `closed` answers 503; `open`
     /// serves the request without the shared limit.
     #[arg(long, value_name = "closed|open", default_value = "closed", value_parser = parse_policy)]
@@ -122,13 +135,24 @@ async fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    let redis_on_command_line = matches.value_source("redis") == Some(ValueSource::CommandLine);
     if let Some(Command::Keys(cmd)) = cli.command {
         return keys(&cli.data, cmd);
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
-    config.redis = cli.redis;
+    // Command line, then file, then environment: an explicit flag beats a variable set for the
+    // whole service, but two explicit sources are a mistake.
+    config.redis = match (cli.redis, cli.redis_url_file) {
+        (Some(_), Some(_)) if redis_on_command_line => {
+            bail!("give either --redis or --redis-url-file, not both")
+        }
+        (_, Some(path)) => Some(read_redis_url(&path)?),
+        (url, None) => url,
+    };
     config.redis_policy = cli.redis_failure;
     let mut limits = ConnectionLimits::DEFAULT;
     limits.max_connections = cli.max_connections;
@@ -145,6 +169,17 @@ async fn main() -> Result<()> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown_signal()).await
+}
+
+/// Reads `--redis-url-file`. The error names the file, never its contents.
+fn read_redis_url(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the Redis URL from {}", path.display()))?;
+    let url = text.trim();
+    if url.is_empty() {
+        bail!("{} is empty: it should hold the Redis URL", path.display());
+    }
+    Ok(url.to_owned())
 }
 
 /// Raises the open-file limit for the connections, and warns when it is still too low for them

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::process::{Running, BIN};
 
+const PASSWORD: &str = "s3cretpw";
+/// Nothing listens on port 1, so connecting is refused at once.
+const UNREACHABLE: &str = "redis://:s3cretpw@127.0.0.1:1/";
+const SHOWN: &str = "redis://:***@127.0.0.1:1/";
 const TOKEN: &str = "operating-admin-token-0123456789";
 
 /// The binary with a fresh data file and no inherited settings.
@@ -68,6 +72,87 @@ fn serve(mut cmd: Command) -> (Running, std::thread::JoinHandle<String>) {
         }
     }
     panic!("server exited before listening: {}", log.join().unwrap());
+}
+
+fn assert_redacted_refusal(out: &Output) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot connect to Redis at {SHOWN}")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(PASSWORD) && !stdout.contains(PASSWORD),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_redis_password_is_never_shown_whatever_the_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .args(["--redis", UNREACHABLE]);
+    assert_redacted_refusal(&exits(cmd));
+
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .env("SITEQUEST_REDIS_URL", UNREACHABLE);
+    assert_redacted_refusal(&exits(cmd));
+
+    let file = dir.path().join("redis-url");
+    std::fs::write(&file, format!("  {UNREACHABLE}\n")).unwrap();
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .arg("--redis-url-file")
+        .arg(&file);
+    assert_redacted_refusal(&exits(cmd));
+
+    // An explicit source beats the environment; two explicit ones are refused.
+    let other = "redis://:envpw@127.0.0.1:2/";
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .env("SITEQUEST_REDIS_URL", other)
+        .arg("--redis-url-file")
+        .arg(&file);
+    assert_redacted_refusal(&exits(cmd));
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .env("SITEQUEST_REDIS_URL", other)
+        .args(["--redis", UNREACHABLE]);
+    assert_redacted_refusal(&exits(cmd));
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .args(["--redis", other, "--redis-url-file"])
+        .arg(&file);
+    let out = exits(cmd);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("give either --redis or --redis-url-file, not both"),
+        "{stderr}"
+    );
+
+    // An empty file is refused, naming the file.
+    std::fs::write(&file, "\n").unwrap();
+    let mut cmd = demo(dir.path());
+    cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+        .arg("--redis-url-file")
+        .arg(&file);
+    let out = exits(cmd);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} is empty", file.display())));
+
+    // --help names the variable but never shows its value.
+    let out = Command::new(BIN)
+        .arg("--help")
+        .env("SITEQUEST_REDIS_URL", UNREACHABLE)
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("SITEQUEST_REDIS_URL"), "{help}");
+    assert!(!help.contains(PASSWORD), "{help}");
 }
 
 #[test]
@@ -137,6 +222,7 @@ fn connection_limits_come_from_the_flags() {
         "[default: 10]",
         "--idle-timeout <SECONDS>",
         "[default: 60]",
+        "--redis-url-file <PATH>",
     ] {
         assert!(help.contains(text), "{text} missing from --help:\n{help}");
     }
