@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -153,6 +154,32 @@ fn the_redis_password_is_never_shown_whatever_the_source() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(help.contains("SITEQUEST_REDIS_URL"), "{help}");
     assert!(!help.contains(PASSWORD), "{help}");
+}
+
+#[test]
+fn a_token_file_others_may_read_stops_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.db.admin-token");
+    std::fs::write(&path, TOKEN).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = exits(demo(dir.path()));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "has mode 0644, so other users may read or change it: run `chmod 600 {}`",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(TOKEN), "{stderr}");
+
+    // Fixed as told, it is used.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (server, _) = serve(demo(dir.path()));
+    assert_eq!(server.token_line, None);
+    assert_eq!(server.request("GET", "/admin/v1/keys", TOKEN, "").0, 200);
+    server.terminate();
 }
 
 #[test]
