@@ -129,11 +129,15 @@ fn parse_quota(s: &str) -> Result<Quota, String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Log lines go through a queue to a writer thread, so a slow or blocked stderr (a full pipe,
+    // a stalled terminal) never stalls request handling; lines are dropped if the queue fills.
+    // The guard flushes the queue when main returns.
+    let (stderr, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .init();
     let matches = Cli::command().get_matches();
     let cli =

@@ -183,6 +183,32 @@ fn a_token_file_others_may_read_stops_the_server() {
 }
 
 #[test]
+fn refusals_are_logged_at_debug_only() {
+    for (level, shown) in [("info", false), ("debug", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", level);
+        let (server, log) = serve(cmd);
+        assert_eq!(
+            server.request("GET", "/v1/servers", "sq_live_00", "").0,
+            401
+        );
+        assert_eq!(server.request("GET", "/admin/v1/keys", "wrong", "").0, 401);
+        server.terminate();
+        let log = log.join().unwrap();
+        // Info lines still get through the non-blocking writer, flushed at exit.
+        assert!(log.contains("sitequest-demo ready"), "{log}");
+        assert_eq!(log.contains("request refused"), shown, "{level}: {log}");
+        assert_eq!(
+            log.contains("admin request refused"),
+            shown,
+            "{level}: {log}"
+        );
+    }
+}
+
+#[test]
 fn connection_limits_come_from_the_flags() {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = demo(dir.path());
