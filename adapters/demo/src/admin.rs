@@ -69,7 +69,8 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     if state.admin.check(header) {
         next.run(req).await
     } else {
-        tracing::info!(path = %req.uri().path(), "admin request refused");
+        // Debug, not info: anyone can send these, as fast as they like.
+        tracing::debug!(path = %req.uri().path(), "admin request refused");
         error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized.as_str(),

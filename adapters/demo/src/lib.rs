@@ -52,6 +52,8 @@ pub struct Config {
     /// Longest time without confirming that key changes are in sync before this instance stops
     /// vouching for revocations (see [`FailurePolicy`]).
     pub max_sync_age: Duration,
+    /// How many connections may be open and how long they may stay silent.
+    pub limits: server::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -61,6 +63,7 @@ impl std::fmt::Debug for Config {
             .field("data", &self.data)
             .field("rate_limit", &self.rate_limit)
             .field("redis", &self.redis.as_deref().map(redact_url))
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +82,7 @@ impl Config {
             redis_policy: FailurePolicy::FailClosed,
             sync_secret: None,
             max_sync_age: DEFAULT_MAX_SYNC_AGE,
+            limits: server::ConnectionLimits::DEFAULT,
         }
     }
 }
@@ -127,6 +131,7 @@ impl AppState {
 pub struct Demo {
     state: AppState,
     listener: tokio::net::TcpListener,
+    limits: server::ConnectionLimits,
     admin_token_created: bool,
 }
 
@@ -140,7 +145,13 @@ impl std::fmt::Debug for Demo {
 
 impl Demo {
     /// Opens the data file, loads its keys, reads or creates the admin token, and binds.
+    ///
+    /// # Errors
+    ///
+    /// When the connection limits let nothing through, the data file or the token file cannot
+    /// be used, Redis cannot be reached, or the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Self> {
+        config.limits.validate()?;
         let db = db::Db::open(&config.data)?;
         let store = Arc::new(KeyStore::new());
         let n = db.load_into(&store)?;
@@ -174,6 +185,7 @@ impl Demo {
                 sync,
             },
             listener,
+            limits: config.limits,
             admin_token_created,
         })
     }
@@ -204,7 +216,7 @@ impl Demo {
             .sync
             .clone()
             .map(|sync| follow_changes(&self.state, sync));
-        let result = server::serve(self.listener, app, shutdown).await;
+        let result = server::serve(self.listener, app, self.limits, shutdown).await;
         flusher.abort();
         if let Some(f) = follower {
             f.abort();
@@ -229,13 +241,15 @@ async fn connect_redis(
     secret: SyncSecret,
     max_sync_age: Duration,
 ) -> Result<(Arc<dyn AsyncLimiter>, Arc<KeySync>)> {
+    // The URL may hold a password: only its redacted form goes into errors and logs.
+    let shown = redact_url(url);
     let mut sync_config = KeySyncConfig::new(secret);
     sync_config.prefix = REDIS_SYNC_PREFIX.to_owned();
     sync_config.timeout = REDIS_TIMEOUT;
     let sync = Arc::new(
         KeySync::connect(url, sync_config)
             .await
-            .with_context(|| format!("cannot connect to Redis at {url}"))?,
+            .with_context(|| format!("cannot connect to Redis at {shown}"))?,
     );
     let config = RedisLimiterConfig {
         prefix: REDIS_LIMITER_PREFIX.to_owned(),
@@ -245,10 +259,10 @@ async fn connect_redis(
     };
     let limiter = RedisLimiter::connect(url, config)
         .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?
+        .with_context(|| format!("cannot connect to Redis at {shown}"))?
         .guard_with(sync.clone(), max_sync_age);
     tracing::info!(
-        url,
+        url = %shown,
         ?policy,
         "sharing rate limits and key changes through Redis"
     );

@@ -1,12 +1,15 @@
 //! `sitequest-demo`: the Sitequest API mock guarded by sitequest-auth.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::{FailurePolicy, SyncSecret};
+use sitequest_demo::server::{self, ConnectionLimits};
 use sitequest_demo::{db::Db, Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
@@ -27,10 +30,22 @@ struct Cli {
     /// Requests allowed per key per window, as N/SECONDS.
     #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
     rate_limit: Quota,
-    /// Redis URL (redis://host:port/): share rate limits and key changes with every instance
-    /// using the same Redis. Without it everything stays in this process.
-    #[arg(long, value_name = "URL")]
+    /// Redis URL (redis://[:PASSWORD@]host:port/): share rate limits and key changes with every
+    /// instance using the same Redis. Without it everything stays in this process. A URL with a
+    /// password is better passed through the environment or --redis-url-file than on the
+    /// command line, where other users can read it; logs and errors show it without the
+    /// password.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SITEQUEST_REDIS_URL",
+        hide_env_values = true
+    )]
     redis: Option<String>,
+    /// Read the Redis URL from this file instead (surrounding whitespace is ignored). Takes
+    /// precedence over SITEQUEST_REDIS_URL; cannot be combined with --redis.
+    #[arg(long, value_name = "PATH")]
+    redis_url_file: Option<PathBuf>,
     /// With --redis: what to do when Redis cannot be reached, or key changes cannot be confirmed
     /// in sync for longer than --max-sync-age. `closed` answers 503; `open` serves the request
     /// with a per-process limit and the local view of the keys, and logs an error every few
@@ -46,6 +61,19 @@ struct Cli {
     /// instance no longer vouches for revocations made on others (see --redis-failure).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     max_sync_age: u64,
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT.max_connections, value_parser = parse_cap)]
+    max_connections: usize,
+    /// Most connections open at once from one client address (IPv6: one /64); more are closed
+    /// at once.
+    #[arg(long, value_name = "N", default_value_t = ConnectionLimits::DEFAULT.max_connections_per_ip, value_parser = parse_cap)]
+    max_connections_per_ip: usize,
+    /// Close a connection that sends nothing for this many seconds after connecting.
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.first_byte_timeout.as_secs(), value_parser = parse_seconds)]
+    first_byte_timeout: u64,
+    /// Close a connection with no request in flight for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.idle_timeout.as_secs(), value_parser = parse_seconds)]
+    idle_timeout: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -85,7 +113,7 @@ enum KeysCommand {
 }
 
 /// The sync secret from `--sync-secret-file`, else from `SITEQUEST_SYNC_SECRET`.
-fn sync_secret(file: Option<&std::path::Path>) -> Result<SyncSecret> {
+fn sync_secret(file: Option<&Path>) -> Result<SyncSecret> {
     let bytes = zeroize::Zeroizing::new(match file {
         Some(path) => std::fs::read(path)
             .with_context(|| format!("cannot read the sync secret file {}", path.display()))?,
@@ -108,30 +136,66 @@ fn parse_policy(s: &str) -> Result<FailurePolicy, String> {
     }
 }
 
+fn parse_cap(s: &str) -> Result<usize, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n as usize),
+        _ => Err(format!("expected a number from 1 to {}", u32::MAX)),
+    }
+}
+
+fn parse_seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number of seconds, at least 1".to_owned()),
+    }
+}
+
 fn parse_quota(s: &str) -> Result<Quota, String> {
     Quota::parse(s).map_err(|e| e.to_string())
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // Log lines go through a queue to a writer thread, so a slow or blocked stderr (a full pipe,
+    // a stalled terminal) never stalls request handling; lines are dropped if the queue fills.
+    // The guard flushes the queue when main returns.
+    let (stderr, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    let redis_on_command_line = matches.value_source("redis") == Some(ValueSource::CommandLine);
     if let Some(Command::Keys(cmd)) = cli.command {
         return keys(&cli.data, cmd);
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
+    // Command line, then file, then environment: an explicit flag beats a variable set for the
+    // whole service, but two explicit sources are a mistake.
+    config.redis = match (cli.redis, cli.redis_url_file) {
+        (Some(_), Some(_)) if redis_on_command_line => {
+            bail!("give either --redis or --redis-url-file, not both")
+        }
+        (_, Some(path)) => Some(read_redis_url(&path)?),
+        (url, None) => url,
+    };
     config.redis_policy = cli.redis_failure;
-    config.max_sync_age = std::time::Duration::from_secs(cli.max_sync_age);
-    if cli.redis.is_some() {
+    config.max_sync_age = Duration::from_secs(cli.max_sync_age);
+    if config.redis.is_some() {
         config.sync_secret = Some(sync_secret(cli.sync_secret_file.as_deref())?);
     }
-    config.redis = cli.redis;
+    let mut limits = ConnectionLimits::DEFAULT;
+    limits.max_connections = cli.max_connections;
+    limits.max_connections_per_ip = cli.max_connections_per_ip;
+    limits.first_byte_timeout = Duration::from_secs(cli.first_byte_timeout);
+    limits.idle_timeout = Duration::from_secs(cli.idle_timeout);
+    config.limits = limits;
+    raise_file_limit(&limits);
     let demo = Demo::bind(config).await?;
     if let Some(token) = demo.state().admin.created() {
         println!("admin token (shown once, kept in its 0600 file): {token}");
@@ -140,6 +204,33 @@ async fn main() -> Result<()> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown_signal()).await
+}
+
+/// Reads `--redis-url-file`. The error names the file, never its contents.
+fn read_redis_url(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the Redis URL from {}", path.display()))?;
+    let url = text.trim();
+    if url.is_empty() {
+        bail!("{} is empty: it should hold the Redis URL", path.display());
+    }
+    Ok(url.to_owned())
+}
+
+/// Raises the open-file limit for the connections, and warns when it is still too low for them
+/// (each needs a descriptor, and the data file, Redis and the runtime need a few more).
+fn raise_file_limit(limits: &ConnectionLimits) {
+    const SPARE: u64 = 64;
+    match server::raise_open_file_limit() {
+        Ok(Some(n)) if n < limits.max_connections as u64 + SPARE => tracing::warn!(
+            open_files = n,
+            max_connections = limits.max_connections,
+            "the open-file limit is below --max-connections: new connections will fail once it \
+             is reached; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower --max-connections"
+        ),
+        Ok(n) => tracing::debug!(open_files = ?n, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
 }
 
 async fn shutdown_signal() {
@@ -160,7 +251,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn keys(data: &std::path::Path, cmd: KeysCommand) -> Result<()> {
+fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
     let mut db = Db::open(data)?;
     let now = sitequest_auth_tower::system_clock();
     match cmd {

@@ -1,30 +1,146 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 with header limits, header timeouts and graceful
-//! shutdown.
+//! The accept loop: HTTP/1.1 and HTTP/2 with header limits, header timeouts, bounded
+//! connections and graceful shutdown.
+//!
+//! Every connection costs a file descriptor and a task, and a client that opens one and then says
+//! nothing costs them for as long as the server lets it. So the loop bounds both how many
+//! connections are open ([`ConnectionLimits::max_connections`] overall,
+//! [`ConnectionLimits::max_connections_per_ip`] per client) and how long each may stay silent
+//! ([`ConnectionLimits::first_byte_timeout`], then [`ConnectionLimits::idle_timeout`]).
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::response::Response;
 use axum::Router;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::ServiceExt;
 
 /// Largest request head (request line and headers) accepted, in bytes; bigger ones get a 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest time a client may take to send the request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for requests in flight at shutdown.
+/// Longest wait for requests in flight at shutdown, and for a connection closed for idleness to
+/// say goodbye (an HTTP/2 GOAWAY exchange).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an HTTP/2 connection with no frames from the client is pinged, so a client that
+/// vanished in the middle of a request is noticed.
+pub const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// How long an HTTP/2 ping may go unanswered before the connection is closed.
+pub const HTTP2_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Pause after a failed `accept` (out of file descriptors and the like), so the loop does not
+/// spin while the cause lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Fewest seconds between two "accept failed" warnings; the ones in between are counted.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains the open connections.
+/// How many connections may be open, and how long they may stay silent.
+///
+/// A connection over [`max_connections`](Self::max_connections) is not refused: it waits in the
+/// kernel's listen backlog until another connection closes. A connection over
+/// [`max_connections_per_ip`](Self::max_connections_per_ip) is closed at once, so one client
+/// cannot take the whole server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionLimits {
+    /// Most connections open at once, from all clients. Default 10,000.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address. IPv6 clients are counted per /64,
+    /// since one machine usually holds a whole /64. Default 256.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends no byte within this time is closed. Default 10 s.
+    pub first_byte_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (gracefully: HTTP/1 at
+    /// once, HTTP/2 with a GOAWAY). This is what closes a connection stuck half-way through the
+    /// HTTP/2 preface and an HTTP/2 session kept open by its pings alone. Default 60 s.
+    pub idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The defaults: 10,000 connections, 256 per client, 10 s to the first byte, 60 s idle.
+    pub const DEFAULT: Self = Self {
+        max_connections: 10_000,
+        max_connections_per_ip: 256,
+        first_byte_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+    };
+
+    /// Checks that every limit lets at least something through.
+    ///
+    /// # Errors
+    ///
+    /// When a cap is zero or over 2³² − 1, or a timeout is zero.
+    pub fn validate(&self) -> Result<()> {
+        let caps = [
+            ("max connections", self.max_connections),
+            ("max connections per IP", self.max_connections_per_ip),
+        ];
+        for (name, cap) in caps {
+            if cap == 0 || u32::try_from(cap).is_err() {
+                bail!("{name} must be between 1 and {}", u32::MAX);
+            }
+        }
+        if self.first_byte_timeout.is_zero() || self.idle_timeout.is_zero() {
+            bail!("connection timeouts must be longer than zero");
+        }
+        Ok(())
+    }
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Raises this process's open-file soft limit to its hard limit, and returns the new soft limit
+/// (`None`: unlimited).
+///
+/// Each connection holds a file descriptor, and distributions often start services with a soft
+/// limit of 1,024, far below [`ConnectionLimits::max_connections`]; past it `accept` fails and
+/// no new client is served at all.
+///
+/// # Errors
+///
+/// When the system refuses the new limit; the old one then stays in force.
+pub fn raise_open_file_limit() -> std::io::Result<Option<u64>> {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        limit.current = limit.maximum;
+        setrlimit(Resource::Nofile, limit)?;
+    }
+    Ok(limit.current)
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` completes, then drains the open
+/// connections (up to [`DRAIN_TIMEOUT`]).
+///
+/// # Errors
+///
+/// When `limits` does not [validate](ConnectionLimits::validate). Failed `accept`s are logged (at
+/// most once a second) and retried, never returned.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    limits.validate()?;
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -34,40 +150,419 @@ pub async fn serve(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_KEEP_ALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
-    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
+    let (stop, stopped) = watch::channel(());
+    let mut accept_log = Throttle::new(ACCEPT_LOG_INTERVAL);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait a little and go on.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let service = TowerToHyperService::new(app.clone());
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
+        // The permit comes first: with every slot taken, new connections wait in the backlog
+        // instead of being accepted into a server that cannot serve them.
+        let permit = tokio::select! {
+            permit = open.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
             () = &mut shutdown => break,
-        }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    if let Some(suppressed) = accept_log.allow(Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Some(slot) = per_ip.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, "connection refused: too many from this client");
+            continue;
+        };
+        let conn = Conn {
+            builder: builder.clone(),
+            app: app.clone(),
+            limits,
+            stopped: stopped.clone(),
+            _permit: permit,
+            _slot: slot,
+        };
+        tokio::spawn(conn.run(stream, peer));
     }
     drop(listener);
-    tracing::info!("shutting down: finishing requests in flight");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let _ = stop.send(());
+    if open.available_permits() < limits.max_connections {
+        tracing::info!("shutting down: finishing requests in flight");
+    }
+    // Every connection holds a permit until its task ends, so holding them all means none is left.
+    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, open.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!("some connections did not finish in time");
     }
     Ok(())
+}
+
+/// One accepted connection and what it holds while it is open.
+struct Conn {
+    builder: Builder<TokioExecutor>,
+    app: Router,
+    limits: ConnectionLimits,
+    stopped: watch::Receiver<()>,
+    _permit: OwnedSemaphorePermit,
+    _slot: IpSlot,
+}
+
+impl Conn {
+    async fn run(mut self, stream: TcpStream, peer: SocketAddr) {
+        // Peeking leaves the byte for hyper; it only tells whether the client has spoken.
+        let mut first = [0u8; 1];
+        tokio::select! {
+            peeked = tokio::time::timeout(self.limits.first_byte_timeout, stream.peek(&mut first)) => match peeked {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::debug!(%peer, "connection closed: nothing sent in time");
+                    return;
+                }
+            },
+            _ = self.stopped.changed() => return,
+        }
+
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let tracked = activity.clone();
+        let service =
+            ServiceExt::<Request<Incoming>>::map_future(self.app.clone(), move |response| {
+                let request = InFlight::begin(&tracked);
+                async move {
+                    let response: Result<Response, Infallible> = response.await;
+                    // The request stays in flight until its body has been sent (or dropped).
+                    response.map(|r| {
+                        r.map(|body| {
+                            Body::new(TrackedBody {
+                                body,
+                                _request: request,
+                            })
+                        })
+                    })
+                }
+            });
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        let mut close_by: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(e) = ended {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = activity.idle(self.limits.idle_timeout), if close_by.is_none() => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+                _ = self.stopped.changed(), if close_by.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    close_by = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+                () = tokio::time::sleep_until(close_by.unwrap_or_else(Instant::now)), if close_by.is_some() => {
+                    tracing::debug!(%peer, "connection dropped: it did not close in time");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether a connection has requests in flight, and since when it has had none.
+#[derive(Debug)]
+struct Activity(Mutex<ActivityState>);
+
+#[derive(Debug)]
+struct ActivityState {
+    in_flight: usize,
+    idle_since: Instant,
+}
+
+impl Activity {
+    fn new(now: Instant) -> Self {
+        Self(Mutex::new(ActivityState {
+            in_flight: 0,
+            idle_since: now,
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        // The state stays consistent whatever panicked while holding the lock.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Completes once the connection has had no request in flight for `timeout`.
+    ///
+    /// Bytes do not count as activity: HTTP/2 keep-alive pings and a client trickling the
+    /// preface one byte at a time would otherwise keep a connection open for ever.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let wake = {
+                let s = self.state();
+                (s.in_flight == 0).then_some(s.idle_since + timeout)
+            };
+            match wake {
+                Some(at) if at <= Instant::now() => return,
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => tokio::time::sleep(timeout).await,
+            }
+        }
+    }
+}
+
+/// One request in flight on a connection, from the call of the service until its response body
+/// is finished or dropped.
+#[derive(Debug)]
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.state().in_flight += 1;
+        Self(activity.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut s = self.0.state();
+        s.in_flight -= 1;
+        s.idle_since = Instant::now();
+    }
+}
+
+/// A response body that keeps its request in flight until it is done.
+struct TrackedBody {
+    body: Body,
+    _request: InFlight,
+}
+
+impl HttpBody for TrackedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Open connections per client, capped.
+#[derive(Debug)]
+struct PerIp {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection counted against its client; uncounted on drop.
+#[derive(Debug)]
+struct IpSlot {
+    table: Arc<PerIp>,
+    client: IpAddr,
+}
+
+impl PerIp {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a connection from `ip`, or returns `None` when its client already has `cap` open.
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let client = client_of(ip);
+        let mut open = self.open();
+        let n = open.entry(client).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open();
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// The client an address belongs to: IPv4 as is (also when mapped into IPv6), IPv6 by its /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) & 0xffff_ffff_ffff_ffff_0000_0000_0000_0000,
+            )),
+        },
+    }
+}
+
+/// Lets an event through at most once per interval, and counts the ones held back.
+#[derive(Debug)]
+struct Throttle {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttle {
+    fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(events held back since the last one let through)` when this one may be logged.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now < last + self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_let_through_once_a_second() {
+        let t0 = Instant::now();
+        let mut log = Throttle::new(Duration::from_secs(1));
+        assert_eq!(log.allow(t0), Some(0));
+        assert_eq!(log.allow(t0 + Duration::from_millis(10)), None);
+        assert_eq!(log.allow(t0 + Duration::from_millis(999)), None);
+        assert_eq!(log.allow(t0 + Duration::from_secs(1)), Some(2));
+        assert_eq!(log.allow(t0 + Duration::from_millis(1500)), None);
+        assert_eq!(log.allow(t0 + Duration::from_secs(5)), Some(1));
+    }
+
+    #[test]
+    fn per_ip_slots_are_capped_and_given_back() {
+        let table = Arc::new(PerIp::new(2));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = table.try_acquire(a).unwrap();
+        let _second = table.try_acquire(a).unwrap();
+        assert!(table.try_acquire(a).is_none());
+        // The same address mapped into IPv6 is the same client.
+        assert!(table
+            .try_acquire("::ffff:192.0.2.1".parse().unwrap())
+            .is_none());
+        let _other = table.try_acquire(b).unwrap();
+        drop(first);
+        let _third = table.try_acquire(a).unwrap();
+        assert!(table.try_acquire(a).is_none());
+        drop((_second, _third, _other));
+        assert!(table.open().is_empty());
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let table = Arc::new(PerIp::new(1));
+        let _one = table
+            .try_acquire("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        assert!(table
+            .try_acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
+        assert!(table
+            .try_acquire("2001:db8:1:3::1".parse().unwrap())
+            .is_some());
+    }
+
+    #[test]
+    fn limits_that_let_nothing_through_are_refused() {
+        assert!(ConnectionLimits::default().validate().is_ok());
+        for bad in [
+            ConnectionLimits {
+                max_connections: 0,
+                ..ConnectionLimits::DEFAULT
+            },
+            ConnectionLimits {
+                max_connections_per_ip: 0,
+                ..ConnectionLimits::DEFAULT
+            },
+            ConnectionLimits {
+                idle_timeout: Duration::ZERO,
+                ..ConnectionLimits::DEFAULT
+            },
+            ConnectionLimits {
+                first_byte_timeout: Duration::ZERO,
+                ..ConnectionLimits::DEFAULT
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_without_requests_in_flight() {
+        let start = Instant::now();
+        let activity = Arc::new(Activity::new(start));
+        let timeout = Duration::from_secs(60);
+        let request = InFlight::begin(&activity);
+        // Long past the timeout with a request in flight: still not idle.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(300), activity.idle(timeout))
+                .await
+                .is_err()
+        );
+        drop(request);
+        let ended = Instant::now();
+        activity.idle(timeout).await;
+        assert_eq!(Instant::now() - ended, timeout);
+    }
 }

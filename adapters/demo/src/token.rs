@@ -1,11 +1,15 @@
 //! The admin token: from the environment, or generated once and kept in a 0600 file.
+//!
+//! The token file is a password to every key, so it must be private to the server's user, and it
+//! is created atomically so that no crash can leave it empty or half written.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use rand::RngCore;
+use rustix::process::geteuid;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
@@ -41,27 +45,43 @@ impl AdminToken {
 
     /// Reads the token file, or creates it (mode 0600) with a new random token. Returns the
     /// token and whether it was created now.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or created, holds fewer than 16 characters, or is not
+    /// private to this server: owned by another user, or with any permission bit for its group
+    /// or others. A token others can read lets them manage every key, so the server refuses to
+    /// start rather than use it; the error says how to fix the file.
     pub fn from_file(path: &Path) -> Result<(Self, bool)> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Ok((Self::new(&text)?, false)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = Zeroizing::new([0u8; 32]);
-                rand::rngs::OsRng.fill_bytes(&mut bytes[..]);
-                let token = Zeroizing::new(format!("sq_admin_{}", hex::encode(&bytes[..])));
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .with_context(|| format!("cannot create {}", path.display()))?;
-                file.write_all(token.as_bytes())?;
-                file.sync_all()?;
+        loop {
+            match std::fs::File::open(path) {
+                Ok(file) => return Ok((Self::read_private(path, file)?, false)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            }
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(&mut bytes[..]);
+            let token = Zeroizing::new(format!("sq_admin_{}", hex::encode(&bytes[..])));
+            if write_new_atomically(path, token.as_bytes())? {
                 let mut t = Self::new(&token)?;
                 t.created = Some(token);
-                Ok((t, true))
+                return Ok((t, true));
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            // Another process created the file first: use its token.
         }
+    }
+
+    /// Reads an open token file after checking, on the open file itself (so it cannot be
+    /// swapped in between), that it is private to this user.
+    fn read_private(path: &Path, mut file: std::fs::File) -> Result<Self> {
+        let meta = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        check_private(path, meta.uid(), meta.mode(), geteuid().as_raw())?;
+        let mut text = Zeroizing::new(String::new());
+        file.read_to_string(&mut text)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::new(&text)
     }
 
     /// The generated token, if this start created it.
@@ -86,8 +106,70 @@ impl AdminToken {
     }
 }
 
+/// Refuses a token file that another user owns or that its group or others may use at all.
+fn check_private(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<()> {
+    if owner != euid {
+        bail!(
+            "the admin token file {} is owned by uid {owner}, not by this server's user (uid {euid}): \
+             run `chown {euid} {}` or start the server as its owner",
+            path.display(),
+            path.display()
+        );
+    }
+    if mode & 0o077 != 0 {
+        bail!(
+            "the admin token file {} has mode {:04o}, so other users may read or change it: \
+             run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` so that `path` never exists with partial contents, even after a
+/// crash: into a new 0600 file in the same directory, synced, then linked in its place and the
+/// directory synced. Returns `false`, writing nothing, when `path` already exists.
+///
+/// The final step is `link`, not `rename`: it fails when `path` exists, where `rename` would
+/// silently replace a token another process created (and showed) a moment earlier.
+fn write_new_atomically(path: &Path, contents: &[u8]) -> Result<bool> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let mut suffix = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut suffix);
+    let temp = dir.join(format!(".{name}.{}.tmp", hex::encode(suffix)));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .with_context(|| format!("cannot create {}", temp.display()))?;
+    let linked = file
+        .write_all(contents)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::hard_link(&temp, path));
+    let removed = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+    removed.with_context(|| format!("cannot remove {}", temp.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -99,5 +181,79 @@ mod tests {
         assert!(!t.check(Some(b"0123456789abcdef0123")));
         assert!(!t.check(None));
         assert!(AdminToken::new("short").is_err());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_created_token_file_is_private_complete_and_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.db.admin-token");
+        let (token, created) = AdminToken::from_file(&path).unwrap();
+        assert!(created);
+        let shown = token.created().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), shown);
+        assert_eq!(mode(&path), 0o600);
+        // The temporary file is gone: the directory holds the token file alone.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [path.file_name().unwrap()]);
+
+        let (again, created) = AdminToken::from_file(&path).unwrap();
+        assert!(!created && again.created().is_none());
+        assert!(again.check(Some(format!("Bearer {shown}").as_bytes())));
+    }
+
+    #[test]
+    fn a_token_file_others_may_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        std::fs::write(&path, "0123456789abcdef0123").unwrap();
+        for bits in [0o644, 0o640, 0o604, 0o660, 0o602, 0o610] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            let e = format!("{:#}", AdminToken::from_file(&path).unwrap_err());
+            assert_eq!(
+                e,
+                format!(
+                    "the admin token file {p} has mode {bits:04o}, so other users may read or \
+                     change it: run `chmod 600 {p}`",
+                    p = path.display()
+                )
+            );
+            assert!(!e.contains("0123456789abcdef0123"));
+        }
+        for bits in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            let (t, created) = AdminToken::from_file(&path).unwrap();
+            assert!(!created);
+            assert!(t.check(Some(b"Bearer 0123456789abcdef0123")));
+        }
+    }
+
+    #[test]
+    fn a_token_file_of_another_user_is_refused() {
+        let path = Path::new("/srv/demo.db.admin-token");
+        assert!(check_private(path, 1000, 0o100600, 1000).is_ok());
+        assert_eq!(
+            check_private(path, 0, 0o100600, 1000)
+                .unwrap_err()
+                .to_string(),
+            "the admin token file /srv/demo.db.admin-token is owned by uid 0, not by this \
+             server's user (uid 1000): run `chown 1000 /srv/demo.db.admin-token` or start the \
+             server as its owner"
+        );
+        // Ownership is checked on the real file too, where this test may change it (as root).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t");
+        std::fs::write(&file, "0123456789abcdef0123").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if std::os::unix::fs::chown(&file, Some(65534), None).is_ok() {
+            let e = AdminToken::from_file(&file).unwrap_err().to_string();
+            assert!(e.contains("is owned by uid 65534"), "{e}");
+        }
     }
 }

@@ -192,16 +192,19 @@ fn admit<B>(auth: &Authorizer, grant: &Grant, req: &mut Request<B>, now: u64) ->
 }
 
 /// Logs a denial (key id and reason, never the key) and builds its response.
+///
+/// At debug level: refusals are what a flood of bad requests is made of, and logging each at
+/// info would let any client fill the disk and slow the server.
 fn refuse<B: From<&'static str>>(denial: &Denial, now: u64) -> Response<B> {
     let reason = denial.reason();
     match reason.key_id() {
-        Some(id) => tracing::info!(
+        Some(id) => tracing::debug!(
             key_id = %id,
             reason = reason.label(),
             status = denial.status(),
             "request refused"
         ),
-        None => tracing::info!(
+        None => tracing::debug!(
             reason = reason.label(),
             status = denial.status(),
             "request refused"

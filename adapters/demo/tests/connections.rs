@@ -1,0 +1,324 @@
+//! Bounded connections over real loopback sockets: silent clients, half an HTTP/2 preface and
+//! idle HTTP/2 sessions are closed on time, one client address cannot hold more than its share,
+//! and past the global cap new connections wait until one closes.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sitequest_auth::Quota;
+use sitequest_demo::server::ConnectionLimits;
+use sitequest_demo::{Config, Demo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const ADMIN: &str = "test-admin-token-0123456789";
+const LONG: Duration = Duration::from_secs(30);
+
+struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(limits: ConnectionLimits) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("demo.db"),
+        Quota::new(1000, 60).unwrap(),
+    );
+    config.admin_token = Some(ADMIN.to_owned());
+    config.limits = limits;
+    let demo = Demo::bind(config).await.unwrap();
+    let addr = demo.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(demo.serve(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        addr,
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    /// Stops the server, which must not wait for the connections that never sent anything.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(2), self.task)
+            .await
+            .expect("the server waited for silent connections at shutdown")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn limits(
+    max_connections: usize,
+    max_connections_per_ip: usize,
+    first_byte_timeout: Duration,
+    idle_timeout: Duration,
+) -> ConnectionLimits {
+    let mut l = ConnectionLimits::default();
+    l.max_connections = max_connections;
+    l.max_connections_per_ip = max_connections_per_ip;
+    l.first_byte_timeout = first_byte_timeout;
+    l.idle_timeout = idle_timeout;
+    l
+}
+
+/// A connection from the loopback address `from` (any of 127.0.0.0/8).
+async fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from((from, 0))).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// How long until the server closes `stream` (end of stream or reset), if it does within
+/// `limit`. Panics if the server sends anything.
+async fn closed_within(stream: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+        Err(_) => None,
+        Ok(Ok(0) | Err(_)) => Some(start.elapsed()),
+        Ok(Ok(n)) => panic!(
+            "unexpected bytes from the server: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+}
+
+/// Sends one `Connection: close` request and reads the whole response, within 5 s.
+async fn exchange(stream: &mut TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("no complete response within 5 s")
+        .unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+fn get(path: &str, token: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_first_byte_timeout() {
+    let server = start(limits(100, 100, Duration::from_secs(1), LONG)).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let closed = closed_within(&mut silent, Duration::from_secs(5))
+        .await
+        .expect("a silent connection was left open");
+    assert!(
+        closed >= Duration::from_millis(950) && closed < Duration::from_millis(2500),
+        "closed after {closed:?}, expected about 1 s"
+    );
+
+    // A client that speaks within the timeout is served, however slowly it started.
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let response = exchange(&mut slow, &get("/admin/v1/keys", ADMIN)).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn half_an_http2_preface_is_closed_after_the_idle_timeout() {
+    let server = start(limits(100, 100, LONG, Duration::from_secs(1))).await;
+    let mut half = TcpStream::connect(server.addr).await.unwrap();
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    let closed = closed_within(&mut half, Duration::from_secs(5))
+        .await
+        .expect("half an HTTP/2 preface held the connection open");
+    assert!(
+        closed >= Duration::from_millis(950) && closed < Duration::from_millis(2500),
+        "closed after {closed:?}, expected about 1 s"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_http2_session_is_closed_after_the_idle_timeout() {
+    let server = start(limits(100, 100, LONG, Duration::from_secs(1))).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Body>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(async move {
+        let result = conn.await;
+        (result, Instant::now())
+    });
+
+    // A session in use stays open across several idle timeouts.
+    let mut last_response = Instant::now();
+    for _ in 0..4 {
+        let request = Request::get(format!("http://{}/admin/v1/keys", server.addr))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = send.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+            .await
+            .unwrap();
+        last_response = Instant::now();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    // Then, with no request in flight, the server says GOAWAY and the session ends cleanly.
+    let (result, ended) = tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("an idle HTTP/2 session was left open")
+        .unwrap();
+    result.unwrap();
+    let idle = ended - last_response;
+    assert!(
+        idle >= Duration::from_millis(950) && idle < Duration::from_millis(2500),
+        "closed {idle:?} after the last response, expected about 1 s"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_address_cannot_take_more_than_its_share() {
+    let server = start(limits(100, 3, LONG, LONG)).await;
+    let localhost = Ipv4Addr::new(127, 0, 0, 1);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from(localhost, server.addr).await);
+    }
+    // Connections over the cap are closed at once.
+    for _ in 0..2 {
+        let mut extra = connect_from(localhost, server.addr).await;
+        let closed = closed_within(&mut extra, Duration::from_secs(2)).await;
+        assert!(
+            closed.is_some_and(|t| t < Duration::from_millis(500)),
+            "a connection over the per-IP cap was not closed at once ({closed:?})"
+        );
+    }
+    // The first three are still open.
+    for stream in &mut held {
+        assert_eq!(
+            closed_within(stream, Duration::from_millis(200)).await,
+            None
+        );
+    }
+
+    // Other addresses are served as usual: a key is made from one and used from another.
+    let mut admin = connect_from(Ipv4Addr::new(127, 0, 0, 3), server.addr).await;
+    let body = r#"{"name":"k","preset":"full"}"#;
+    let created = exchange(
+        &mut admin,
+        &format!(
+            "POST /admin/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(created.starts_with("HTTP/1.1 201 Created\r\n"), "{created}");
+    let json: serde_json::Value =
+        serde_json::from_str(created.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let key = json["key"].as_str().unwrap();
+    let mut other = connect_from(Ipv4Addr::new(127, 0, 0, 2), server.addr).await;
+    let response = exchange(&mut other, &get("/v1/servers", key)).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+
+    // Once one of the three closes, the address gets its slot back.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut again = connect_from(localhost, server.addr).await;
+        again
+            .write_all(get("/v1/servers", key).as_bytes())
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), again.read_to_end(&mut response))
+            .await
+            .unwrap();
+        if response.starts_with(b"HTTP/1.1 200 OK\r\n") {
+            break;
+        }
+        // Refused: the server had not yet seen the close.
+        assert!(
+            response.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the closed slot was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn past_the_global_cap_a_connection_waits_until_another_closes() {
+    let server = start(limits(3, 100, LONG, LONG)).await;
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(connect_from(Ipv4Addr::new(127, 0, 0, 10 + i), server.addr).await);
+    }
+    // The kernel completes the handshake, but the server does not take the connection.
+    let mut waiting = connect_from(Ipv4Addr::new(127, 0, 0, 20), server.addr).await;
+    waiting
+        .write_all(get("/admin/v1/keys", ADMIN).as_bytes())
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), waiting.read(&mut first))
+            .await
+            .is_err(),
+        "a connection over the global cap was served or closed"
+    );
+
+    let released = Instant::now();
+    drop(held.pop());
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), waiting.read_to_end(&mut response))
+        .await
+        .expect("the waiting connection was not served once a slot was free")
+        .unwrap();
+    assert!(
+        response.starts_with(b"HTTP/1.1 200 OK\r\n"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(released.elapsed() < Duration::from_secs(1));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn limits_that_let_nothing_through_are_refused_at_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(
+        "127.0.0.1:0".parse().unwrap(),
+        dir.path().join("demo.db"),
+        Quota::new(10, 60).unwrap(),
+    );
+    config.admin_token = Some(ADMIN.to_owned());
+    config.limits = limits(0, 1, LONG, LONG);
+    let e = Demo::bind(config).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("max connections must be between 1 and {}", u32::MAX)
+    );
+}
