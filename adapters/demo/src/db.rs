@@ -1,6 +1,9 @@
 //! Key records in an embedded SQLite file: digests and metadata, never a plaintext key.
 
-use std::path::Path;
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -37,7 +40,20 @@ fn from_sql(t: i64) -> u64 {
 impl Db {
     /// Opens (creating if needed) the data file. Every write is durable when it returns
     /// (`synchronous = FULL`).
+    ///
+    /// # Security
+    ///
+    /// A new data file is created with mode 0600 before SQLite opens it, so SQLite creates its
+    /// `-wal` and `-shm` files with the same mode. Group and other access is taken away from an
+    /// existing file, `-wal` or `-shm` (a stricter mode is kept). The file holds digests, not
+    /// keys, but the names and scopes are nobody else's business, and anyone who can write it
+    /// can mint keys.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created, made private or opened, or is not a valid data file.
     pub fn open(path: &Path) -> Result<Self> {
+        make_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open data file {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -163,4 +179,44 @@ impl Db {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// `path` with `suffix` appended to its file name (`demo.db` → `demo.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates the data file with mode 0600 if it does not exist, and takes group and other access
+/// away from it and from its `-wal` and `-shm` files if they exist.
+fn make_private(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create data file {}", path.display()))
+        }
+    }
+    for file in [
+        path.to_owned(),
+        sibling(path, "-wal"),
+        sibling(path, "-shm"),
+    ] {
+        let mode = match fs::metadata(&file) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", file.display())),
+        };
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("cannot make {} private (mode 0600)", file.display()))?;
+        }
+    }
+    Ok(())
 }
