@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use sitequest_auth::{Authorizer, KeyStore, Quota};
+use sitequest_auth::{Authorizer, KeyRecord, KeyStore, Quota};
 use sitequest_auth_redis::{FailurePolicy, KeySync, RedisLimiter, RedisLimiterConfig};
 use sitequest_auth_tower::{AsyncLimiter, Clock};
-use tokio::sync::Mutex;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -45,6 +44,8 @@ pub struct Config {
     pub redis: Option<String>,
     /// What to do when Redis cannot be reached.
     pub redis_policy: FailurePolicy,
+    /// Admin changes that may wait for the data file before more are refused with a 503.
+    pub db_queue: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -70,6 +71,7 @@ impl Config {
             clock: Arc::new(sitequest_auth_tower::system_clock),
             redis: None,
             redis_policy: FailurePolicy::FailClosed,
+            db_queue: db::QUEUE_CAPACITY,
         }
     }
 }
@@ -79,8 +81,9 @@ impl Config {
 pub struct AppState {
     /// Authorizes API requests.
     pub auth: Arc<Authorizer>,
-    /// The data file; held while a change is written, so admin writes are serialized.
-    pub db: Arc<Mutex<db::Db>>,
+    /// The data file's thread, which makes every change to keys in turn: saved first, then
+    /// applied to the key store.
+    pub db: db::DbHandle,
     /// Checks the admin token.
     pub admin: Arc<token::AdminToken>,
     /// Where the time comes from.
@@ -130,12 +133,10 @@ impl std::fmt::Debug for Demo {
 }
 
 impl Demo {
-    /// Opens the data file, loads its keys, reads or creates the admin token, and binds.
+    /// Opens the data file, reads or creates the admin token, connects to Redis, loads the keys
+    /// and starts the data file's thread, and binds.
     pub async fn bind(config: Config) -> Result<Self> {
-        let db = db::Db::open(&config.data)?;
-        let store = Arc::new(KeyStore::new());
-        let n = db.load_into(&store)?;
-        tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
+        let file = db::Db::open(&config.data)?;
         let (admin, admin_token_created) = match config.admin_token {
             Some(t) => (token::AdminToken::new(&t)?, false),
             None => token::AdminToken::from_file(&token_path(&config.data))?,
@@ -147,6 +148,14 @@ impl Demo {
             }
             None => (None, None),
         };
+        let store = Arc::new(KeyStore::new());
+        let options = db::WorkerOptions {
+            queue: config.db_queue,
+            ..db::WorkerOptions::default()
+        };
+        let changes = sync.clone().map(share_changes);
+        let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
+        tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
         let auth = Authorizer::new(store).with_quota(config.rate_limit);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -154,7 +163,7 @@ impl Demo {
         Ok(Self {
             state: AppState {
                 auth: Arc::new(auth),
-                db: Arc::new(Mutex::new(db)),
+                db,
                 admin: Arc::new(admin),
                 clock: config.clock,
                 limiter,
@@ -182,7 +191,8 @@ impl Demo {
         self.admin_token_created
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight, saves the
+    /// last-use times and closes the data file.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let app = router(self.state.clone());
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
@@ -196,7 +206,11 @@ impl Demo {
         if let Some(f) = follower {
             f.abort();
         }
-        admin::flush_last_used(&self.state).await?;
+        // Closed whether or not the flush worked: the file is complete when this returns.
+        let flushed = admin::flush_last_used(&self.state).await;
+        let closed = self.state.db.close().await;
+        flushed?;
+        closed?;
         result
     }
 }
@@ -251,12 +265,17 @@ pub fn redact_url(url: &str) -> String {
 
 /// Applies key changes from the other instances and saves them in this instance's data file.
 fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHandle<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<sitequest_auth::KeyRecord>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<KeyRecord>();
     let db = state.db.clone();
     let saver = tokio::spawn(async move {
-        while let Some(record) = rx.recv().await {
-            if let Err(e) = db.lock().await.upsert(&[&record]) {
-                tracing::warn!(key_id = %record.id(), error = %e, "could not save a shared key change");
+        while let Some(first) = rx.recv().await {
+            // Whatever arrived meanwhile goes in the same job.
+            let mut records = vec![first];
+            while let Ok(record) = rx.try_recv() {
+                records.push(record);
+            }
+            if let Err(e) = db.save(records).await {
+                tracing::warn!(error = %e, "could not save shared key changes");
             }
         }
     });
@@ -267,6 +286,27 @@ fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHand
         let _ = follower.await;
         saver.abort();
     })
+}
+
+/// Shares with the other instances every key change the data file's thread applies to the store:
+/// the admin API's, and those committed to the file by another connection (the `keys`
+/// subcommands). Returns the sender to give that thread.
+fn share_changes(sync: Arc<KeySync>) -> tokio::sync::mpsc::UnboundedSender<KeyRecord> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<KeyRecord>();
+    tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            share(&sync, &record).await;
+        }
+    });
+    tx
+}
+
+/// Publishes one changed record. A change that cannot be shared now is kept by [`KeySync`] and
+/// published again until it goes through.
+async fn share(sync: &KeySync, record: &KeyRecord) {
+    if let Err(e) = sync.publish(record).await {
+        tracing::warn!(key_id = %record.id(), error = %e, "key change not shared yet");
+    }
 }
 
 /// Where the generated admin token is kept: beside the data file, `<data>.admin-token`.
