@@ -5,23 +5,27 @@
 //! - `DELETE /admin/v1/keys/{id}` revokes a key.
 //! - `POST /admin/v1/keys/{id}/rotate` issues a replacement; the old key expires after a grace.
 //!
-//! Every change is durable in the data file before the response is sent.
+//! Every change is made by the data file's thread ([`DbHandle`](crate::db::DbHandle)), one
+//! after another, and is durable in the data file before it is applied to the key store and
+//! before the response is sent. The handlers only wait for that thread's answer, so a slow or
+//! locked file never holds up the runtime; when too many changes are already waiting, a new one
+//! is refused at once with a 503.
 
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header::AUTHORIZATION, StatusCode};
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sitequest_auth::{
-    ErrorCode, IssuedKey, KeyId, KeyRecord, KeyStatus, NewKey, Preset, Scopes, MAX_TIME,
-};
+use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes};
 
+use crate::db::{ChangeError, DbError};
 use crate::{AppState, MAX_BODY};
 
 /// The admin routes, behind the admin-token check.
@@ -55,13 +59,36 @@ fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "NOT_FOUND", "No key with this id")
 }
 
-fn internal(e: &anyhow::Error) -> Response {
-    tracing::error!(error = %e, "data file write failed");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL",
-        "Could not save the change",
-    )
+/// The answer to a change that was refused or could not be saved.
+fn refused(e: ChangeError) -> Response {
+    match e {
+        ChangeError::NotFound => not_found(),
+        ChangeError::NotActive => error(
+            StatusCode::CONFLICT,
+            "KEY_NOT_ACTIVE",
+            "The key is revoked or expired",
+        ),
+        ChangeError::Invalid(e) => invalid(e),
+        ChangeError::Db(DbError::Busy) => {
+            tracing::warn!("admin change refused: the data file queue is full");
+            let mut res = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "The data file is busy; try again",
+            );
+            res.headers_mut()
+                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            res
+        }
+        ChangeError::Db(e) => {
+            tracing::error!(error = %e, "data file write failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "Could not save the change",
+            )
+        }
+    }
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -150,19 +177,13 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
         Err(message) => return invalid(message),
     };
     let now = state.now();
-    let mut db = state.db.lock().await;
     let issued = match state.store().prepare(&new, now) {
         Ok(i) => i,
         Err(e) => return invalid(e),
     };
-    if let Err(e) = db.upsert(&[&issued.record]) {
-        return internal(&e);
+    if let Err(e) = state.db.create(issued.record.clone()).await {
+        return refused(e);
     }
-    if let Err(e) = state.store().insert(issued.record.clone()) {
-        return invalid(e);
-    }
-    drop(db);
-    share(&state, &[&issued.record]).await;
     tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, "key created");
     created(&issued)
 }
@@ -189,22 +210,12 @@ async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
-    let now = state.now();
-    let db = state.db.lock().await;
-    match db.revoke(id, now) {
-        Ok(true) => {}
-        Ok(false) => return not_found(),
-        Err(e) => return internal(&e),
-    }
-    let result = state.store().revoke(id, now);
-    drop(db);
-    match result {
-        Ok(record) => {
-            share(&state, &[&record]).await;
+    match state.db.revoke(id, state.now()).await {
+        Ok(_) => {
             tracing::info!(key_id = %id, "key revoked");
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(_) => not_found(),
+        Err(e) => refused(e),
     }
 }
 
@@ -223,53 +234,14 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         Ok(r) => r,
         Err(message) => return invalid(message),
     };
-    let now = state.now();
-    let mut db = state.db.lock().await;
-    let Some(old) = state.store().get(id) else {
-        return not_found();
-    };
-    if old.status(now) != KeyStatus::Active {
-        return error(
-            StatusCode::CONFLICT,
-            "KEY_NOT_ACTIVE",
-            "The key is revoked or expired",
-        );
-    }
-    let new = match state.store().prepare(&old.replacement(), now) {
-        Ok(i) => i,
-        Err(e) => return invalid(e),
-    };
-    let mut old = old;
-    let grace_end = now.saturating_add(req.grace_seconds).min(MAX_TIME);
-    old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
-    // Saved first, then applied: nothing is live before it is durable.
-    if let Err(e) = db.upsert(&[&new.record, &old]) {
-        return internal(&e);
-    }
-    let applied = state
-        .store()
-        .insert(new.record.clone())
-        .and_then(|()| state.store().insert(old.clone()));
-    if let Err(e) = applied {
-        return invalid(e);
-    }
-    drop(db);
-    share(&state, &[&new.record, &old]).await;
-    tracing::info!(old = %id, new = %new.record.id(), grace = req.grace_seconds, "key rotated");
-    created(&new)
-}
-
-/// Shares changed records with the other instances (with `--redis`). A change that cannot be
-/// shared now is kept by [`KeySync`](sitequest_auth_redis::KeySync) and published again until
-/// it goes through.
-async fn share(state: &AppState, records: &[&KeyRecord]) {
-    let Some(sync) = &state.sync else {
-        return;
-    };
-    for record in records {
-        if let Err(e) = sync.publish(record).await {
-            tracing::warn!(key_id = %record.id(), error = %e, "key change not shared yet");
+    // The key is checked inside the data file's transaction, so a revocation committed first
+    // (through this server or the `keys` subcommands) is a 409, never a live replacement.
+    match state.db.rotate(id, req.grace_seconds, state.now()).await {
+        Ok(rotated) => {
+            tracing::info!(old = %id, new = %rotated.new.record.id(), grace = req.grace_seconds, "key rotated");
+            created(&rotated.new)
         }
+        Err(e) => refused(e),
     }
 }
 
@@ -284,7 +256,7 @@ pub async fn flush_last_used(state: &AppState) -> anyhow::Result<()> {
     if used.is_empty() {
         return Ok(());
     }
-    state.db.lock().await.touch(&used)
+    Ok(state.db.touch(used).await?)
 }
 
 /// Flushes last-use times every 30 seconds.

@@ -1,10 +1,28 @@
 //! Key records in an embedded SQLite file: digests and metadata, never a plaintext key.
+//!
+//! [`Db`] is the file opened on the calling thread, for the `keys` subcommands and for loading at
+//! start. A running server hands it to a [`DbHandle`]: from then on one thread of its own makes
+//! every SQLite call, so a slow disk or a file locked by another process never stalls the async
+//! runtime that answers API requests.
 
-use std::path::Path;
+mod worker;
+
+use std::fs::{self, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Row, Statement, TransactionBehavior};
 use sitequest_auth::{KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes};
+
+pub use worker::{
+    ChangeError, DbError, DbHandle, Rotated, WorkerOptions, DATA_VERSION_POLL, QUEUE_CAPACITY,
+};
+
+/// Longest wait for a lock held by another connection before a statement fails.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An open data file.
 #[derive(Debug)]
@@ -26,6 +44,15 @@ CREATE TABLE IF NOT EXISTS keys (
     last4         TEXT NOT NULL
 );";
 
+/// The columns [`record`] reads, in its order.
+const COLUMNS: &str = "digest, name, scopes, created_at, expires_at, revoked_at, rate_limit, \
+                       last_used_at, last4";
+
+/// The start of every statement that stores a whole record; [`execute`] binds its parameters.
+const INSERT: &str = "INSERT INTO keys (id, digest, name, scopes, created_at, expires_at,
+                                        revoked_at, rate_limit, last_used_at, last4)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
 fn to_sql(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
@@ -36,55 +63,34 @@ fn from_sql(t: i64) -> u64 {
 
 impl Db {
     /// Opens (creating if needed) the data file. Every write is durable when it returns
-    /// (`synchronous = FULL`).
+    /// (`synchronous = FULL`); a write waits up to [`BUSY_TIMEOUT`] for a lock held by another
+    /// connection.
+    ///
+    /// # Security
+    ///
+    /// A new data file is created with mode 0600 before SQLite opens it, so SQLite creates its
+    /// `-wal` and `-shm` files with the same mode. Group and other access is taken away from an
+    /// existing file, `-wal` or `-shm` (a stricter mode is kept). The file holds digests, not
+    /// keys, but the names and scopes are nobody else's business, and anyone who can write it
+    /// can mint keys.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be created, made private or opened, or is not a valid data file.
     pub fn open(path: &Path) -> Result<Self> {
+        make_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open data file {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self { conn })
     }
 
     /// Every stored record.
     pub fn load(&self) -> Result<Vec<KeyRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT digest, name, scopes, created_at, expires_at, revoked_at, rate_limit,
-                    last_used_at, last4 FROM keys ORDER BY created_at, id",
-        )?;
-        let rows = stmt.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, Option<i64>>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-                row.get::<_, Option<i64>>(7)?,
-                row.get::<_, String>(8)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (digest, name, scopes, created, expires, revoked, rate, used, last4) = row?;
-            out.push(KeyRecord {
-                digest: KeyDigest::from_hex(&digest).context("corrupt digest in data file")?,
-                name,
-                scopes: Scopes::parse_list(&scopes).context("corrupt scopes in data file")?,
-                created_at: from_sql(created),
-                expires_at: expires.map(from_sql),
-                revoked_at: revoked.map(from_sql),
-                rate_limit: rate
-                    .map(|r| Quota::parse(&r))
-                    .transpose()
-                    .context("corrupt rate limit in data file")?,
-                last_used_at: used.map(from_sql),
-                last4: Last4::new(&last4).context("corrupt last4 in data file")?,
-            });
-        }
-        Ok(out)
+        load(&self.conn)
     }
 
     /// Puts every stored record in `store`, returning how many there were.
@@ -97,36 +103,10 @@ impl Db {
     /// Inserts records, or merges them into the stored ones so that a revocation or an expiry is
     /// never undone or pushed back, all in one transaction.
     pub fn upsert(&mut self, records: &[&KeyRecord]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        for r in records {
-            tx.execute(
-                "INSERT INTO keys (id, digest, name, scopes, created_at, expires_at, revoked_at,
-                                   rate_limit, last_used_at, last4)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT(id) DO UPDATE SET
-                    name = excluded.name, scopes = excluded.scopes,
-                    rate_limit = excluded.rate_limit,
-                    -- Like KeyRecord::merged_with: revocation and expiry only ever tighten.
-                    expires_at = COALESCE(MIN(keys.expires_at, excluded.expires_at),
-                                          keys.expires_at, excluded.expires_at),
-                    revoked_at = COALESCE(MIN(keys.revoked_at, excluded.revoked_at),
-                                          keys.revoked_at, excluded.revoked_at),
-                    last_used_at = COALESCE(MAX(keys.last_used_at, excluded.last_used_at),
-                                            keys.last_used_at, excluded.last_used_at)",
-                params![
-                    r.id().to_string(),
-                    r.digest.to_hex(),
-                    r.name,
-                    r.scopes.to_string(),
-                    to_sql(r.created_at),
-                    r.expires_at.map(to_sql),
-                    r.revoked_at.map(to_sql),
-                    r.rate_limit.map(|q| q.to_string()),
-                    r.last_used_at.map(to_sql),
-                    r.last4.as_str(),
-                ],
-            )?;
-        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        upsert(&tx, records)?;
         tx.commit()?;
         Ok(())
     }
@@ -142,25 +122,173 @@ impl Db {
 
     /// Whether a key with this id is stored.
     pub fn contains(&self, id: KeyId) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT 1 FROM keys WHERE id = ?1", [id.to_string()], |_| {
-                Ok(())
-            })
-            .optional()?
-            .is_some())
+        contains(&self.conn, id)
     }
 
     /// Records last-use times, in one transaction.
     pub fn touch(&mut self, used: &[(KeyId, u64)]) -> Result<()> {
-        let tx = self.conn.transaction()?;
-        for (id, t) in used {
-            tx.execute(
-                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?1) WHERE id = ?2",
-                params![to_sql(*t), id.to_string()],
-            )?;
-        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        touch(&tx, used)?;
         tx.commit()?;
         Ok(())
     }
+}
+
+/// `path` with `suffix` appended to its file name (`demo.db` → `demo.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates the data file with mode 0600 if it does not exist, and takes group and other access
+/// away from it and from its `-wal` and `-shm` files if they exist.
+fn make_private(path: &Path) -> Result<()> {
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create data file {}", path.display()))
+        }
+    }
+    for file in [
+        path.to_owned(),
+        sibling(path, "-wal"),
+        sibling(path, "-shm"),
+    ] {
+        let mode = match fs::metadata(&file) {
+            Ok(m) => m.permissions().mode(),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot inspect {}", file.display())),
+        };
+        if mode & 0o077 != 0 {
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("cannot make {} private (mode 0600)", file.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A row of `SELECT {COLUMNS}` as a record.
+fn record(row: &Row<'_>) -> Result<KeyRecord> {
+    let digest: String = row.get(0)?;
+    let scopes: String = row.get(2)?;
+    let rate: Option<String> = row.get(6)?;
+    let last4: String = row.get(8)?;
+    Ok(KeyRecord {
+        digest: KeyDigest::from_hex(&digest).context("corrupt digest in data file")?,
+        name: row.get(1)?,
+        scopes: Scopes::parse_list(&scopes).context("corrupt scopes in data file")?,
+        created_at: from_sql(row.get(3)?),
+        expires_at: row.get::<_, Option<i64>>(4)?.map(from_sql),
+        revoked_at: row.get::<_, Option<i64>>(5)?.map(from_sql),
+        rate_limit: rate
+            .map(|r| Quota::parse(&r))
+            .transpose()
+            .context("corrupt rate limit in data file")?,
+        last_used_at: row.get::<_, Option<i64>>(7)?.map(from_sql),
+        last4: Last4::new(&last4).context("corrupt last4 in data file")?,
+    })
+}
+
+fn load(conn: &Connection) -> Result<Vec<KeyRecord>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM keys ORDER BY created_at, id"
+    ))?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(record(row)?);
+    }
+    Ok(out)
+}
+
+/// The stored record of the key with this id.
+fn get(conn: &Connection, id: KeyId) -> Result<Option<KeyRecord>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM keys WHERE id = ?1"))?;
+    let mut rows = stmt.query([id.to_string()])?;
+    rows.next()?.map(record).transpose()
+}
+
+fn contains(conn: &Connection, id: KeyId) -> Result<bool> {
+    Ok(conn
+        .query_row("SELECT 1 FROM keys WHERE id = ?1", [id.to_string()], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some())
+}
+
+/// `PRAGMA data_version`: on one connection, the value changes exactly when another connection
+/// (in this process or another) has committed since this one last read it, and costs no more
+/// than a look at the shared-memory index.
+fn data_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA data_version", [], |row| row.get(0))?)
+}
+
+/// Runs an [`INSERT`]-based statement for one record.
+fn execute(stmt: &mut Statement<'_>, r: &KeyRecord) -> rusqlite::Result<usize> {
+    stmt.execute(params![
+        r.id().to_string(),
+        r.digest.to_hex(),
+        r.name,
+        r.scopes.to_string(),
+        to_sql(r.created_at),
+        r.expires_at.map(to_sql),
+        r.revoked_at.map(to_sql),
+        r.rate_limit.map(|q| q.to_string()),
+        r.last_used_at.map(to_sql),
+        r.last4.as_str(),
+    ])
+}
+
+/// Stores a new record; fails if its id or digest is taken.
+fn insert(conn: &Connection, r: &KeyRecord) -> Result<()> {
+    execute(&mut *conn.prepare_cached(INSERT)?, r)?;
+    Ok(())
+}
+
+fn upsert(conn: &Connection, records: &[&KeyRecord]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{INSERT}
+         ON CONFLICT(id) DO UPDATE SET
+            -- Like KeyRecord::merged_with: what the key is (name, scopes, rate limit,
+            -- creation time) stays as first saved; revocation and expiry only ever tighten.
+            expires_at = COALESCE(MIN(keys.expires_at, excluded.expires_at),
+                                  keys.expires_at, excluded.expires_at),
+            revoked_at = COALESCE(MIN(keys.revoked_at, excluded.revoked_at),
+                                  keys.revoked_at, excluded.revoked_at),
+            last_used_at = COALESCE(MAX(keys.last_used_at, excluded.last_used_at),
+                                    keys.last_used_at, excluded.last_used_at)"
+    ))?;
+    for r in records {
+        execute(&mut stmt, r)?;
+    }
+    Ok(())
+}
+
+fn touch(conn: &Connection, used: &[(KeyId, u64)]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?1) WHERE id = ?2",
+    )?;
+    for (id, t) in used {
+        stmt.execute(params![to_sql(*t), id.to_string()])?;
+    }
+    Ok(())
+}
+
+/// Deletes the records of keys removed on another instance.
+fn remove(conn: &Connection, ids: &[KeyId]) -> Result<()> {
+    let mut stmt = conn.prepare_cached("DELETE FROM keys WHERE id = ?1")?;
+    for id in ids {
+        stmt.execute([id.to_string()])?;
+    }
+    Ok(())
 }

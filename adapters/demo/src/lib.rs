@@ -14,16 +14,15 @@ pub mod token;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use sitequest_auth::{Authorizer, KeyStore, Quota};
+use sitequest_auth::{Authorizer, KeyRecord, KeyStore, Quota};
 use sitequest_auth_redis::{
     FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
 };
 use sitequest_auth_tower::{AsyncLimiter, Clock};
-use tokio::sync::Mutex;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -54,6 +53,8 @@ pub struct Config {
     pub max_sync_age: Duration,
     /// How many connections may be open and how long they may stay silent.
     pub limits: server::ConnectionLimits,
+    /// Admin changes that may wait for the data file before more are refused with a 503.
+    pub db_queue: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -83,6 +84,7 @@ impl Config {
             sync_secret: None,
             max_sync_age: DEFAULT_MAX_SYNC_AGE,
             limits: server::ConnectionLimits::DEFAULT,
+            db_queue: db::QUEUE_CAPACITY,
         }
     }
 }
@@ -92,8 +94,9 @@ impl Config {
 pub struct AppState {
     /// Authorizes API requests.
     pub auth: Arc<Authorizer>,
-    /// The data file; held while a change is written, so admin writes are serialized.
-    pub db: Arc<Mutex<db::Db>>,
+    /// The data file's thread, which makes every change to keys in turn: saved first, then
+    /// applied to the key store.
+    pub db: db::DbHandle,
     /// Checks the admin token.
     pub admin: Arc<token::AdminToken>,
     /// Where the time comes from.
@@ -133,6 +136,7 @@ pub struct Demo {
     listener: tokio::net::TcpListener,
     limits: server::ConnectionLimits,
     admin_token_created: bool,
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -144,7 +148,8 @@ impl std::fmt::Debug for Demo {
 }
 
 impl Demo {
-    /// Opens the data file, loads its keys, reads or creates the admin token, and binds.
+    /// Opens the data file, reads or creates the admin token, connects to Redis, loads the keys
+    /// and starts the data file's thread, and binds.
     ///
     /// # Errors
     ///
@@ -152,10 +157,7 @@ impl Demo {
     /// be used, Redis cannot be reached, or the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Self> {
         config.limits.validate()?;
-        let db = db::Db::open(&config.data)?;
-        let store = Arc::new(KeyStore::new());
-        let n = db.load_into(&store)?;
-        tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
+        let file = db::Db::open(&config.data)?;
         let (admin, admin_token_created) = match config.admin_token {
             Some(t) => (token::AdminToken::new(&t)?, false),
             None => token::AdminToken::from_file(&token_path(&config.data))?,
@@ -171,14 +173,22 @@ impl Demo {
             }
             None => (None, None),
         };
+        let store = Arc::new(KeyStore::new());
+        let options = db::WorkerOptions {
+            queue: config.db_queue,
+            ..db::WorkerOptions::default()
+        };
+        let changes = sync.clone().map(share_changes);
+        let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
+        tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
         let auth = Authorizer::new(store).with_quota(config.rate_limit);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self {
+        let mut demo = Self {
             state: AppState {
                 auth: Arc::new(auth),
-                db: Arc::new(Mutex::new(db)),
+                db,
                 admin: Arc::new(admin),
                 clock: config.clock,
                 limiter,
@@ -187,7 +197,21 @@ impl Demo {
             listener,
             limits: config.limits,
             admin_token_created,
-        })
+            follower: None,
+        };
+        if let Some(sync) = demo.state.sync.clone() {
+            demo.follower = Some(follow_changes(&demo.state, sync.clone()));
+            // Serve once in sync, so the first requests are not refused as unconfirmed; give up
+            // waiting after the bound, and let the failure policy decide.
+            let waited = Instant::now();
+            while !sync.is_in_sync(config.max_sync_age) && waited.elapsed() < config.max_sync_age {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if !sync.is_in_sync(config.max_sync_age) {
+                tracing::error!("key changes not in sync with Redis at start");
+            }
+        }
+        Ok(demo)
     }
 
     /// The address the server listens on.
@@ -207,21 +231,21 @@ impl Demo {
         self.admin_token_created
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// Serves until `shutdown` completes, then finishes the requests in flight, saves the
+    /// last-use times and closes the data file.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let app = router(self.state.clone());
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
-        let follower = self
-            .state
-            .sync
-            .clone()
-            .map(|sync| follow_changes(&self.state, sync));
         let result = server::serve(self.listener, app, self.limits, shutdown).await;
         flusher.abort();
-        if let Some(f) = follower {
+        if let Some(f) = self.follower {
             f.abort();
         }
-        admin::flush_last_used(&self.state).await?;
+        // Closed whether or not the flush worked: the file is complete when this returns.
+        let flushed = admin::flush_last_used(&self.state).await;
+        let closed = self.state.db.close().await;
+        flushed?;
+        closed?;
         result
     }
 }
@@ -292,16 +316,23 @@ fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHand
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<KeyChange>>();
     let db = state.db.clone();
     let saver = tokio::spawn(async move {
-        while let Some(batch) = rx.recv().await {
-            let upserts: Vec<&sitequest_auth::KeyRecord> = batch
-                .iter()
-                .filter_map(|c| match c {
-                    KeyChange::Upserted(r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            if let Err(e) = db.lock().await.upsert(&upserts) {
-                tracing::warn!(keys = upserts.len(), error = %e, "could not save shared key changes");
+        while let Some(first) = rx.recv().await {
+            // Whatever arrived meanwhile goes in the same job.
+            let mut batch = first;
+            while let Ok(more) = rx.try_recv() {
+                batch.extend(more);
+            }
+            let mut records = Vec::new();
+            let mut removed = Vec::new();
+            for change in batch {
+                match change {
+                    KeyChange::Upserted(r) => records.push(r),
+                    KeyChange::Removed(id) => removed.push(id),
+                    _ => {}
+                }
+            }
+            if let Err(e) = db.save(records, removed).await {
+                tracing::warn!(error = %e, "could not save shared key changes");
             }
         }
     });
@@ -312,6 +343,27 @@ fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHand
         let _ = follower.await;
         saver.abort();
     })
+}
+
+/// Shares with the other instances every key change the data file's thread applies to the store:
+/// the admin API's, and those committed to the file by another connection (the `keys`
+/// subcommands). Returns the sender to give that thread.
+fn share_changes(sync: Arc<KeySync>) -> tokio::sync::mpsc::UnboundedSender<KeyRecord> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<KeyRecord>();
+    tokio::spawn(async move {
+        while let Some(record) = rx.recv().await {
+            share(&sync, &record).await;
+        }
+    });
+    tx
+}
+
+/// Publishes one changed record. A change that cannot be shared now is kept by [`KeySync`] and
+/// published again until it goes through.
+async fn share(sync: &KeySync, record: &KeyRecord) {
+    if let Err(e) = sync.publish(record).await {
+        tracing::warn!(key_id = %record.id(), error = %e, "key change not shared yet");
+    }
 }
 
 /// Where the generated admin token is kept: beside the data file, `<data>.admin-token`.

@@ -80,8 +80,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Manage keys directly in the data file, without the HTTP admin API. A running server
-    /// picks up these changes when it restarts.
+    /// Manage keys directly in the data file, without the HTTP admin API. A server running on
+    /// the same file applies these changes within a second.
     #[command(subcommand)]
     Keys(KeysCommand),
 }

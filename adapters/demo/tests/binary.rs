@@ -6,6 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use common::process::{field, start, BIN};
 
@@ -134,8 +135,21 @@ fn bad_flags_are_refused() {
     }
 }
 
+/// Polls `f` every 5 ms until it holds; fails after `limit`. Returns how long it took.
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
 #[test]
-fn a_revocation_made_with_the_cli_survives_a_later_rotation() {
+fn cli_changes_reach_a_running_server_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo.db");
     let token = "cli-admin-token-0123456789";
@@ -150,20 +164,48 @@ fn a_revocation_made_with_the_cli_survives_a_later_rotation() {
         field(&created, "id").to_owned(),
         field(&created, "key").to_owned(),
     );
-    // Revoked in the data file behind the running server's back, then rotated through it.
+    assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 200);
+
+    // Revoked in the data file by the CLI: refused by the running server within a second.
     assert_eq!(keys_cmd(&data, &["revoke", &id]), format!("revoked {id}\n"));
+    let took = wait_until("the CLI revocation", Duration::from_secs(1), || {
+        server.request("GET", "/v1/servers", &key, "").0 == 401
+    });
+    println!("key refused {took:?} after the CLI revoked it");
+
+    // A rotation of the revoked key is refused and issues nothing.
     let (status, rotated) = server.request(
         "POST",
         &format!("/admin/v1/keys/{id}/rotate"),
         token,
         r#"{"grace_seconds":3600}"#,
     );
-    assert_eq!(status, 201, "{rotated}");
-    let new_key = field(&rotated, "key").to_owned();
+    assert_eq!(status, 409, "{rotated}");
+    assert_eq!(
+        rotated,
+        r#"{"error":"The key is revoked or expired","code":"KEY_NOT_ACTIVE","status":409}"#
+    );
+    assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 401);
+
+    // Created by the CLI: accepted by the running server within a second.
+    let out = keys_cmd(&data, &["create", "--name", "ops", "--preset", "read_only"]);
+    let cli_key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .unwrap()
+        .to_string();
+    let took = wait_until("the CLI key", Duration::from_secs(1), || {
+        server.request("GET", "/v1/servers", &cli_key, "").0 == 200
+    });
+    println!("CLI key accepted {took:?} after it was created");
+    let (_, list) = server.request("GET", "/admin/v1/keys", token, "");
+    assert_eq!(list.matches("\"id\"").count(), 2, "{list}");
     server.terminate();
 
     let server = start(&data, &[], Some(token));
     assert_eq!(server.request("GET", "/v1/servers", &key, "").0, 401);
-    assert_eq!(server.request("GET", "/v1/servers", &new_key, "").0, 200);
+    assert_eq!(server.request("GET", "/v1/servers", &cli_key, "").0, 200);
+    let (_, list) = server.request("GET", "/admin/v1/keys", token, "");
+    assert_eq!(list.matches("\"id\"").count(), 2, "{list}");
     server.terminate();
 }

@@ -118,6 +118,51 @@ fn two_servers_share_the_limit_and_revocations() {
     Arc::try_unwrap(a).ok().unwrap().terminate();
 }
 
+/// A revocation made with the `keys` subcommand in one instance's data file is noticed by that
+/// instance and shared through Redis: the other instance refuses the key within a second.
+#[test]
+fn a_cli_revocation_in_one_data_file_reaches_the_other_instance() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a_data = dir.path().join("a.db");
+    let a = start(&a_data, &flags, Some(TOKEN));
+    let b = start(&dir.path().join("b.db"), &flags, Some(TOKEN));
+    let (_, created) = a.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"shared","preset":"read_only"}"#,
+    );
+    let (id, key) = (
+        field(&created, "id").to_owned(),
+        field(&created, "key").to_owned(),
+    );
+    wait_until("the new key on b", Duration::from_secs(1), || {
+        b.request("GET", "/v1/domains", &key, "").0 == 200
+    });
+
+    let out = std::process::Command::new(common::process::BIN)
+        .arg("--data")
+        .arg(&a_data)
+        .args(["keys", "revoke", &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = wait_until("the CLI revocation on b", Duration::from_secs(1), || {
+        b.request("GET", "/v1/domains", &key, "").0 == 401
+    });
+    println!("CLI revocation in a's data file honoured by b after {took:?}");
+    assert_eq!(a.request("GET", "/v1/domains", &key, "").0, 401);
+    b.terminate();
+    a.terminate();
+}
+
 /// A server using `redis` with `flags` added, and a full-access key made on it.
 fn server_with_key(redis: &RedisServer, dir: &Path, flags: &[&str]) -> (Running, String) {
     let url = redis.url();

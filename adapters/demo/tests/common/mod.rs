@@ -32,6 +32,15 @@ impl Server {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, quota: Quota) -> Self {
+        Self::start_configured(dir, quota, |_| {}).await
+    }
+
+    /// As [`Server::start_in`], with `configure` changing the configuration last.
+    pub async fn start_configured(
+        dir: tempfile::TempDir,
+        quota: Quota,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let clock = Arc::new(AtomicU64::new(T0 + 10));
         let c = clock.clone();
         let mut config = Config::new(
@@ -41,6 +50,7 @@ impl Server {
         );
         config.admin_token = Some(ADMIN.to_string());
         config.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        configure(&mut config);
         let demo = Demo::bind(config).await.unwrap();
         let addr = demo.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
@@ -63,6 +73,11 @@ impl Server {
         self.task.take().unwrap().await.unwrap().unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.dir, dir)
+    }
+
+    /// The data file.
+    pub fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("demo.db")
     }
 
     pub fn set_time(&self, t: u64) {
