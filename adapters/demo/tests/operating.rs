@@ -25,6 +25,7 @@ fn demo(dir: &Path) -> Command {
         .arg(dir.join("demo.db"))
         .env_remove("SITEQUEST_ADMIN_TOKEN")
         .env_remove("SITEQUEST_REDIS_URL")
+        .env("SITEQUEST_SYNC_SECRET", common::process::SYNC_SECRET)
         .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
