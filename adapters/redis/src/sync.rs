@@ -220,11 +220,16 @@ pub struct KeySyncConfig {
     pub health_interval: Duration,
     /// How often the whole hash is merged again, as a backstop for lost messages.
     pub resync_interval: Duration,
+    /// How long a revoked or expired key's record is kept after it stopped working; a resync
+    /// then replaces it with a tombstone (which stays), so the hash and the stores do not grow
+    /// with dead keys forever. `None` keeps every record.
+    pub retention: Option<Duration>,
 }
 
 impl KeySyncConfig {
     /// Defaults around `secret`: prefix `sitequest:keys`, 250 ms command timeout, 2 s per page of
-    /// 1,000 entries, a ping every second, a full resync every minute.
+    /// 1,000 entries, a ping every second, a full resync every minute, dead keys' records kept
+    /// 30 days.
     #[must_use]
     pub fn new(secret: SyncSecret) -> Self {
         Self {
@@ -235,6 +240,7 @@ impl KeySyncConfig {
             page: 1000,
             health_interval: Duration::from_secs(1),
             resync_interval: Duration::from_secs(60),
+            retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
     }
 }
@@ -752,6 +758,7 @@ impl KeySync {
         F: Fn(Vec<KeyChange>),
     {
         let started = Instant::now();
+        let now = unix_now();
         let mut seen = HashSet::new();
         let mut cursor: u64 = 0;
         loop {
@@ -781,9 +788,14 @@ impl KeySync {
                     continue;
                 };
                 changes.extend(change);
-                // This instance knew more (a change made while cut off): share it.
                 if let (Entry::Record { record: shared }, Some(local)) = (shared, store.get(id)) {
-                    if local != shared {
+                    if self.past_retention(&local, now) {
+                        self.queue(Entry::Removed {
+                            id,
+                            removed_at: now,
+                        });
+                    } else if local != shared {
+                        // This instance knew more (a change made while cut off): share it.
                         self.queue(Entry::Record { record: local });
                     }
                 }
@@ -799,7 +811,15 @@ impl KeySync {
         let removed = self.removed.lock().clone();
         for record in store.export() {
             let id = record.id();
-            if !seen.contains(&id) && !removed.contains(&id) {
+            if seen.contains(&id) || removed.contains(&id) {
+                continue;
+            }
+            if self.past_retention(&record, now) {
+                self.queue(Entry::Removed {
+                    id,
+                    removed_at: now,
+                });
+            } else {
                 self.queue(Entry::Record { record });
             }
         }
@@ -808,6 +828,19 @@ impl KeySync {
         self.counters.resyncs.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(entries = seen.len(), ms, "key changes resynchronized");
         Ok(())
+    }
+
+    /// Whether a key stopped working (revoked or expired) longer than the retention ago.
+    fn past_retention(&self, record: &KeyRecord, now: u64) -> bool {
+        let Some(retention) = self.config.retention else {
+            return false;
+        };
+        let dead_since = match (record.revoked_at, record.expires_at) {
+            (Some(r), Some(e)) => r.min(e),
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return false,
+        };
+        dead_since.saturating_add(retention.as_secs()) <= now
     }
 
     /// Queues an entry for the retry loop to publish.
@@ -820,4 +853,12 @@ impl KeySync {
         };
         pending.insert(id, merged);
     }
+}
+
+/// The system clock in Unix seconds, for the retention of dead keys only: decisions never read
+/// it.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -349,3 +349,68 @@ async fn two_hundred_thousand_records_resync_in_under_five_seconds() {
     assert!(total < Duration::from_secs(5), "{total:?}");
     let _ = resync;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_keys_are_pruned_after_the_retention_and_tombstones_stay() {
+    let redis = RedisServer::start();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let day = 24 * 3600;
+    let store = Arc::new(KeyStore::new());
+    let old = NewKey::new("old", Preset::Full)
+        .generate(now - 50 * day)
+        .unwrap()
+        .record;
+    let recent = NewKey::new("recent", Preset::Full)
+        .generate(now - 50 * day)
+        .unwrap()
+        .record;
+    let live = NewKey::new("live", Preset::Full)
+        .generate(now - 50 * day)
+        .unwrap()
+        .record;
+    for r in [&old, &recent, &live] {
+        store.insert(r.clone()).unwrap();
+    }
+    store.revoke(old.id(), now - 31 * day).unwrap();
+    store.revoke(recent.id(), now - day).unwrap();
+    let removed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sync = Arc::new(
+        KeySync::connect(&redis.url(), config(SECRET))
+            .await
+            .unwrap(),
+    );
+    let seen = removed.clone();
+    sync.clone().spawn(store.clone(), move |batch| {
+        seen.lock()
+            .extend(batch.into_iter().filter_map(|c| match c {
+                KeyChange::Removed(id) => Some(id),
+                _ => None,
+            }))
+    });
+    wait_for("the old key pruned", Duration::from_secs(5), || {
+        store.get(old.id()).is_none()
+    })
+    .await;
+    assert_eq!(*removed.lock(), vec![old.id()]);
+    assert!(store.get(recent.id()).is_some() && store.get(live.id()).is_some());
+    let mut conn = redis_conn(&redis.url()).await;
+    let entry: String = conn
+        .hget("sync-test:records", old.id().to_string())
+        .await
+        .unwrap();
+    assert!(entry[65..].starts_with(r#"{"kind":"removed""#), "{entry}");
+    // Another instance that still has the old record does not bring it back.
+    let other = Arc::new(KeyStore::new());
+    other.insert(old.clone()).unwrap();
+    let (other, sync_other) = instance_with(&redis.url(), config(SECRET), other).await;
+    wait_for(
+        "the returning instance in sync",
+        Duration::from_secs(5),
+        || sync_other.is_in_sync(Duration::from_secs(1)) && other.get(old.id()).is_none(),
+    )
+    .await;
+    assert!(other.get(recent.id()).is_some());
+}
