@@ -22,17 +22,18 @@ use crate::link::{self, Link};
 /// the one it replaces: a removed key stays removed, a key's fixed part stays as created, and a
 /// revocation or an expiry only moves earlier. Signatures are checked by the instances, not
 /// here: Redis holds no secret.
-/// KEYS: hash, channel. ARGV: key id, expected current entry ('' for none), new entry, '1' if
-/// the writer found the current entry's signature invalid (it is then replaced as it is).
+/// KEYS: hash. ARGV: channel (not a key, so that an ACL need not grant it as one), key id,
+/// expected current entry ('' for none), new entry, '1' if the writer found the current entry's
+/// signature invalid (it is then replaced as it is).
 /// Returns 1 when written, 0 when the hash changed meanwhile (merge again and retry).
 const PUBLISH_SCRIPT: &str = r"
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if (cur or '') ~= ARGV[2] then
+local cur = redis.call('HGET', KEYS[1], ARGV[2])
+if (cur or '') ~= ARGV[3] then
   return 0
 end
-if cur and ARGV[4] ~= '1' then
+if cur and ARGV[5] ~= '1' then
   local old = cjson.decode(string.sub(cur, 66))
-  local new = cjson.decode(string.sub(ARGV[3], 66))
+  local new = cjson.decode(string.sub(ARGV[4], 66))
   local function later(a, b)
     -- whether b moves the time a later (or clears it)
     if a == cjson.null or a == nil then return false end
@@ -60,8 +61,8 @@ if cur and ARGV[4] ~= '1' then
     end
   end
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PUBLISH', ARGV[1], ARGV[4])
 return 1
 ";
 
@@ -556,7 +557,7 @@ impl KeySync {
             let signed = self.encode(&merged)?;
             let mut invocation = self.script.key(&self.hash);
             invocation
-                .key(&self.channel)
+                .arg(&self.channel)
                 .arg(&id)
                 .arg(current.unwrap_or_default())
                 .arg(signed)

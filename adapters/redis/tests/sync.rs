@@ -414,3 +414,76 @@ async fn dead_keys_are_pruned_after_the_retention_and_tombstones_stay() {
     .await;
     assert!(other.get(recent.id()).is_some());
 }
+
+/// The README's ACL line, as an operator would paste it.
+fn readme_acl() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("ACL SETUSER sitequest "))
+        .expect("the README gives the ACL");
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_acl_is_enough_for_an_instance_and_no_more() {
+    use sitequest_auth::{KeyId, Quota};
+    use sitequest_auth_redis::{RedisLimiter, RedisLimiterConfig};
+    let redis = RedisServer::start();
+    let mut admin = redis_conn(&redis.url()).await;
+    let mut acl = redis::cmd(&readme_acl()[0]);
+    for arg in &readme_acl()[1..] {
+        acl.arg(arg);
+    }
+    let () = acl.query_async(&mut admin).await.unwrap();
+    let url = format!("redis://sitequest:CHANGE-ME@127.0.0.1:{}/", redis.port);
+
+    // Everything an instance does works under that user.
+    let limiter = RedisLimiter::connect(&url, RedisLimiterConfig::default())
+        .await
+        .unwrap();
+    let d = limiter
+        .check(KeyId::from_u64(1), Quota::SPEC, T0)
+        .await
+        .unwrap();
+    assert_eq!(d.rate_limit().remaining, 59);
+    // The default names, which the ACL is written for.
+    let default_names = || {
+        let mut c = config(SECRET);
+        c.prefix = KeySyncConfig::new(SyncSecret::new(SECRET).unwrap()).prefix;
+        c
+    };
+    let (a, sync_a) = instance_with(&url, default_names(), Arc::new(KeyStore::new())).await;
+    let (b, sync_b) = instance_with(&url, default_names(), Arc::new(KeyStore::new())).await;
+    wait_for("both in sync", Duration::from_secs(5), || {
+        sync_a.is_in_sync(Duration::from_secs(1)) && sync_b.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    let issued = a.issue(&NewKey::new("acl", Preset::Full), T0).unwrap();
+    sync_a.publish(&issued.record).await.unwrap();
+    wait_for("the key on b", Duration::from_secs(1), || {
+        b.get(issued.record.id()).is_some()
+    })
+    .await;
+
+    // And nothing else: other keys, other commands.
+    let mut user = redis_conn(&url).await;
+    let e = redis::cmd("SET")
+        .arg("other:key")
+        .arg("x")
+        .query_async::<()>(&mut user)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+    let e = redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut user)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+    let e = redis::cmd("DEL")
+        .arg("sitequest:keys:records")
+        .query_async::<()>(&mut user)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+}
