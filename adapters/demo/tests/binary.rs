@@ -6,9 +6,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::process::{field, start, BIN};
+use common::process::{field, start, wait_until, BIN};
 
 fn keys_cmd(data: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
@@ -133,19 +133,6 @@ fn bad_flags_are_refused() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-}
-
-/// Polls `f` every 5 ms until it holds; fails after `limit`. Returns how long it took.
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::process::{field, start, Running, BIN};
+use common::process::{field, start, wait_until, Running, BIN};
 use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
 
 const TOKEN: &str = "shared-admin-token-0123456789";
@@ -22,18 +22,6 @@ fn away_from_a_window_end() {
     if secs % 60 > 45 {
         std::thread::sleep(Duration::from_secs(61 - secs % 60));
     }
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < limit,
-            "{what} did not happen within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
 }
 
 fn burst(servers: [&Arc<Running>; 2], key: &str, total: usize) -> (u32, u32) {

@@ -501,15 +501,7 @@ impl KeySync {
 
     async fn publish_entry(&self, entry: Entry) -> Result<Entry, SyncError> {
         let id = entry.id();
-        let outgoing = {
-            let mut pending = self.pending.lock();
-            let merged = match pending.get(&id) {
-                Some(waiting) => waiting.merged_with(&entry).unwrap_or(entry),
-                None => entry,
-            };
-            pending.insert(id, merged.clone());
-            merged
-        };
+        let outgoing = self.queue(entry);
         let result = self.send(&outgoing).await;
         let mut pending = self.pending.lock();
         // Done, or refused for good (another key under this id), where retrying cannot help.
@@ -650,9 +642,7 @@ impl KeySync {
                 }
                 result = &mut resync, if resyncing => {
                     resyncing = false;
-                    if let Err(e) = result {
-                        return Err(e);
-                    }
+                    result?;
                     synced_since_subscribe = true;
                     self.confirm_if(synced_since_subscribe);
                 }
@@ -844,15 +834,17 @@ impl KeySync {
         dead_since.saturating_add(retention.as_secs()) <= now
     }
 
-    /// Queues an entry for the retry loop to publish.
-    fn queue(&self, entry: Entry) {
+    /// Queues an entry for publishing (merged with one already waiting for the same key) and
+    /// returns what now waits: the retry loop publishes it unless a caller does first.
+    fn queue(&self, entry: Entry) -> Entry {
         let id = entry.id();
         let mut pending = self.pending.lock();
         let merged = match pending.get(&id) {
             Some(waiting) => waiting.merged_with(&entry).unwrap_or(entry),
             None => entry,
         };
-        pending.insert(id, merged);
+        pending.insert(id, merged.clone());
+        merged
     }
 }
 

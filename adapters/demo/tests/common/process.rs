@@ -103,3 +103,16 @@ pub fn field<'a>(json: &'a str, name: &str) -> &'a str {
     let start = json.find(&format!("\"{name}\":\"")).unwrap() + name.len() + 4;
     &json[start..start + json[start..].find('"').unwrap()]
 }
+
+/// Polls `f` every 5 ms until it holds; fails after `limit`. Returns how long it took.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
