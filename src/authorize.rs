@@ -6,7 +6,9 @@ use crate::bearer::{parse_bearer, BearerError};
 use crate::digest::KeyId;
 use crate::error::ErrorCode;
 use crate::key::ApiKey;
-use crate::limiter::{LimitDecision, Quota, RateLimit, RateLimiter};
+use crate::limiter::RateLimiter;
+use crate::quota::Quota;
+use crate::rate_limit::{LimitDecision, RateLimit};
 use crate::scope::Scopes;
 use crate::store::{KeyStore, Lookup};
 

@@ -6,7 +6,7 @@ use core::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
-use crate::key::{load8, SECRET_LEN};
+use crate::key::{load8, ApiKey, SECRET_LEN};
 
 /// One SHA-256 input block.
 type Block = sha2::digest::generic_array::GenericArray<u8, sha2::digest::consts::U64>;
@@ -113,6 +113,14 @@ impl KeyDigest {
         let mut head = [0u8; 8];
         head.copy_from_slice(&self.0[..8]);
         KeyId(u64::from_be_bytes(head))
+    }
+}
+
+impl ApiKey {
+    /// The stored form of this key: SHA-256 of its 32 secret bytes.
+    #[must_use]
+    pub fn digest(&self) -> KeyDigest {
+        KeyDigest::of_words(self.words())
     }
 }
 

@@ -5,8 +5,6 @@ use core::fmt;
 use rand::{CryptoRng, RngCore};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::digest::KeyDigest;
-
 /// The prefix every Sitequest API key starts with.
 pub const KEY_PREFIX: &str = "sq_live_";
 
@@ -100,7 +98,7 @@ impl ApiKey {
     /// Returns the full key text, `sq_live_` + 64 hex digits, in a buffer zeroized on drop.
     ///
     /// This is the only way to see the plaintext. Show it to its owner once, at creation, and
-    /// store only [`ApiKey::digest`].
+    /// store only [`ApiKey::digest`](crate::ApiKey::digest).
     #[must_use]
     pub fn expose_secret(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::with_capacity(KEY_LEN));
@@ -115,10 +113,9 @@ impl ApiKey {
         text
     }
 
-    /// The stored form of this key: SHA-256 of its 32 secret bytes.
-    #[must_use]
-    pub fn digest(&self) -> KeyDigest {
-        KeyDigest::of_words(&self.secret)
+    /// The secret as four little-endian words, for [`ApiKey::digest`](crate::ApiKey::digest).
+    pub(crate) fn words(&self) -> &[u64; 4] {
+        &self.secret
     }
 
     /// The last four characters of the key text, safe to display to help people tell keys apart.

@@ -47,8 +47,13 @@ mod authorize;
 mod bearer;
 mod digest;
 mod error;
+mod id_hasher;
 mod key;
 mod limiter;
+mod new_key;
+mod quota;
+mod rate_limit;
+mod record;
 mod scope;
 mod store;
 
@@ -57,12 +62,13 @@ pub use bearer::{parse_bearer, BearerError};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
 pub use error::ErrorCode;
 pub use key::{ApiKey, KeyParseError, Last4, Last4Error, KEY_LEN, KEY_PREFIX, SECRET_LEN};
-pub use limiter::{LimitDecision, Quota, QuotaParseError, RateLimit, RateLimiter};
+pub use limiter::RateLimiter;
+pub use new_key::{IssuedKey, NewKey};
+pub use quota::{Quota, QuotaParseError};
+pub use rate_limit::{LimitDecision, RateLimit};
+pub use record::{InvalidRecord, KeyRecord, KeyStatus, MAX_NAME_LEN, MAX_TIME};
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
-pub use store::{
-    InvalidRecord, IssuedKey, KeyRecord, KeyStatus, KeyStore, NewKey, Rotation, StoreError,
-    MAX_NAME_LEN, MAX_TIME,
-};
+pub use store::{KeyStore, Rotation, StoreError};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -4,194 +4,14 @@
 //! is `now / p`, and it resets at `(now / p + 1) * p`. Each key may have its own [`Quota`].
 
 use core::fmt;
-use core::hash::{BuildHasherDefault, Hasher};
-use core::num::NonZeroU32;
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
 use crate::digest::KeyId;
-
-/// How many requests a key may make per window, and the window's length.
-///
-/// ```
-/// use sitequest_auth::Quota;
-/// const SPEC: Quota = Quota::per_minute(60);
-/// assert_eq!(SPEC, Quota::default());
-/// assert_eq!((SPEC.limit(), SPEC.period_secs()), (60, 60));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Quota {
-    limit: NonZeroU32,
-    period: NonZeroU32,
-}
-
-impl Quota {
-    /// The spec's quota: 60 requests per minute.
-    pub const SPEC: Self = Self::per_minute(60);
-
-    /// `limit` requests per `period_secs` seconds; `None` if either is zero.
-    #[must_use]
-    pub const fn new(limit: u32, period_secs: u32) -> Option<Self> {
-        match (NonZeroU32::new(limit), NonZeroU32::new(period_secs)) {
-            (Some(limit), Some(period)) => Some(Self { limit, period }),
-            _ => None,
-        }
-    }
-
-    /// `limit` requests per 60 seconds.
-    ///
-    /// # Panics
-    ///
-    /// If `limit` is zero (at compile time when used in a `const`).
-    #[must_use]
-    pub const fn per_minute(limit: u32) -> Self {
-        match Self::new(limit, 60) {
-            Some(q) => q,
-            None => panic!("a quota needs a limit of at least 1"),
-        }
-    }
-
-    /// Requests allowed per window.
-    #[must_use]
-    pub const fn limit(self) -> u32 {
-        self.limit.get()
-    }
-
-    /// Length of a window in seconds.
-    #[must_use]
-    pub const fn period_secs(self) -> u32 {
-        self.period.get()
-    }
-
-    /// The Unix time at which the window holding `now` ends.
-    #[must_use]
-    #[inline]
-    pub const fn window_end(self, now: u64) -> u64 {
-        let p = self.period.get() as u64;
-        (now / p).saturating_add(1).saturating_mul(p)
-    }
-
-    /// Parses `N/SECONDS` (as in `60/60`).
-    ///
-    /// # Errors
-    ///
-    /// [`QuotaParseError`] when the text is not two positive integers around a `/`.
-    pub fn parse(text: &str) -> Result<Self, QuotaParseError> {
-        let (limit, period) = text.split_once('/').ok_or(QuotaParseError)?;
-        let limit = limit.parse().map_err(|_| QuotaParseError)?;
-        let period = period.parse().map_err(|_| QuotaParseError)?;
-        Self::new(limit, period).ok_or(QuotaParseError)
-    }
-}
-
-impl Default for Quota {
-    fn default() -> Self {
-        Self::SPEC
-    }
-}
-
-impl fmt::Debug for Quota {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Quota({}/{}s)", self.limit, self.period)
-    }
-}
-
-impl fmt::Display for Quota {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.limit, self.period)
-    }
-}
-
-impl core::str::FromStr for Quota {
-    type Err = QuotaParseError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::parse(s)
-    }
-}
-
-/// A rate-limit text was not `N/SECONDS` with both numbers positive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("rate limit must be N/SECONDS with both numbers positive, as in 60/60")]
-pub struct QuotaParseError;
-
-#[cfg(feature = "serde")]
-mod serde_impls {
-    use super::Quota;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    /// Serialized as `{"limit": 60, "period_secs": 60}`.
-    #[derive(Serialize, Deserialize)]
-    struct Repr {
-        limit: u32,
-        period_secs: u32,
-    }
-
-    impl Serialize for Quota {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            Repr {
-                limit: self.limit(),
-                period_secs: self.period_secs(),
-            }
-            .serialize(s)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Quota {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let r = Repr::deserialize(d)?;
-            Quota::new(r.limit, r.period_secs)
-                .ok_or_else(|| serde::de::Error::custom(super::QuotaParseError))
-        }
-    }
-}
-
-/// The state of a key's current window, as reported in the `X-RateLimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RateLimit {
-    /// Requests allowed per window (`X-RateLimit-Limit`).
-    pub limit: u32,
-    /// Requests left in the current window (`X-RateLimit-Remaining`).
-    pub remaining: u32,
-    /// Unix time, in seconds, when the window resets (`X-RateLimit-Reset`).
-    pub reset_at: u64,
-    /// Length of the key's windows in seconds.
-    pub period_secs: u32,
-}
-
-impl RateLimit {
-    /// Seconds from `now` until the window resets (zero if it already has).
-    #[must_use]
-    pub const fn seconds_to_reset(&self, now: u64) -> u64 {
-        self.reset_at.saturating_sub(now)
-    }
-}
-
-/// The limiter's answer for one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[must_use = "a rate-limit check must be acted on"]
-pub enum LimitDecision {
-    /// The request fits in the window and was counted.
-    Allowed(RateLimit),
-    /// The window is used up; the request was not counted.
-    Limited(RateLimit),
-}
-
-impl LimitDecision {
-    /// The window's state after this check.
-    #[must_use]
-    pub const fn rate_limit(&self) -> RateLimit {
-        match self {
-            Self::Allowed(r) | Self::Limited(r) => *r,
-        }
-    }
-
-    /// Whether the request was allowed.
-    #[must_use]
-    pub const fn is_allowed(&self) -> bool {
-        matches!(self, Self::Allowed(_))
-    }
-}
+use crate::id_hasher::IdBuildHasher;
+use crate::quota::Quota;
+use crate::rate_limit::{LimitDecision, RateLimit};
 
 /// Per-key state: 16 bytes with its key in the table.
 #[derive(Clone, Copy)]
@@ -201,33 +21,6 @@ struct Slot {
     /// Requests counted in that window.
     count: u32,
 }
-
-/// Hasher for already-uniform 64-bit ids: one multiply, so both the table's bucket bits (low)
-/// and tag bits (high) depend on every bit of the id.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached for keys other than `u64`; fold them in so the hasher stays correct.
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-pub(crate) type IdBuildHasher = BuildHasherDefault<IdHasher>;
 
 /// A stripe: a table behind its own lock, aligned so two stripes never share a cache line.
 #[repr(align(128))]
@@ -519,14 +312,6 @@ mod tests {
     }
 
     #[test]
-    fn windows_are_aligned_to_the_epoch() {
-        assert_eq!(Quota::SPEC.window_end(0), 60);
-        assert_eq!(Quota::SPEC.window_end(59), 60);
-        assert_eq!(Quota::SPEC.window_end(60), 120);
-        assert_eq!(Quota::new(10, 1).unwrap().window_end(5), 6);
-    }
-
-    #[test]
     fn clock_going_backwards_grants_nothing_extra() {
         let l = RateLimiter::new();
         let q = Quota::new(2, 60).unwrap();
@@ -635,15 +420,5 @@ mod tests {
         assert!(!l.check(K, q, u64::MAX).is_allowed());
         assert!(!l.check(K, q, u64::MAX - 100_000).is_allowed());
         let _ = l.sweep(u64::MAX);
-    }
-
-    #[test]
-    fn quota_parsing() {
-        assert_eq!(Quota::parse("60/60"), Ok(Quota::SPEC));
-        assert_eq!(Quota::parse("5/1"), Ok(Quota::new(5, 1).unwrap()));
-        for bad in ["", "60", "0/60", "60/0", "-1/60", "60/60/60", " 60/60"] {
-            assert_eq!(Quota::parse(bad), Err(QuotaParseError), "{bad:?}");
-        }
-        assert_eq!(Quota::SPEC.to_string(), "60/60");
     }
 }

@@ -1,0 +1,115 @@
+//! Creating keys: [`NewKey`], the settings of a key to be created, and [`IssuedKey`], the new
+//! key with its plaintext, shown once.
+
+use crate::key::ApiKey;
+use crate::quota::Quota;
+use crate::record::{InvalidRecord, KeyRecord};
+use crate::scope::Scopes;
+
+/// The settings of a key to be created.
+///
+/// ```
+/// use sitequest_auth::{NewKey, Preset, Quota};
+/// let new = NewKey::new("ci deploy", Preset::ReadOnly)
+///     .expires_at(1_900_000_000)
+///     .rate_limit(Quota::per_minute(120));
+/// # let _ = new;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    name: String,
+    scopes: Scopes,
+    expires_at: Option<u64>,
+    rate_limit: Option<Quota>,
+}
+
+impl NewKey {
+    /// A key named `name` holding `scopes` (a [`Preset`](crate::Preset) or a [`Scopes`] set).
+    pub fn new(name: impl Into<String>, scopes: impl Into<Scopes>) -> Self {
+        Self {
+            name: name.into(),
+            scopes: scopes.into(),
+            expires_at: None,
+            rate_limit: None,
+        }
+    }
+
+    /// Makes the key expire at the given Unix time.
+    #[must_use]
+    pub fn expires_at(mut self, unix_secs: u64) -> Self {
+        self.expires_at = Some(unix_secs);
+        self
+    }
+
+    /// Gives the key its own rate limit instead of the default.
+    #[must_use]
+    pub fn rate_limit(mut self, quota: Quota) -> Self {
+        self.rate_limit = Some(quota);
+        self
+    }
+
+    /// Generates the key and its record without storing them, for hosts that persist the record
+    /// before putting it in the store with [`KeyStore::insert`].
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, an
+    /// expiry time not after `now`, or a time after [`MAX_TIME`].
+    pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
+        self.generate_with(&mut rand::rngs::OsRng, now)
+    }
+
+    /// As [`NewKey::generate`], drawing the key from `rng` (for reproducible tests and
+    /// benchmarks; use a cryptographically secure generator for real keys).
+    ///
+    /// # Errors
+    ///
+    /// As for [`NewKey::generate`].
+    pub fn generate_with<R: rand::RngCore + rand::CryptoRng>(
+        &self,
+        rng: &mut R,
+        now: u64,
+    ) -> Result<IssuedKey, InvalidRecord> {
+        if self.expires_at.is_some_and(|t| t <= now) {
+            return Err(InvalidRecord::ExpiryNotInFuture);
+        }
+        let key = ApiKey::generate_with(rng);
+        let record = KeyRecord {
+            digest: key.digest(),
+            name: self.name.clone(),
+            scopes: self.scopes,
+            created_at: now,
+            expires_at: self.expires_at,
+            revoked_at: None,
+            rate_limit: self.rate_limit,
+            last_used_at: None,
+            last4: key.last4(),
+        };
+        // The same rules as for stored records (name, scopes, time range).
+        record.validate()?;
+        Ok(IssuedKey { key, record })
+    }
+}
+
+/// A newly created key: the plaintext (shown once) and its record.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct IssuedKey {
+    /// The key itself. Show [`ApiKey::expose_secret`] to its owner once; it is not kept.
+    pub key: ApiKey,
+    /// The record as stored.
+    pub record: KeyRecord,
+}
+
+impl KeyRecord {
+    /// The settings of a replacement for this key: same name, scopes, expiry and rate limit.
+    #[must_use]
+    pub fn replacement(&self) -> NewKey {
+        NewKey {
+            name: self.name.clone(),
+            scopes: self.scopes,
+            expires_at: self.expires_at,
+            rate_limit: self.rate_limit,
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! What a rate-limit check reports: [`RateLimit`], the window's state for the `X-RateLimit-*`
+//! headers, and [`LimitDecision`], allowed or limited.
+
+/// The state of a key's current window, as reported in the `X-RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// Requests allowed per window (`X-RateLimit-Limit`).
+    pub limit: u32,
+    /// Requests left in the current window (`X-RateLimit-Remaining`).
+    pub remaining: u32,
+    /// Unix time, in seconds, when the window resets (`X-RateLimit-Reset`).
+    pub reset_at: u64,
+    /// Length of the key's windows in seconds.
+    pub period_secs: u32,
+}
+
+impl RateLimit {
+    /// Seconds from `now` until the window resets (zero if it already has).
+    #[must_use]
+    pub const fn seconds_to_reset(&self, now: u64) -> u64 {
+        self.reset_at.saturating_sub(now)
+    }
+}
+
+/// The limiter's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[must_use = "a rate-limit check must be acted on"]
+pub enum LimitDecision {
+    /// The request fits in the window and was counted.
+    Allowed(RateLimit),
+    /// The window is used up; the request was not counted.
+    Limited(RateLimit),
+}
+
+impl LimitDecision {
+    /// The window's state after this check.
+    #[must_use]
+    pub const fn rate_limit(&self) -> RateLimit {
+        match self {
+            Self::Allowed(r) | Self::Limited(r) => *r,
+        }
+    }
+
+    /// Whether the request was allowed.
+    #[must_use]
+    pub const fn is_allowed(&self) -> bool {
+        matches!(self, Self::Allowed(_))
+    }
+}
