@@ -305,8 +305,9 @@ mod serde_impls {
 
     impl<'de> Deserialize<'de> for Last4 {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            let text = <&str>::deserialize(d)?;
-            Last4::new(text).map_err(serde::de::Error::custom)
+            // Owned, so records also deserialize from readers and `serde_json::Value`s.
+            let text = String::deserialize(d)?;
+            Last4::new(&text).map_err(serde::de::Error::custom)
         }
     }
 }

@@ -26,7 +26,7 @@ use crate::link::{self, Link};
 /// expected current entry ('' for none), new entry, '1' if the writer found the current entry's
 /// signature invalid (it is then replaced as it is).
 /// Returns 1 when written, 0 when the hash changed meanwhile (merge again and retry).
-const PUBLISH_SCRIPT: &str = r"
+pub(crate) const PUBLISH_SCRIPT: &str = r"
 local cur = redis.call('HGET', KEYS[1], ARGV[2])
 if (cur or '') ~= ARGV[3] then
   return 0

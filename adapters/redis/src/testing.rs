@@ -1,6 +1,12 @@
 //! Test support: a real `redis-server` on a free loopback port, stopped on drop.
 
 use std::net::TcpStream;
+
+/// The server-side script that writes the key-change hash: it checks that an entry only
+/// tightens the one it replaces (the Lua copy of `KeyRecord::merged_with`), for tests that run
+/// the shared table of merge cases against it. KEYS: hash. ARGV: channel, key id, expected
+/// current entry, new entry, `'1'` to skip the check.
+pub const PUBLISH_SCRIPT: &str = crate::sync::PUBLISH_SCRIPT;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
