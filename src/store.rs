@@ -14,14 +14,41 @@ use crate::quota::Quota;
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
 
-/// The result of [`KeyStore::rotate`].
+/// A rotation: the replacement key and the old key's record with its shortened expiry.
+///
+/// [`KeyStore::rotate`] plans and applies one at once. A host that saves changes before it
+/// applies them plans one with [`Rotation::plan`], saves both records, then
+/// [`insert`](KeyStore::insert)s them.
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Rotation {
-    /// The replacement key.
+    /// The replacement key: same name, scopes, expiry and rate limit.
     pub new: IssuedKey,
-    /// The old key's record, with its shortened expiry.
+    /// The old key's record, expiring `grace_secs` after `now` (or at its own expiry, if
+    /// sooner).
     pub old: KeyRecord,
+}
+
+impl Rotation {
+    /// Plans the rotation of `old` at `now`: a new key with its settings, and `old` expiring
+    /// `grace_secs` later (capped at [`MAX_TIME`]) unless it expires sooner. Nothing is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotActive`] for a revoked or expired key.
+    pub fn plan(old: &KeyRecord, grace_secs: u64, now: u64) -> Result<Self, StoreError> {
+        if old.status(now) != KeyStatus::Active {
+            return Err(StoreError::NotActive);
+        }
+        let new = old
+            .replacement()
+            .generate(now)
+            .map_err(|_| StoreError::NotActive)?;
+        let grace_end = now.saturating_add(grace_secs).min(MAX_TIME);
+        let mut old = old.clone();
+        old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
+        Ok(Self { new, old })
+    }
 }
 
 /// A store operation named a key that is not there or cannot be used for it.
@@ -294,25 +321,23 @@ impl KeyStore {
     /// expired key.
     pub fn rotate(&self, id: KeyId, grace_secs: u64, now: u64) -> Result<Rotation, StoreError> {
         let template = self.get(id).ok_or(StoreError::NotFound)?;
-        if template.status(now) != KeyStatus::Active {
-            return Err(StoreError::NotActive);
+        let mut plan = Rotation::plan(&template, grace_secs, now)?;
+        // A replacement whose id a stored key has (a 2^-64 chance): plan another.
+        while self.insert_new(&plan.new.record).is_err() {
+            plan = Rotation::plan(&template, grace_secs, now)?;
         }
-        let issued = self
-            .issue(&template.replacement(), now)
-            .map_err(|_| StoreError::NotActive)?;
-        let grace_end = now.saturating_add(grace_secs).min(MAX_TIME);
-        let old = match self.map.get_mut(&id) {
+        match self.map.get_mut(&id) {
             Some(mut e) => {
-                e.expires_at = e.expires_at.min(grace_end);
-                e.to_record()
+                e.expires_at = e.expires_at.min(plan.old.expires_at.unwrap_or(NEVER));
+                plan.old = e.to_record();
             }
             None => {
                 // Removed by another thread meanwhile: keep the store as that thread left it.
-                self.remove(issued.record.id());
+                self.remove(plan.new.record.id());
                 return Err(StoreError::NotFound);
             }
-        };
-        Ok(Rotation { new: issued, old })
+        }
+        Ok(plan)
     }
 
     /// Number of stored keys, revoked and expired ones included.

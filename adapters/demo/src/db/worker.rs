@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
-use sitequest_auth::{InvalidRecord, IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, MAX_TIME};
+use sitequest_auth::{InvalidRecord, IssuedKey, KeyId, KeyRecord, KeyStore, Rotation};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::Db;
@@ -437,26 +437,23 @@ impl Rotate {
 
 impl Job for Rotate {
     fn run(&mut self, conn: &Connection, store: &KeyStore) -> anyhow::Result<()> {
-        let Some(mut old) = current(conn, store, self.id)? else {
+        let Some(old) = current(conn, store, self.id)? else {
             return self.refuse(ChangeError::NotFound);
         };
-        if old.status(self.now) != KeyStatus::Active {
-            self.found = Some(old);
-            return self.refuse(ChangeError::NotActive);
-        }
-        let new = loop {
-            let issued = match old.replacement().generate(self.now) {
-                Ok(issued) => issued,
-                Err(e) => return self.refuse(e.into()),
+        let Rotation { new, old, .. } = loop {
+            let plan = match Rotation::plan(&old, self.grace_secs, self.now) {
+                Ok(plan) => plan,
+                Err(_) => {
+                    self.found = Some(old);
+                    return self.refuse(ChangeError::NotActive);
+                }
             };
             // An id no key has, in the file or in the store (a 2^-64 chance otherwise).
-            let id = issued.record.id();
+            let id = plan.new.record.id();
             if store.get(id).is_none() && !super::contains(conn, id)? {
-                break issued;
+                break plan;
             }
         };
-        let grace_end = self.now.saturating_add(self.grace_secs).min(MAX_TIME);
-        old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
         super::insert(conn, &new.record)?;
         super::upsert(conn, &[&old])?;
         self.outcome = Some(Ok(Rotated { new, old }));
@@ -654,7 +651,7 @@ impl Worker {
 mod tests {
     use std::path::Path;
 
-    use sitequest_auth::{NewKey, Preset};
+    use sitequest_auth::{KeyStatus, NewKey, Preset};
 
     use super::*;
 
