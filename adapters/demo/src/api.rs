@@ -16,13 +16,17 @@ use crate::AppState;
 
 const ACTIONS: [&str; 5] = ["start", "stop", "reboot", "reinstall", "mount-iso"];
 
-/// The API routes. Each handler is wrapped in an [`AuthLayer`] requiring its scope.
+/// The API routes. Each handler is wrapped in an [`AuthLayer`] requiring its scope, whose
+/// decisions are counted in the state's metrics.
 pub fn routes(state: &AppState) -> Router {
     let clock = state.clock.clone();
     let auth = state.auth.clone();
     let limiter = state.limiter.clone();
+    let observer = state.metrics.observer();
     let guard = move |scope: Scopes| {
-        let layer = AuthLayer::new(auth.clone(), scope).with_clock(clock.clone());
+        let layer = AuthLayer::new(auth.clone(), scope)
+            .with_clock(clock.clone())
+            .with_observer(observer.clone());
         match &limiter {
             Some(l) => layer.with_limiter(l.clone()),
             None => layer,

@@ -8,6 +8,8 @@
 pub mod admin;
 pub mod api;
 pub mod db;
+pub mod health;
+pub mod metrics;
 pub mod server;
 pub mod token;
 
@@ -55,6 +57,9 @@ pub struct Config {
     pub limits: server::ConnectionLimits,
     /// Admin changes that may wait for the data file before more are refused with a 503.
     pub db_queue: usize,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on this address only (with the same
+    /// connection limits), instead of on [`Config::listen`].
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("redis", &self.redis.as_deref().map(redact_url))
             .field("limits", &self.limits)
+            .field("metrics_listen", &self.metrics_listen)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +91,7 @@ impl Config {
             max_sync_age: DEFAULT_MAX_SYNC_AGE,
             limits: server::ConnectionLimits::DEFAULT,
             db_queue: db::QUEUE_CAPACITY,
+            metrics_listen: None,
         }
     }
 }
@@ -105,6 +112,10 @@ pub struct AppState {
     pub limiter: Option<Arc<dyn AsyncLimiter>>,
     /// The shared key-change channel, with `--redis`.
     pub sync: Option<Arc<KeySync>>,
+    /// The staleness bound of `sync`: past it the instance is not ready.
+    pub max_sync_age: Duration,
+    /// The metrics served at `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -134,6 +145,7 @@ impl AppState {
 pub struct Demo {
     state: AppState,
     listener: tokio::net::TcpListener,
+    metrics_listener: Option<tokio::net::TcpListener>,
     limits: server::ConnectionLimits,
     admin_token_created: bool,
     follower: Option<tokio::task::JoinHandle<()>>,
@@ -143,13 +155,17 @@ impl std::fmt::Debug for Demo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Demo")
             .field("addr", &self.listener.local_addr().ok())
+            .field(
+                "metrics_addr",
+                &self.metrics_listener.as_ref().map(|l| l.local_addr().ok()),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Demo {
     /// Opens the data file, reads or creates the admin token, connects to Redis, loads the keys
-    /// and starts the data file's thread, and binds.
+    /// and starts the data file's thread, and binds (the metrics listener too, if any).
     ///
     /// # Errors
     ///
@@ -185,16 +201,35 @@ impl Demo {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        let shared = match (&limiter, &sync) {
+            (Some(limiter), Some(sync)) => Some(metrics::Shared {
+                limiter: limiter.clone(),
+                sync: sync.clone(),
+                max_sync_age: config.max_sync_age,
+            }),
+            _ => None,
+        };
         let mut demo = Self {
             state: AppState {
                 auth: Arc::new(auth),
                 db,
                 admin: Arc::new(admin),
                 clock: config.clock,
-                limiter,
+                limiter: limiter.map(|l| l as Arc<dyn AsyncLimiter>),
                 sync,
+                max_sync_age: config.max_sync_age,
+                metrics: Arc::new(metrics::Metrics::new(shared)),
             },
             listener,
+            metrics_listener,
             limits: config.limits,
             admin_token_created,
             follower: None,
@@ -219,6 +254,14 @@ impl Demo {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The address `/metrics`, `/healthz` and `/readyz` are served on, when not the main one.
+    pub fn metrics_addr(&self) -> Result<Option<SocketAddr>> {
+        Ok(match &self.metrics_listener {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        })
+    }
+
     /// The handlers' state.
     #[must_use]
     pub fn state(&self) -> &AppState {
@@ -234,9 +277,41 @@ impl Demo {
     /// Serves until `shutdown` completes, then finishes the requests in flight, saves the
     /// last-use times and closes the data file.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
-        let app = router(self.state.clone());
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
-        let result = server::serve(self.listener, app, self.limits, shutdown).await;
+        let open = self.state.metrics.open_connections();
+        let result = match self.metrics_listener {
+            None => {
+                let app = router(self.state.clone());
+                server::serve(self.listener, app, self.limits, open, shutdown).await
+            }
+            Some(metrics_listener) => {
+                // One shutdown for both listeners.
+                let (stop, stopped) = tokio::sync::watch::channel(());
+                let closed = |mut stopped: tokio::sync::watch::Receiver<()>| async move {
+                    let _ = stopped.changed().await;
+                };
+                let main = server::serve(
+                    self.listener,
+                    api_router(self.state.clone()),
+                    self.limits,
+                    open.clone(),
+                    closed(stopped.clone()),
+                );
+                let side = server::serve(
+                    metrics_listener,
+                    health_router(self.state.clone()),
+                    self.limits,
+                    open,
+                    closed(stopped),
+                );
+                let signal = async move {
+                    shutdown.await;
+                    let _ = stop.send(());
+                };
+                let (main, side, ()) = tokio::join!(main, side, signal);
+                main.and(side)
+            }
+        };
         flusher.abort();
         if let Some(f) = self.follower {
             f.abort();
@@ -264,7 +339,7 @@ async fn connect_redis(
     policy: FailurePolicy,
     secret: SyncSecret,
     max_sync_age: Duration,
-) -> Result<(Arc<dyn AsyncLimiter>, Arc<KeySync>)> {
+) -> Result<(Arc<RedisLimiter>, Arc<KeySync>)> {
     // The URL may hold a password: only its redacted form goes into errors and logs.
     let shown = redact_url(url);
     let mut sync_config = KeySyncConfig::new(secret);
@@ -374,11 +449,39 @@ pub fn token_path(data: &Path) -> PathBuf {
     data.with_file_name(name)
 }
 
-/// The whole application: admin API, mock API, limits and timeouts.
+/// The whole application on one listener: admin API, mock API, metrics and health, limits and
+/// timeouts.
 pub fn router(state: AppState) -> Router {
+    limited(timed(&state, admin_and_api(&state)).merge(health::routes(state)))
+}
+
+/// The application without metrics and health (served by [`health_router`] on a listener of
+/// their own): their paths are a JSON 404 here.
+pub fn api_router(state: AppState) -> Router {
+    limited(timed(&state, admin_and_api(&state)))
+}
+
+/// Metrics and health alone, for a listener of their own; any other path is a JSON 404.
+pub fn health_router(state: AppState) -> Router {
+    limited(health::routes(state).fallback(api::not_found))
+}
+
+fn admin_and_api(state: &AppState) -> Router {
     admin::routes(state.clone())
-        .merge(api::routes(&state))
+        .merge(api::routes(state))
         .fallback(api::not_found)
+}
+
+/// Times every request of `router`, its JSON 404s included.
+fn timed(state: &AppState, router: Router) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        state.metrics.clone(),
+        metrics::time_requests,
+    ))
+}
+
+fn limited(router: Router) -> Router {
+    router
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,

@@ -18,12 +18,20 @@ use sitequest_demo::{db::Db, Config, Demo};
 /// The admin API takes `Authorization: Bearer <token>` with the token from the environment
 /// variable SITEQUEST_ADMIN_TOKEN; if it is unset, a token is generated on first start, printed
 /// once, and kept (mode 0600) in `<data>.admin-token`.
+///
+/// For operators, with no key or token: GET /metrics (Prometheus text format), GET /healthz
+/// (200 while the process serves) and GET /readyz (200 when ready; 503 with the reason when,
+/// with --redis, key changes are not confirmed in sync within --max-sync-age).
 #[derive(Parser, Debug)]
 #[command(name = "sitequest-demo", version)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve /metrics, /healthz and /readyz on this address only (with the same connection
+    /// limits) instead of on --listen, where they then answer 404.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// SQLite data file holding the keys (digests and metadata, never plaintext keys).
     #[arg(long, value_name = "PATH", default_value = "./sitequest-demo.db")]
     data: PathBuf,
@@ -174,6 +182,7 @@ async fn main() -> Result<()> {
         return keys(&cli.data, cmd);
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
+    config.metrics_listen = cli.metrics_listen;
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
     // Command line, then file, then environment: an explicit flag beats a variable set for the
     // whole service, but two explicit sources are a mistake.
@@ -201,6 +210,9 @@ async fn main() -> Result<()> {
         println!("admin token (shown once, kept in its 0600 file): {token}");
     }
     let addr = demo.local_addr()?;
+    if let Some(metrics) = demo.metrics_addr()? {
+        println!("metrics and health on http://{metrics}");
+    }
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown_signal()).await

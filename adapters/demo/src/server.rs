@@ -25,6 +25,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -128,7 +129,8 @@ pub fn raise_open_file_limit() -> std::io::Result<Option<u64>> {
 }
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then drains the open
-/// connections (up to [`DRAIN_TIMEOUT`]).
+/// connections (up to [`DRAIN_TIMEOUT`]). `open_connections` counts the connections open, from
+/// their accept to their end (several listeners may share it).
 ///
 /// # Errors
 ///
@@ -138,6 +140,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    open_connections: Gauge,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     limits.validate()?;
@@ -192,6 +195,7 @@ pub async fn serve(
             stopped: stopped.clone(),
             _permit: permit,
             _slot: slot,
+            _counted: Counted::new(&open_connections),
         };
         tokio::spawn(conn.run(stream, peer));
     }
@@ -219,6 +223,24 @@ struct Conn {
     stopped: watch::Receiver<()>,
     _permit: OwnedSemaphorePermit,
     _slot: IpSlot,
+    _counted: Counted,
+}
+
+/// One connection counted in the open-connections gauge; uncounted on drop.
+#[derive(Debug)]
+struct Counted(Gauge);
+
+impl Counted {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Conn {

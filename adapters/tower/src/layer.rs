@@ -15,6 +15,7 @@ use crate::extract::AuthenticatedKey;
 use crate::future::ResponseFuture;
 use crate::headers::{denial_response, insert_rate_limit_headers, unavailable_response};
 use crate::limit::AsyncLimiter;
+use crate::observe::{observe, Observer, Outcome};
 
 /// Where the layer reads the current Unix time, in seconds.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -38,6 +39,7 @@ pub struct AuthLayer {
     required: Scopes,
     clock: Clock,
     limiter: Option<Arc<dyn AsyncLimiter>>,
+    observer: Option<Observer>,
 }
 
 impl AuthLayer {
@@ -49,6 +51,7 @@ impl AuthLayer {
             required,
             clock: Arc::new(system_clock),
             limiter: None,
+            observer: None,
         }
     }
 
@@ -57,6 +60,16 @@ impl AuthLayer {
     #[must_use]
     pub fn with_limiter(mut self, limiter: Arc<dyn AsyncLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// Tells `observer` about every decision, once per request, as soon as it is made (before
+    /// the inner service runs for a grant): for example to count decisions by
+    /// [`Outcome::label`] and [`Outcome::reason`] in metrics. It runs on the request's path, so
+    /// it should only count; the layer itself allocates nothing for it.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
         self
     }
 
@@ -73,6 +86,7 @@ impl fmt::Debug for AuthLayer {
         f.debug_struct("AuthLayer")
             .field("required", &self.required)
             .field("shared_limiter", &self.limiter.is_some())
+            .field("observed", &self.observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -133,35 +147,50 @@ where
         // The service that was made ready is the one that must be called.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let observer = self.layer.observer.as_ref();
         let Some(limiter) = self.layer.limiter.clone() else {
             return match auth.authorize(header, required, now) {
                 Decision::Granted(grant) => {
+                    observe(observer, Outcome::Granted(&grant));
                     let headers = admit(&auth, &grant, &mut req, now);
                     ResponseFuture::granted(inner.call(req), headers)
                 }
-                Decision::Denied(denial) => ResponseFuture::denied(refuse(&denial, now)),
+                Decision::Denied(denial) => {
+                    observe(observer, Outcome::Denied(&denial));
+                    ResponseFuture::denied(refuse(&denial, now))
+                }
             };
         };
         let key = match auth.authenticate(header, now) {
             Ok(key) => key,
-            Err(denial) => return ResponseFuture::denied(refuse(&denial, now)),
+            Err(denial) => {
+                observe(observer, Outcome::Denied(&denial));
+                return ResponseFuture::denied(refuse(&denial, now));
+            }
         };
+        let observer = observer.cloned();
         ResponseFuture::boxed(Box::pin(async move {
+            let observer = observer.as_ref();
             let limit = match limiter.check(key.key_id, key.quota, now).await {
                 Ok(limit) => limit,
                 Err(e) => {
+                    observe(observer, Outcome::Unavailable(&e));
                     tracing::warn!(key_id = %key.key_id, error = %e, "rate limiter unavailable");
                     return Ok(unavailable_response());
                 }
             };
             match auth.decide(&key, limit, required, now) {
                 Decision::Granted(grant) => {
+                    observe(observer, Outcome::Granted(&grant));
                     let headers = admit(&auth, &grant, &mut req, now);
                     let mut res = inner.call(req).await?;
                     res.headers_mut().extend(headers);
                     Ok(res)
                 }
-                Decision::Denied(denial) => Ok(refuse(&denial, now)),
+                Decision::Denied(denial) => {
+                    observe(observer, Outcome::Denied(&denial));
+                    Ok(refuse(&denial, now))
+                }
             }
         }))
     }
@@ -211,4 +240,142 @@ fn refuse<B: From<&'static str>>(denial: &Denial, now: u64) -> Response<B> {
         ),
     }
     denial_response(denial, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Mutex;
+
+    use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota};
+    use tower::{service_fn, ServiceExt};
+
+    use super::*;
+    use crate::{LimitFuture, LimiterUnavailable};
+
+    const T0: u64 = 1_800_000_000;
+
+    /// (label, reason, status, limiter checked) of each outcome, in order.
+    type Seen = Arc<Mutex<Vec<(&'static str, &'static str, u16, bool)>>>;
+
+    fn recorder() -> (Seen, Observer) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let observer: Observer = Arc::new(move |o: &Outcome<'_>| {
+            log.lock()
+                .unwrap()
+                .push((o.label(), o.reason(), o.status(), o.limiter_checked()));
+        });
+        (seen, observer)
+    }
+
+    /// An outside limiter that cannot be reached.
+    struct Down;
+
+    impl AsyncLimiter for Down {
+        fn check(&self, _: KeyId, _: Quota, _: u64) -> LimitFuture<'_> {
+            Box::pin(async {
+                Err(LimiterUnavailable {
+                    reason: "down".to_owned(),
+                })
+            })
+        }
+    }
+
+    /// An outside limiter that counts in memory.
+    struct Shared(sitequest_auth::RateLimiter);
+
+    impl AsyncLimiter for Shared {
+        fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'_> {
+            let decision = self.0.check(key, quota, now);
+            Box::pin(async move { Ok(decision) })
+        }
+    }
+
+    async fn send(layer: &AuthLayer, auth: Option<&str>) -> u16 {
+        let inner = service_fn(|_req: Request<String>| async {
+            Ok::<_, Infallible>(Response::new(String::from("ok")))
+        });
+        let mut req = Request::new(String::new());
+        if let Some(a) = auth {
+            req.headers_mut().insert(AUTHORIZATION, a.parse().unwrap());
+        }
+        let res = layer.layer(inner).oneshot(req).await.unwrap();
+        res.status().as_u16()
+    }
+
+    fn bearer(store: &KeyStore, preset: Preset) -> String {
+        let issued = store.issue(&NewKey::new("k", preset), T0).unwrap();
+        format!("Bearer {}", &*issued.key.expose_secret())
+    }
+
+    #[tokio::test]
+    async fn the_observer_sees_every_decision_once_with_its_reason() {
+        let store = Arc::new(KeyStore::new());
+        let auth = Arc::new(Authorizer::new(store.clone()).with_quota(Quota::per_minute(1)));
+        let (seen, observer) = recorder();
+        let clock: Clock = Arc::new(|| T0 + 10);
+        let read = AuthLayer::new(auth.clone(), Scopes::VPS_READ)
+            .with_clock(clock.clone())
+            .with_observer(observer.clone());
+        let write = AuthLayer::new(auth.clone(), Scopes::VPS_WRITE)
+            .with_clock(clock.clone())
+            .with_observer(observer.clone());
+        let key = bearer(&store, Preset::ReadOnly);
+        let other = bearer(&store, Preset::ReadOnly);
+        let statuses = [
+            send(&read, None).await,
+            send(&read, Some("Bearer nope")).await,
+            send(&read, Some(&key)).await,
+            send(&read, Some(&key)).await,
+            send(&write, Some(&other)).await,
+        ];
+        assert_eq!(statuses, [401, 401, 200, 429, 403]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("denied", "missing", 401, false),
+                ("denied", "malformed", 401, false),
+                ("granted", "none", 200, true),
+                ("denied", "rate_limited", 429, true),
+                ("denied", "insufficient_scope", 403, true),
+            ]
+        );
+
+        // The same through an outside limiter, and a 503 from one that cannot decide.
+        seen.lock().unwrap().clear();
+        let guard = |scopes, limiter: Arc<dyn AsyncLimiter>| {
+            AuthLayer::new(auth.clone(), scopes)
+                .with_clock(clock.clone())
+                .with_limiter(limiter)
+                .with_observer(observer.clone())
+        };
+        let shared: Arc<dyn AsyncLimiter> = Arc::new(Shared(sitequest_auth::RateLimiter::new()));
+        let read = guard(Scopes::VPS_READ, shared.clone());
+        let write = guard(Scopes::VPS_WRITE, shared);
+        let down = guard(Scopes::VPS_READ, Arc::new(Down));
+        let (key, other, third) = (
+            bearer(&store, Preset::ReadOnly),
+            bearer(&store, Preset::ReadOnly),
+            bearer(&store, Preset::ReadOnly),
+        );
+        let statuses = [
+            send(&read, None).await,
+            send(&read, Some(&key)).await,
+            send(&read, Some(&key)).await,
+            send(&write, Some(&other)).await,
+            send(&down, Some(&third)).await,
+        ];
+        assert_eq!(statuses, [401, 200, 429, 403, 503]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                ("denied", "missing", 401, false),
+                ("granted", "none", 200, true),
+                ("denied", "rate_limited", 429, true),
+                ("denied", "insufficient_scope", 403, true),
+                ("unavailable", "limiter_unavailable", 503, true),
+            ]
+        );
+    }
 }

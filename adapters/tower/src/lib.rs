@@ -24,6 +24,10 @@
 //! `RateLimit-Policy: "default";q=60;w=60` and `RateLimit: "default";r=<remaining>;t=<seconds>`
 //! (draft-ietf-httpapi-ratelimit-headers-10). A 429 adds `Retry-After`. Denials are
 //! `application/json` bodies `{"error": ..., "code": ..., "status": ...}`.
+//!
+//! [`AuthLayer::with_observer`] tells a callback about every decision (an [`Outcome`]: granted,
+//! denied with its reason, or unavailable), for metrics, without tying this crate to a metrics
+//! library.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,9 +36,11 @@ mod future;
 mod headers;
 mod layer;
 mod limit;
+mod observe;
 
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
 pub use headers::{insert_rate_limit_headers, json_response, UNAVAILABLE};
 pub use layer::{system_clock, AuthLayer, AuthService, Clock};
 pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};
+pub use observe::{Observer, Outcome};
