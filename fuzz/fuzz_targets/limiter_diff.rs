@@ -39,7 +39,12 @@ struct Model {
 impl Model {
     fn sweep(&mut self, now: u64) {
         self.slots.retain(|_, (end, _)| *end > now);
-        let due = self.slots.values().map(|(end, _)| *end).min().unwrap_or(u64::MAX);
+        let due = self
+            .slots
+            .values()
+            .map(|(end, _)| *end)
+            .min()
+            .unwrap_or(u64::MAX);
         self.sweep_due = due.max(now + 1);
     }
 }
