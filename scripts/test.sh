@@ -13,6 +13,12 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "backends depend on core only (no axum or tower in the Redis backend)"
+if cargo tree -p sitequest-auth-redis -e normal --prefix none | grep -E '^(axum|tower|sitequest-auth-tower) '; then
+    echo "sitequest-auth-redis must depend on sitequest-auth alone, not on an HTTP adapter" >&2
+    exit 1
+fi
+
 step "redis-server for the Redis backend's tests"
 bash scripts/install-redis.sh
 redis-server --version

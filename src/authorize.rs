@@ -311,11 +311,13 @@ pub enum DenialReason {
     },
     /// The key's window is used up.
     RateLimited(KeyId),
+    /// The key is valid, but the outside rate limiter could not decide.
+    LimiterUnavailable(KeyId),
 }
 
 impl DenialReason {
     /// A short stable label for logs and metrics: `missing`, `malformed`, `unknown`, `revoked`,
-    /// `expired`, `insufficient_scope` or `rate_limited`.
+    /// `expired`, `insufficient_scope`, `rate_limited` or `limiter_unavailable`.
     #[must_use]
     pub const fn label(&self) -> &'static str {
         match self {
@@ -326,6 +328,7 @@ impl DenialReason {
             Self::Expired(_) => "expired",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",
+            Self::LimiterUnavailable(_) => "limiter_unavailable",
         }
     }
 
@@ -333,7 +336,10 @@ impl DenialReason {
     #[must_use]
     pub const fn key_id(&self) -> Option<KeyId> {
         match *self {
-            Self::Revoked(id) | Self::Expired(id) | Self::RateLimited(id) => Some(id),
+            Self::Revoked(id)
+            | Self::Expired(id)
+            | Self::RateLimited(id)
+            | Self::LimiterUnavailable(id) => Some(id),
             Self::InsufficientScope { key_id, .. } => Some(key_id),
             Self::MissingHeader | Self::Malformed(_) | Self::UnknownKey => None,
         }
@@ -357,6 +363,18 @@ impl Denial {
         }
     }
 
+    /// The refusal of an authenticated request whose outside limiter (an
+    /// [`AsyncLimiter`](crate::AsyncLimiter)) could not decide: `503 SERVICE_UNAVAILABLE` with
+    /// `Retry-After: 1`, for hosts that fail closed.
+    #[must_use]
+    pub const fn limiter_unavailable(key: &Authenticated) -> Self {
+        Self {
+            reason: DenialReason::LimiterUnavailable(key.key_id),
+            rate_limit: None,
+            retry_after: Some(1),
+        }
+    }
+
     /// The internal reason, for logs and metrics. Never send it to the client.
     #[must_use]
     pub const fn reason(&self) -> DenialReason {
@@ -369,11 +387,12 @@ impl Denial {
         match self.reason {
             DenialReason::InsufficientScope { .. } => ErrorCode::InsufficientScope,
             DenialReason::RateLimited(_) => ErrorCode::RateLimited,
+            DenialReason::LimiterUnavailable(_) => ErrorCode::ServiceUnavailable,
             _ => ErrorCode::Unauthorized,
         }
     }
 
-    /// The HTTP status: 401, 403 or 429.
+    /// The HTTP status: 401, 403, 429 or 503.
     #[must_use]
     pub const fn status(&self) -> u16 {
         self.code().status()
@@ -397,14 +416,14 @@ impl Denial {
         self.rate_limit
     }
 
-    /// Seconds the client should wait, for a 429.
+    /// Seconds the client should wait, for a 429 or a 503.
     #[must_use]
     pub const fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
 
     /// The response headers: the `X-RateLimit-*` trio for a 403 or 429, `Retry-After` too for a
-    /// 429, and `WWW-Authenticate: Bearer` for a 401.
+    /// 429 or 503, and `WWW-Authenticate: Bearer` for a 401.
     #[must_use]
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut h = match &self.rate_limit {

@@ -22,6 +22,9 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 429: too many requests.
     RateLimited,
+    /// 503: the rate limiter (an [`AsyncLimiter`](crate::AsyncLimiter) outside the process)
+    /// could not decide, and the host fails closed.
+    ServiceUnavailable,
 }
 
 impl ErrorCode {
@@ -32,16 +35,19 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::InsufficientScope => 403,
             Self::RateLimited => 429,
+            Self::ServiceUnavailable => 503,
         }
     }
 
-    /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE` or `RATE_LIMITED`.
+    /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED` or
+    /// `SERVICE_UNAVAILABLE`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::InsufficientScope => "INSUFFICIENT_SCOPE",
             Self::RateLimited => "RATE_LIMITED",
+            Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
 
@@ -52,6 +58,7 @@ impl ErrorCode {
             Self::Unauthorized => "Invalid or missing API key",
             Self::InsufficientScope => "API key lacks the required scope(s)",
             Self::RateLimited => "Too many requests",
+            Self::ServiceUnavailable => "Rate limiter unavailable",
         }
     }
 
@@ -67,6 +74,9 @@ impl ErrorCode {
             }
             Self::RateLimited => {
                 r#"{"error":"Too many requests","code":"RATE_LIMITED","status":429}"#
+            }
+            Self::ServiceUnavailable => {
+                r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
             }
         }
     }

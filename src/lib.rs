@@ -43,6 +43,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod async_limiter;
 mod authorize;
 mod bearer;
 mod digest;
@@ -57,6 +58,7 @@ mod record;
 mod scope;
 mod store;
 
+pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use authorize::{header, Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
 pub use bearer::{parse_bearer, BearerError};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};

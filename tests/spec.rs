@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use sitequest_auth::{
-    ApiKey, Authorizer, BearerError, Decision, DenialReason, ErrorCode, KeyParseError, KeyStore,
-    NewKey, Preset, Quota, RateLimit, Scopes,
+    ApiKey, Authorizer, BearerError, Decision, Denial, DenialReason, ErrorCode, KeyParseError,
+    KeyStore, NewKey, Preset, Quota, RateLimit, Scopes,
 };
 
 /// The start of a minute (1_800_000_000 is a multiple of 60).
@@ -392,4 +392,22 @@ fn authenticate_then_decide_with_an_outside_limiter() {
     assert_eq!(denial.retry_after(), Some(7));
     // The authorizer's own limiter was never used.
     assert!(auth.limiter().is_empty());
+
+    // An outside limiter that cannot decide: the host fails closed with core's 503.
+    let unavailable = Denial::limiter_unavailable(&key);
+    assert_eq!(unavailable.status(), 503);
+    assert_eq!(
+        unavailable.body(),
+        r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
+    );
+    assert_eq!(
+        unavailable.headers(),
+        vec![("Retry-After", "1".to_string())]
+    );
+    assert_eq!(
+        unavailable.reason(),
+        DenialReason::LimiterUnavailable(key.key_id)
+    );
+    assert_eq!(unavailable.reason().label(), "limiter_unavailable");
+    assert_eq!(unavailable.reason().key_id(), Some(key.key_id));
 }

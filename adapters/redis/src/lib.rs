@@ -3,8 +3,9 @@
 //!
 //! - [`RedisLimiter`]: the core limiter's fixed windows, counted in Redis with one atomic round
 //!   trip per check, with a failure policy and a local pre-check for exhausted keys. It is an
-//!   [`AsyncLimiter`](sitequest_auth_tower::AsyncLimiter), so
-//!   [`AuthLayer::with_limiter`](sitequest_auth_tower::AuthLayer::with_limiter) takes it.
+//!   [`AsyncLimiter`](sitequest_auth::AsyncLimiter), the trait core defines, so any adapter
+//!   that takes one (the tower layer's `AuthLayer::with_limiter`, for example) takes it. This
+//!   crate depends on `sitequest-auth` alone.
 //! - [`KeySync`]: key records shared through a Redis hash and a pub/sub channel, each entry
 //!   signed with a [`SyncSecret`], so a key issued, revoked or rotated on one instance is
 //!   honoured by every other at once, and whoever can write to Redis cannot forge one.

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimit, RateLimiter};
-use sitequest_auth_tower::{AsyncLimiter, LimitFuture, LimiterUnavailable};
+use sitequest_auth::{
+    AsyncLimiter, KeyId, LimitDecision, LimitFuture, LimiterUnavailable, Quota, RateLimit,
+    RateLimiter,
+};
 
 use crate::link::Link;
 use crate::sync::KeySync;

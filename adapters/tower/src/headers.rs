@@ -65,13 +65,4 @@ pub(crate) fn denial_response<B: From<&'static str>>(denial: &Denial, now: u64) 
 }
 
 /// The body of a 503 answered when the shared rate limiter cannot be reached.
-pub const UNAVAILABLE: &str =
-    r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#;
-
-/// The 503 response used when an [`AsyncLimiter`](crate::AsyncLimiter) fails closed.
-pub(crate) fn unavailable_response<B: From<&'static str>>() -> Response<B> {
-    let mut res = json_response(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-    res.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    res
-}
+pub const UNAVAILABLE: &str = ErrorCode::ServiceUnavailable.json();

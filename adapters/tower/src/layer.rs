@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use crate::extract::AuthenticatedKey;
 use crate::future::ResponseFuture;
-use crate::headers::{denial_response, insert_rate_limit_headers, unavailable_response};
+use crate::headers::{denial_response, insert_rate_limit_headers};
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
 
@@ -176,7 +176,7 @@ where
                 Err(e) => {
                     observe(observer, Outcome::Unavailable(&e));
                     tracing::warn!(key_id = %key.key_id, error = %e, "rate limiter unavailable");
-                    return Ok(unavailable_response());
+                    return Ok(denial_response(&Denial::limiter_unavailable(&key), now));
                 }
             };
             match auth.decide(&key, limit, required, now) {

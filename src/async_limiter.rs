@@ -1,0 +1,36 @@
+//! Limiters that live outside the process, such as one shared by several servers: the trait a
+//! backend implements, so that it depends on this crate alone.
+//!
+//! Nothing here needs a runtime: a check returns a boxed future that the host's runtime polls.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::digest::KeyId;
+use crate::quota::Quota;
+use crate::rate_limit::LimitDecision;
+
+/// The future returned by [`AsyncLimiter::check`].
+pub type LimitFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<LimitDecision, LimiterUnavailable>> + Send + 'a>>;
+
+/// A rate limiter that answers asynchronously, with the semantics of
+/// [`RateLimiter::check`](crate::RateLimiter::check): count one request of `key` under `quota`
+/// at `now` if its window has room.
+///
+/// A host authenticates with [`Authorizer::authenticate`](crate::Authorizer::authenticate),
+/// awaits the check, and finishes with [`Authorizer::decide`](crate::Authorizer::decide), or
+/// refuses with [`Denial::limiter_unavailable`](crate::Denial::limiter_unavailable) when the
+/// limiter cannot answer.
+pub trait AsyncLimiter: Send + Sync + 'static {
+    /// Counts one request, or says the limiter cannot decide.
+    fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'_>;
+}
+
+/// The limiter could not decide (for example its backend is down and it fails closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limiter unavailable: {reason}")]
+pub struct LimiterUnavailable {
+    /// What went wrong, for logs. Never sent to the client.
+    pub reason: String,
+}
