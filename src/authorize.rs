@@ -9,24 +9,9 @@ use crate::key::ApiKey;
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, RateLimit};
+use crate::response::Realm;
 use crate::scope::Scopes;
 use crate::store::{KeyStore, Lookup};
-
-/// Header names used in responses.
-pub mod header {
-    /// Maximum requests allowed per window.
-    pub const X_RATELIMIT_LIMIT: &str = "X-RateLimit-Limit";
-    /// Requests remaining in the current window.
-    pub const X_RATELIMIT_REMAINING: &str = "X-RateLimit-Remaining";
-    /// Unix time, in seconds, when the window resets.
-    pub const X_RATELIMIT_RESET: &str = "X-RateLimit-Reset";
-    /// Seconds to wait before retrying, on a 429.
-    pub const RETRY_AFTER: &str = "Retry-After";
-    /// The challenge sent with every 401.
-    pub const WWW_AUTHENTICATE: &str = "WWW-Authenticate";
-    /// The value of `WWW-Authenticate`.
-    pub const BEARER_CHALLENGE: &str = "Bearer";
-}
 
 /// Authorizes requests against a [`KeyStore`] and a [`RateLimiter`].
 ///
@@ -50,6 +35,7 @@ pub struct Authorizer {
     store: Arc<KeyStore>,
     limiter: RateLimiter,
     quota: Quota,
+    realm: Realm,
 }
 
 impl Authorizer {
@@ -60,7 +46,22 @@ impl Authorizer {
             store,
             limiter: RateLimiter::new(),
             quota: Quota::SPEC,
+            realm: Realm::default(),
         }
+    }
+
+    /// Names `realm` in the `WWW-Authenticate` challenges (default `sitequest`).
+    #[must_use]
+    pub fn with_realm(mut self, realm: Realm) -> Self {
+        self.realm = realm;
+        self
+    }
+
+    /// The realm of the `WWW-Authenticate` challenges, for rendering a decision's headers
+    /// ([`Decision::headers`]).
+    #[must_use]
+    pub fn realm(&self) -> &Realm {
+        &self.realm
     }
 
     /// Sets the quota of keys that have none of their own.
@@ -257,15 +258,6 @@ impl Decision {
             Self::Denied(d) => d.status(),
         }
     }
-
-    /// The headers the response must carry (see [`Grant::headers`] and [`Denial::headers`]).
-    #[must_use]
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Granted(g) => g.headers(),
-            Self::Denied(d) => d.headers(),
-        }
-    }
 }
 
 /// A granted request.
@@ -278,14 +270,6 @@ pub struct Grant {
     pub scopes: Scopes,
     /// The key's window after counting this request.
     pub rate_limit: RateLimit,
-}
-
-impl Grant {
-    /// `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`.
-    #[must_use]
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        rate_limit_headers(&self.rate_limit)
-    }
 }
 
 /// Why a request was refused: for the host's logs and metrics, never for the client.
@@ -421,57 +405,11 @@ impl Denial {
     pub const fn retry_after(&self) -> Option<u64> {
         self.retry_after
     }
-
-    /// The response headers: the `X-RateLimit-*` trio for a 403 or 429, `Retry-After` too for a
-    /// 429 or 503, and `WWW-Authenticate: Bearer` for a 401.
-    #[must_use]
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = match &self.rate_limit {
-            Some(r) => rate_limit_headers(r),
-            None => Vec::new(),
-        };
-        if let Some(secs) = self.retry_after {
-            h.push((header::RETRY_AFTER, secs.to_string()));
-        }
-        if self.code() == ErrorCode::Unauthorized {
-            h.push((
-                header::WWW_AUTHENTICATE,
-                header::BEARER_CHALLENGE.to_owned(),
-            ));
-        }
-        h
-    }
-}
-
-fn rate_limit_headers(r: &RateLimit) -> Vec<(&'static str, String)> {
-    vec![
-        (header::X_RATELIMIT_LIMIT, r.limit.to_string()),
-        (header::X_RATELIMIT_REMAINING, r.remaining.to_string()),
-        (header::X_RATELIMIT_RESET, r.reset_at.to_string()),
-    ]
 }
 
 #[cfg(feature = "http")]
 mod http_impls {
-    use super::{Decision, Denial};
-
-    impl Decision {
-        /// The response headers as an [`http::HeaderMap`].
-        #[must_use]
-        pub fn header_map(&self) -> http::HeaderMap {
-            let mut map = http::HeaderMap::with_capacity(4);
-            for (name, value) in self.headers() {
-                // Names are static ASCII and values are digits or "Bearer": always valid.
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_str(&value),
-                ) {
-                    map.insert(n, v);
-                }
-            }
-            map
-        }
-    }
+    use super::Denial;
 
     impl Denial {
         /// The status as an [`http::StatusCode`].

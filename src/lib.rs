@@ -18,7 +18,7 @@
 //! match auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, now) {
 //!     Decision::Granted(grant) => {
 //!         assert_eq!(grant.rate_limit.remaining, 59);
-//!         assert_eq!(grant.headers()[0], ("X-RateLimit-Limit", "60".to_string()));
+//!         assert_eq!(grant.headers(now)[0], ("X-RateLimit-Limit", "60".to_string()));
 //!     }
 //!     Decision::Denied(denial) => unreachable!("{:?}", denial.reason()),
 //! }
@@ -55,11 +55,12 @@ mod new_key;
 mod quota;
 mod rate_limit;
 mod record;
+mod response;
 mod scope;
 mod store;
 
 pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
-pub use authorize::{header, Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
+pub use authorize::{Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
 pub use bearer::{parse_bearer, BearerError};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
 pub use error::ErrorCode;
@@ -69,6 +70,7 @@ pub use new_key::{IssuedKey, NewKey};
 pub use quota::{Quota, QuotaParseError};
 pub use rate_limit::{LimitDecision, RateLimit};
 pub use record::{InvalidRecord, KeyRecord, KeyStatus, MAX_NAME_LEN, MAX_TIME};
+pub use response::{header, Header, InvalidRealm, Realm};
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{KeyStore, Rotation, StoreError};
 

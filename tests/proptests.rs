@@ -152,11 +152,15 @@ proptest! {
         let limiter = RateLimiter::with_stripes(1);
         let key = KeyId::from_u64(1);
         let base = 1_700_000_000u64;
+        // The stripe's latest time: it follows the clock forward, and back on a correction.
         let mut latest = 0;
         for (k, t) in history {
             // Other keys of the same stripe move its clock; `key` itself has no history.
             let _ = limiter.check(KeyId::from_u64(k + 2), quota, base + t);
-            latest = latest.max(base + t);
+            let t = base + t;
+            if t >= latest || latest - t > u64::from(period) {
+                latest = t;
+            }
         }
         let now = base + s;
         let first = limiter.check(key, quota, now);

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use sitequest_auth::{
-    ApiKey, Authorizer, BearerError, Decision, Denial, DenialReason, ErrorCode, KeyParseError,
-    KeyStore, NewKey, Preset, Quota, RateLimit, Scopes,
+    ApiKey, Authorizer, BearerError, Decision, Denial, DenialReason, ErrorCode, InvalidRealm,
+    KeyParseError, KeyStore, NewKey, Preset, Quota, RateLimit, Realm, Scopes,
 };
 
 /// The start of a minute (1_800_000_000 is a multiple of 60).
@@ -28,10 +28,16 @@ fn unauthorized(auth: &Authorizer, header: Option<&[u8]>, now: u64) -> DenialRea
         d.body(),
         r#"{"error":"Invalid or missing API key","code":"UNAUTHORIZED","status":401}"#
     );
-    // Every 401 looks the same: no rate-limit headers, one Bearer challenge.
+    // Every 401 looks the same: no rate-limit headers, one Bearer challenge (RFC 6750 §3),
+    // naming the error only when credentials were sent.
+    let challenge = if header.is_none() {
+        r#"Bearer realm="sitequest""#
+    } else {
+        r#"Bearer realm="sitequest", error="invalid_token""#
+    };
     assert_eq!(
-        d.headers(),
-        vec![("WWW-Authenticate", "Bearer".to_string())]
+        d.headers(auth.realm(), now),
+        vec![("WWW-Authenticate", challenge.to_string())]
     );
     assert_eq!(d.rate_limit(), None);
     d.reason()
@@ -55,11 +61,13 @@ fn bearer_header_grants_with_rate_limit_headers() {
         .unwrap();
     assert_eq!(grant.scopes, Scopes::FULL);
     assert_eq!(
-        grant.headers(),
+        grant.headers(T0 + 5),
         vec![
             ("X-RateLimit-Limit", "60".to_string()),
             ("X-RateLimit-Remaining", "59".to_string()),
             ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("RateLimit-Policy", r#""default";q=60;w=60"#.to_string()),
+            ("RateLimit", r#""default";r=59;t=55"#.to_string()),
         ]
     );
 }
@@ -197,11 +205,13 @@ fn sixty_requests_per_minute_then_429_with_headers() {
     );
     assert_eq!(d.retry_after(), Some(45));
     assert_eq!(
-        d.headers(),
+        d.headers(auth.realm(), T0 + 15),
         vec![
             ("X-RateLimit-Limit", "60".to_string()),
             ("X-RateLimit-Remaining", "0".to_string()),
             ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("RateLimit-Policy", r#""default";q=60;w=60"#.to_string()),
+            ("RateLimit", r#""default";r=0;t=45"#.to_string()),
             ("Retry-After", "45".to_string()),
         ]
     );
@@ -237,11 +247,18 @@ fn scope_refusals_count_and_429s_do_not() {
     assert_eq!(d.status(), 403);
     assert_eq!(d.rate_limit().unwrap().remaining, 2);
     assert_eq!(
-        d.headers(),
+        d.headers(auth.realm(), T0),
         vec![
             ("X-RateLimit-Limit", "3".to_string()),
             ("X-RateLimit-Remaining", "2".to_string()),
             ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("RateLimit-Policy", r#""default";q=3;w=60"#.to_string()),
+            ("RateLimit", r#""default";r=2;t=60"#.to_string()),
+            (
+                "WWW-Authenticate",
+                r#"Bearer realm="sitequest", error="insufficient_scope", scope="vps:write""#
+                    .to_string()
+            ),
         ]
     );
     assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
@@ -310,9 +327,22 @@ fn decision_headers_follow_the_outcome() {
     let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0);
     assert!(matches!(d, Decision::Granted(_)));
     assert_eq!(d.status(), 200);
-    assert_eq!(d.headers().len(), 3);
+    assert_eq!(d.headers(auth.realm(), T0).len(), 5);
     let d = auth.authorize(None, Scopes::VPS_READ, T0);
     assert_eq!(d.status(), 401);
+    // Another realm, where the host names one.
+    let auth = auth.with_realm(Realm::new("example api").unwrap());
+    let d = auth.authorize(None, Scopes::VPS_READ, T0);
+    assert_eq!(
+        d.headers(auth.realm(), T0),
+        vec![(
+            "WWW-Authenticate",
+            r#"Bearer realm="example api""#.to_string()
+        )]
+    );
+    assert_eq!(Realm::new("with \"quote\""), Err(InvalidRealm));
+    assert_eq!(Realm::new(""), Err(InvalidRealm));
+    assert_eq!(Realm::new("tab\there"), Err(InvalidRealm));
 }
 
 #[cfg(feature = "http")]
@@ -320,10 +350,14 @@ fn decision_headers_follow_the_outcome() {
 fn http_header_map() {
     let (auth, header) = setup(Preset::ReadOnly);
     let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_MANAGE, T0);
-    let map = d.header_map();
+    let map = d.header_map(auth.realm(), T0);
     assert_eq!(map["x-ratelimit-limit"], "60");
     assert_eq!(map["x-ratelimit-remaining"], "59");
     assert_eq!(map["x-ratelimit-reset"], (T0 + 60).to_string().as_str());
+    assert_eq!(
+        map["www-authenticate"],
+        r#"Bearer realm="sitequest", error="insufficient_scope", scope="vps:manage""#
+    );
     let Decision::Denied(denial) = d else {
         panic!()
     };
@@ -401,7 +435,7 @@ fn authenticate_then_decide_with_an_outside_limiter() {
         r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
     );
     assert_eq!(
-        unavailable.headers(),
+        unavailable.headers(auth.realm(), T0),
         vec![("Retry-After", "1".to_string())]
     );
     assert_eq!(

@@ -133,16 +133,21 @@ fuzz_target!(|requests: Vec<Request>| {
                 *n += 1;
                 assert!(*n <= LIMIT, "more than the limit in one window");
                 assert_eq!(g.rate_limit.remaining, LIMIT - *n);
-                assert_eq!(decision.headers().len(), 3);
+                assert_eq!(decision.headers(auth.realm(), now).len(), 5);
             }
             Decision::Denied(d) => {
                 match d.code() {
                     ErrorCode::Unauthorized => {
                         assert_eq!(d.status(), 401);
                         assert_eq!(d.rate_limit(), None);
+                        let challenge = if header.is_none() {
+                            r#"Bearer realm="sitequest""#
+                        } else {
+                            r#"Bearer realm="sitequest", error="invalid_token""#
+                        };
                         assert_eq!(
-                            d.headers(),
-                            vec![("WWW-Authenticate", "Bearer".to_string())]
+                            d.headers(auth.realm(), now),
+                            vec![("WWW-Authenticate", challenge.to_string())]
                         );
                     }
                     ErrorCode::InsufficientScope => {

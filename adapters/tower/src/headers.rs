@@ -1,41 +1,38 @@
-//! Response headers and JSON error responses.
+//! Copying core's wire answer onto `http` responses. Every header value and body comes from
+//! `sitequest-auth`; this module only converts them.
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use sitequest_auth::{Denial, ErrorCode, RateLimit};
+use sitequest_auth::{header, Denial, ErrorCode, Header, RateLimit, Realm};
 
-const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
-const X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
-const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-
-fn number(n: impl Into<u64>) -> HeaderValue {
-    HeaderValue::from(n.into())
+/// The `http` name of a header core renders, without parsing the common ones.
+fn name(n: &'static str) -> Option<HeaderName> {
+    Some(match n {
+        header::X_RATELIMIT_LIMIT => HeaderName::from_static("x-ratelimit-limit"),
+        header::X_RATELIMIT_REMAINING => HeaderName::from_static("x-ratelimit-remaining"),
+        header::X_RATELIMIT_RESET => HeaderName::from_static("x-ratelimit-reset"),
+        header::RATELIMIT_POLICY => HeaderName::from_static("ratelimit-policy"),
+        header::RATELIMIT => HeaderName::from_static("ratelimit"),
+        header::RETRY_AFTER => RETRY_AFTER,
+        header::WWW_AUTHENTICATE => WWW_AUTHENTICATE,
+        other => return HeaderName::from_bytes(other.as_bytes()).ok(),
+    })
 }
 
-/// Inserts the rate-limit fields of a known key into `headers`:
-/// `X-RateLimit-Limit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`,
-/// `RateLimit-Policy: "default";q=<limit>;w=<period>` and
-/// `RateLimit: "default";r=<remaining>;t=<seconds to reset>`.
+/// Inserts headers rendered by core into `headers`.
+pub fn insert_headers(headers: &mut HeaderMap, rendered: Vec<Header>) {
+    for (n, value) in rendered {
+        // Core renders printable ASCII only, so both conversions succeed.
+        if let (Some(n), Ok(v)) = (name(n), HeaderValue::try_from(value)) {
+            headers.insert(n, v);
+        }
+    }
+}
+
+/// Inserts the rate-limit fields of a known key into `headers` (see
+/// [`RateLimit::headers`](sitequest_auth::RateLimit::headers)).
 pub fn insert_rate_limit_headers(headers: &mut HeaderMap, r: &RateLimit, now: u64) {
-    headers.insert(X_RATELIMIT_LIMIT, number(r.limit));
-    headers.insert(X_RATELIMIT_REMAINING, number(r.remaining));
-    headers.insert(X_RATELIMIT_RESET, number(r.reset_at));
-    // Structured fields (RFC 8941): a string item with integer parameters. Only digits are
-    // interpolated, so the values are always valid.
-    let policy = format!("\"default\";q={};w={}", r.limit, r.period_secs);
-    let state = format!(
-        "\"default\";r={};t={}",
-        r.remaining,
-        r.seconds_to_reset(now)
-    );
-    if let Ok(v) = HeaderValue::from_str(&policy) {
-        headers.insert(RATELIMIT_POLICY, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&state) {
-        headers.insert(RATELIMIT, v);
-    }
+    insert_headers(headers, r.headers(now));
 }
 
 /// A JSON response with the given status and static body.
@@ -47,20 +44,14 @@ pub fn json_response<B: From<&'static str>>(status: StatusCode, body: &'static s
     res
 }
 
-/// The full response for a denial: status, JSON body, and its headers.
-pub(crate) fn denial_response<B: From<&'static str>>(denial: &Denial, now: u64) -> Response<B> {
-    let status = denial.status_code();
-    let mut res = json_response(status, denial.body());
-    let headers = res.headers_mut();
-    if let Some(r) = denial.rate_limit() {
-        insert_rate_limit_headers(headers, &r, now);
-    }
-    if let Some(secs) = denial.retry_after() {
-        headers.insert(RETRY_AFTER, number(secs));
-    }
-    if denial.code() == ErrorCode::Unauthorized {
-        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
+/// The full response for a denial: status, JSON body, and its headers, all as core renders them.
+pub(crate) fn denial_response<B: From<&'static str>>(
+    denial: &Denial,
+    realm: &Realm,
+    now: u64,
+) -> Response<B> {
+    let mut res = json_response(denial.status_code(), denial.body());
+    insert_headers(res.headers_mut(), denial.headers(realm, now));
     res
 }
 

@@ -157,7 +157,7 @@ where
                 }
                 Decision::Denied(denial) => {
                     observe(observer, Outcome::Denied(&denial));
-                    ResponseFuture::denied(refuse(&denial, now))
+                    ResponseFuture::denied(refuse(&auth, &denial, now))
                 }
             };
         };
@@ -165,7 +165,7 @@ where
             Ok(key) => key,
             Err(denial) => {
                 observe(observer, Outcome::Denied(&denial));
-                return ResponseFuture::denied(refuse(&denial, now));
+                return ResponseFuture::denied(refuse(&auth, &denial, now));
             }
         };
         let observer = observer.cloned();
@@ -176,7 +176,11 @@ where
                 Err(e) => {
                     observe(observer, Outcome::Unavailable(&e));
                     tracing::warn!(key_id = %key.key_id, error = %e, "rate limiter unavailable");
-                    return Ok(denial_response(&Denial::limiter_unavailable(&key), now));
+                    return Ok(denial_response(
+                        &Denial::limiter_unavailable(&key),
+                        auth.realm(),
+                        now,
+                    ));
                 }
             };
             match auth.decide(&key, limit, required, now) {
@@ -189,7 +193,7 @@ where
                 }
                 Decision::Denied(denial) => {
                     observe(observer, Outcome::Denied(&denial));
-                    Ok(refuse(&denial, now))
+                    Ok(refuse(&auth, &denial, now))
                 }
             }
         }))
@@ -224,7 +228,7 @@ fn admit<B>(auth: &Authorizer, grant: &Grant, req: &mut Request<B>, now: u64) ->
 ///
 /// At debug level: refusals are what a flood of bad requests is made of, and logging each at
 /// info would let any client fill the disk and slow the server.
-fn refuse<B: From<&'static str>>(denial: &Denial, now: u64) -> Response<B> {
+fn refuse<B: From<&'static str>>(auth: &Authorizer, denial: &Denial, now: u64) -> Response<B> {
     let reason = denial.reason();
     match reason.key_id() {
         Some(id) => tracing::debug!(
@@ -239,7 +243,7 @@ fn refuse<B: From<&'static str>>(denial: &Denial, now: u64) -> Response<B> {
             "request refused"
         ),
     }
-    denial_response(denial, now)
+    denial_response(denial, auth.realm(), now)
 }
 
 #[cfg(test)]

@@ -132,7 +132,16 @@ async fn every_401_is_the_same() {
     for auth in cases {
         let res = app.get("/read", auth).await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
-        assert_eq!(header(&res, "www-authenticate"), Some("Bearer"));
+        let challenge = if auth.is_none() {
+            r#"Bearer realm="sitequest""#
+        } else {
+            r#"Bearer realm="sitequest", error="invalid_token""#
+        };
+        assert_eq!(
+            header(&res, "www-authenticate"),
+            Some(challenge),
+            "{auth:?}"
+        );
         assert_eq!(header(&res, "x-ratelimit-limit"), None);
         assert_eq!(header(&res, "ratelimit"), None);
         assert_eq!(
