@@ -42,6 +42,11 @@ CREATE TABLE IF NOT EXISTS keys (
     rate_limit    TEXT,
     last_used_at  INTEGER,
     last4         TEXT NOT NULL
+);
+-- Keys removed on another instance: kept so that a replayed record cannot bring one back.
+CREATE TABLE IF NOT EXISTS removed_keys (
+    id            TEXT PRIMARY KEY,
+    removed_at    INTEGER NOT NULL
 );";
 
 /// The columns [`record`] reads, in its order.
@@ -91,6 +96,25 @@ impl Db {
     /// Every stored record.
     pub fn load(&self) -> Result<Vec<KeyRecord>> {
         load(&self.conn)
+    }
+
+    /// The tombstones of keys removed on other instances: (id, removal time).
+    pub fn removed(&self) -> Result<Vec<(KeyId, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, removed_at FROM removed_keys ORDER BY id")?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, at) = row?;
+            out.push((
+                id.parse().context("corrupt key id in data file")?,
+                from_sql(at),
+            ));
+        }
+        Ok(out)
     }
 
     /// Puts every stored record in `store`, returning how many there were.
@@ -284,11 +308,16 @@ fn touch(conn: &Connection, used: &[(KeyId, u64)]) -> Result<()> {
     Ok(())
 }
 
-/// Deletes the records of keys removed on another instance.
-fn remove(conn: &Connection, ids: &[KeyId]) -> Result<()> {
-    let mut stmt = conn.prepare_cached("DELETE FROM keys WHERE id = ?1")?;
-    for id in ids {
-        stmt.execute([id.to_string()])?;
+/// Deletes the records of keys removed on another instance, keeping their tombstones.
+fn remove(conn: &Connection, removed: &[(KeyId, u64)]) -> Result<()> {
+    let mut delete = conn.prepare_cached("DELETE FROM keys WHERE id = ?1")?;
+    let mut keep = conn.prepare_cached(
+        "INSERT INTO removed_keys (id, removed_at) VALUES (?1, ?2)
+         ON CONFLICT(id) DO UPDATE SET removed_at = MIN(removed_at, excluded.removed_at)",
+    )?;
+    for (id, at) in removed {
+        delete.execute([id.to_string()])?;
+        keep.execute(params![id.to_string(), to_sql(*at)])?;
     }
     Ok(())
 }

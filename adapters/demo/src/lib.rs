@@ -194,6 +194,10 @@ impl Demo {
             queue: config.db_queue,
             ..db::WorkerOptions::default()
         };
+        if let Some(sync) = &sync {
+            // Removals learned before this start: a replayed record must not revive them.
+            sync.remember_removed(file.removed()?);
+        }
         let changes = sync.clone().map(share_changes);
         let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
         tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
@@ -402,7 +406,7 @@ fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHand
             for change in batch {
                 match change {
                     KeyChange::Upserted(r) => records.push(r),
-                    KeyChange::Removed(id) => removed.push(id),
+                    KeyChange::Removed { id, removed_at } => removed.push((id, removed_at)),
                     _ => {}
                 }
             }

@@ -119,11 +119,10 @@ struct Guard {
 /// (`window = now / period`), the same limit, remaining and reset values, per-key quotas, and a
 /// refused request does not count. Each check is one atomic server-side script on the key
 /// `{prefix}:{key id}:{window number}` (`INCR`, with the expiry set on the first hit only).
-/// Like the in-memory limiter, it treats a time earlier than the latest it has seen as that
-/// time, so a clock stepping back grants nothing extra.
-///
-/// A time more than a window earlier than the latest seen is a correction of a clock that ran
-/// ahead, and counting resumes at it, as in the in-memory limiter.
+/// Like the in-memory limiter, it treats a time at most a window earlier than the latest it has
+/// seen (for keys with windows of that length) as that time, so a clock stepping back grants
+/// nothing extra, and a time more than a window earlier as a correction of a clock that ran
+/// ahead: counting resumes at it.
 ///
 /// The connection heals by itself: it is pinged every
 /// [`RedisLimiterConfig::health_interval`], and replaced after two failures in a row, stalled
@@ -134,7 +133,7 @@ pub struct RedisLimiter {
     guard: Option<Guard>,
     script: redis::Script,
     config: RedisLimiterConfig,
-    latest: AtomicU64,
+    latest: Mutex<HashMap<u64, u64>>,
     exhausted: Mutex<HashMap<KeyId, u64>>,
     shadow: RateLimiter,
     counters: Counters,
@@ -161,7 +160,7 @@ impl RedisLimiter {
             guard: None,
             script: redis::Script::new(CHECK_SCRIPT),
             config,
-            latest: AtomicU64::new(0),
+            latest: Mutex::new(HashMap::new()),
             exhausted: Mutex::new(HashMap::new()),
             shadow: RateLimiter::new(),
             counters: Counters::default(),
@@ -302,21 +301,15 @@ impl RedisLimiter {
     /// The time to count at: the latest time seen for a step back of at most a window, else
     /// `now` (a correction, which must not freeze counting until the clock catches up).
     fn effective_time(&self, now: u64, period: u64) -> u64 {
-        let mut latest = self.latest.load(Ordering::Relaxed);
-        loop {
-            if now < latest && latest - now <= period {
-                return latest;
-            }
-            match self.latest.compare_exchange_weak(
-                latest,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return now,
-                Err(seen) => latest = seen,
-            }
+        // One latest time per window length: a correction seen by keys with short windows must
+        // not move the clock of keys with long ones (whose counters are keyed by window number).
+        let mut latest = self.latest.lock();
+        let seen = latest.entry(period).or_insert(0);
+        if now < *seen && *seen - now <= period {
+            return *seen;
         }
+        *seen = now;
+        now
     }
 
     fn unavailable(

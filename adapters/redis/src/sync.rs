@@ -66,6 +66,9 @@ redis.call('PUBLISH', ARGV[1], ARGV[4])
 return 1
 ";
 
+/// Publishes in flight at once when a backlog drains.
+const PUBLISH_CONCURRENCY: usize = 64;
+
 /// Domain separation of the signatures: an HMAC made for anything else never verifies here.
 const SIGNING_CONTEXT: &[u8] = b"sitequest-auth key sync v1\n";
 
@@ -198,8 +201,14 @@ impl Entry {
 pub enum KeyChange {
     /// The key's record is now this (new, or tightened).
     Upserted(KeyRecord),
-    /// The key was removed.
-    Removed(KeyId),
+    /// The key was removed: keep the tombstone (and give it back with
+    /// [`KeySync::remember_removed`] at the next start), so a replayed record cannot revive it.
+    Removed {
+        /// The key.
+        id: KeyId,
+        /// When it was removed, Unix seconds.
+        removed_at: u64,
+    },
 }
 
 /// Settings of a [`KeySync`].
@@ -310,8 +319,9 @@ pub struct KeySync {
     hash: String,
     channel: String,
     pending: Mutex<HashMap<KeyId, Entry>>,
-    /// Ids this instance knows to be removed: records for them are ignored.
-    removed: Mutex<HashSet<KeyId>>,
+    /// Keys this instance knows to be removed, with the time: records for them are ignored,
+    /// and a resync that finds one in the hash puts the tombstone back.
+    removed: Mutex<HashMap<KeyId, u64>>,
     confirmed: Mutex<Option<Instant>>,
     counters: Counters,
 }
@@ -377,7 +387,7 @@ impl KeySync {
             channel: format!("{}:changes", config.prefix),
             config,
             pending: Mutex::new(HashMap::new()),
-            removed: Mutex::new(HashSet::new()),
+            removed: Mutex::new(HashMap::new()),
             confirmed: Mutex::new(None),
             counters: Counters::default(),
         })
@@ -410,13 +420,25 @@ impl KeySync {
     ///
     /// As [`KeySync::publish`].
     pub async fn publish_removal(&self, id: KeyId, now: u64) -> Result<(), SyncError> {
-        self.removed.lock().insert(id);
+        self.removed.lock().entry(id).or_insert(now);
         self.publish_entry(Entry::Removed {
             id,
             removed_at: now,
         })
         .await
         .map(drop)
+    }
+
+    /// Tells the sync which keys were removed before this start (tombstones the host kept, for
+    /// example in its database). Records for them are then ignored, and a resync puts their
+    /// tombstones back if the hash lost them or holds an older record instead, so a replayed
+    /// record cannot bring a removed key back. Call it before [`KeySync::spawn`].
+    pub fn remember_removed(&self, removed: impl IntoIterator<Item = (KeyId, u64)>) {
+        let mut known = self.removed.lock();
+        for (id, at) in removed {
+            let t = known.entry(id).or_insert(at);
+            *t = (*t).min(at);
+        }
     }
 
     /// The hash entry [`KeySync::publish`] would write for a new key: `hex(HMAC) "." JSON`.
@@ -567,13 +589,17 @@ impl KeySync {
     }
 
     /// Publishes again every change that could not be published.
+    /// Many at a time on the multiplexed connection, so a large backlog (a new instance with
+    /// many keys, or Redis that lost its data) drains at the pipeline's pace.
     async fn retry_pending(&self) {
         let waiting: Vec<Entry> = self.pending.lock().values().cloned().collect();
-        for entry in waiting {
-            if let Err(e) = self.publish_entry(entry.clone()).await {
-                tracing::debug!(key_id = %entry.id(), error = %e, "key change still not shared");
-            }
-        }
+        futures_util::stream::iter(waiting)
+            .for_each_concurrent(PUBLISH_CONCURRENCY, |entry| async move {
+                if let Err(e) = self.publish_entry(entry.clone()).await {
+                    tracing::debug!(key_id = %entry.id(), error = %e, "key change still not shared");
+                }
+            })
+            .await;
     }
 
     /// Follows the change channel in the background, applying every change to `store` and then
@@ -587,6 +613,19 @@ impl KeySync {
     where
         F: Fn(Vec<KeyChange>) + Send + Sync + 'static,
     {
+        // Publishing runs beside the follower, so a large backlog never delays pings, messages
+        // or the confirmation of being in sync.
+        let publisher = Arc::downgrade(&self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(sync) = publisher.upgrade() else {
+                    return;
+                };
+                sync.retry_pending().await;
+            }
+        });
         tokio::spawn(async move {
             loop {
                 if let Err(e) = self.follow(&store, &on_change).await {
@@ -619,7 +658,6 @@ impl KeySync {
         let mut synced_since_subscribe = false;
         let mut failed_pings = 0;
         let mut health = tokio::time::interval(self.config.health_interval);
-        let mut retry = tokio::time::interval(Duration::from_millis(500));
         let mut backstop = tokio::time::interval(self.config.resync_interval);
         backstop.tick().await;
         let resync = self.resync(store, on_change);
@@ -667,7 +705,6 @@ impl KeySync {
                         self.confirm_if(synced_since_subscribe);
                     }
                 }
-                _ = retry.tick() => self.retry_pending().await,
             }
         }
     }
@@ -711,13 +748,18 @@ impl KeySync {
     /// Applies a verified entry to the store. `Ok(None)` when it changed nothing.
     fn apply(&self, store: &KeyStore, entry: Entry) -> Result<Option<KeyChange>, Rejected> {
         let change = match entry {
-            Entry::Removed { id, .. } => {
-                self.removed.lock().insert(id);
-                store.remove(id).map(|_| KeyChange::Removed(id))
+            Entry::Removed { id, removed_at } => {
+                let mut known = self.removed.lock();
+                let t = known.entry(id).or_insert(removed_at);
+                *t = (*t).min(removed_at);
+                drop(known);
+                store
+                    .remove(id)
+                    .map(|_| KeyChange::Removed { id, removed_at })
             }
             Entry::Record { record } => {
                 let id = record.id();
-                if self.removed.lock().contains(&id) {
+                if self.removed.lock().contains_key(&id) {
                     return Ok(None);
                 }
                 if store
@@ -774,21 +816,33 @@ impl KeySync {
                         .fetch_add(1, Ordering::Relaxed);
                     continue;
                 };
-                seen.insert(id);
+                // An entry that does not verify counts as missing: what this instance knows of
+                // the key (below) is published over it.
                 let Some((shared, change)) = self.apply_raw(store, &raw, Some(&field)) else {
                     continue;
                 };
+                seen.insert(id);
                 changes.extend(change);
-                if let (Entry::Record { record: shared }, Some(local)) = (shared, store.get(id)) {
-                    if self.past_retention(&local, now) {
-                        self.queue(Entry::Removed {
-                            id,
-                            removed_at: now,
-                        });
-                    } else if local != shared {
-                        // This instance knew more (a change made while cut off): share it.
-                        self.queue(Entry::Record { record: local });
+                let removed_at = self.removed.lock().get(&id).copied();
+                match (shared, store.get(id), removed_at) {
+                    // A record of a key known to be removed (replayed, or the tombstone lost).
+                    (Entry::Record { .. }, _, Some(removed_at)) => {
+                        self.queue(Entry::Removed { id, removed_at });
                     }
+                    (Entry::Record { record: shared }, Some(local), None) => {
+                        if self.past_retention(&local, now) {
+                            self.queue(Entry::Removed {
+                                id,
+                                removed_at: now,
+                            });
+                        } else if tighter(&local, &shared) {
+                            // This instance knew more (a change made while cut off, or an older
+                            // version replayed into the hash): share it. Last use alone is not
+                            // worth a write per key per resync.
+                            self.queue(Entry::Record { record: local });
+                        }
+                    }
+                    _ => {}
                 }
             }
             if !changes.is_empty() {
@@ -800,9 +854,14 @@ impl KeySync {
             }
         }
         let removed = self.removed.lock().clone();
+        for (&id, &removed_at) in &removed {
+            if !seen.contains(&id) {
+                self.queue(Entry::Removed { id, removed_at });
+            }
+        }
         for record in store.export() {
             let id = record.id();
-            if seen.contains(&id) || removed.contains(&id) {
+            if seen.contains(&id) || removed.contains_key(&id) {
                 continue;
             }
             if self.past_retention(&record, now) {
@@ -854,4 +913,14 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Whether `local` revokes or expires the key earlier than `shared` says.
+fn tighter(local: &KeyRecord, shared: &KeyRecord) -> bool {
+    let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => a < b,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    earlier(local.revoked_at, shared.revoked_at) || earlier(local.expires_at, shared.expires_at)
 }

@@ -280,3 +280,31 @@ async fn past_the_staleness_bound_fail_closed_refuses_and_fail_open_serves() {
     assert!(open.check(key, Quota::SPEC, T0).await.unwrap().is_allowed());
     refreeze.abort();
 }
+
+#[tokio::test]
+async fn a_correction_for_short_windows_does_not_move_the_clock_of_long_ones() {
+    let redis = RedisServer::start();
+    let limiter = RedisLimiter::connect(&redis.url(), config("mixed", FailurePolicy::FailClosed))
+        .await
+        .unwrap();
+    let minute = KeyId::from_u64(61);
+    let second = KeyId::from_u64(62);
+    let t = T0 + 10;
+    for _ in 0..60 {
+        assert!(limiter
+            .check(minute, Quota::SPEC, t)
+            .await
+            .unwrap()
+            .is_allowed());
+    }
+    // 25 s back: a correction for a key with 1 s windows, a small step back for a minute.
+    let one_per_second = Quota::new(1, 1).unwrap();
+    assert!(limiter
+        .check(second, one_per_second, t - 25)
+        .await
+        .unwrap()
+        .is_allowed());
+    let d = limiter.check(minute, Quota::SPEC, t - 25).await.unwrap();
+    assert!(!d.is_allowed(), "{d:?}");
+    assert_eq!(d.rate_limit().reset_at, T0 + 60);
+}

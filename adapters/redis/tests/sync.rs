@@ -248,7 +248,10 @@ async fn a_removal_is_a_tombstone_that_resyncs_respect() {
         b.get(id).is_none()
     })
     .await;
-    assert!(changes.lock().contains(&KeyChange::Removed(id)));
+    assert!(changes.lock().contains(&KeyChange::Removed {
+        id,
+        removed_at: T0 + 5
+    }));
 
     // An instance that was away still has the record: its resync must not bring it back, and
     // it removes the key itself.
@@ -386,7 +389,7 @@ async fn dead_keys_are_pruned_after_the_retention_and_tombstones_stay() {
     sync.clone().spawn(store.clone(), move |batch| {
         seen.lock()
             .extend(batch.into_iter().filter_map(|c| match c {
-                KeyChange::Removed(id) => Some(id),
+                KeyChange::Removed { id, .. } => Some(id),
                 _ => None,
             }))
     });
@@ -486,4 +489,168 @@ async fn the_readme_acl_is_enough_for_an_instance_and_no_more() {
         .await
         .unwrap_err();
     assert!(e.to_string().to_lowercase().contains("noperm"), "{e}");
+}
+
+/// A config that resyncs every `every`, for the tests of what a resync repairs.
+fn resyncing(every: Duration) -> KeySyncConfig {
+    let mut c = config(SECRET);
+    c.resync_interval = every;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_over_a_revoked_key_is_repaired_by_the_instance_that_knows() {
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance_with(
+        &redis.url(),
+        resyncing(Duration::from_millis(500)),
+        Arc::new(KeyStore::new()),
+    )
+    .await;
+    let issued = a.issue(&NewKey::new("k", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    let revoked = a.revoke(id, T0 + 1).unwrap();
+    sync_a.publish(&revoked).await.unwrap();
+    // Garbage over the revoked record; then an instance returns that still has the key active.
+    let mut conn = redis_conn(&redis.url()).await;
+    let () = conn
+        .hset("sync-test:records", id.to_string(), "garbage")
+        .await
+        .unwrap();
+    let stale = Arc::new(KeyStore::new());
+    stale.insert(issued.record.clone()).unwrap();
+    let (b, _sync_b) = instance_with(&redis.url(), config(SECRET), stale).await;
+    wait_for(
+        "the revocation on the returning instance",
+        Duration::from_secs(5),
+        || b.get(id).unwrap().revoked_at == Some(T0 + 1),
+    )
+    .await;
+    let entry: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+    assert!(entry.contains(r#""revoked_at":1800000001"#), "{entry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_record_cannot_revive_a_removed_key() {
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance(&redis.url()).await;
+    let issued = a.issue(&NewKey::new("gone", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    let mut conn = redis_conn(&redis.url()).await;
+    let genuine: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+    a.remove(id);
+    sync_a.publish_removal(id, T0 + 5).await.unwrap();
+    // The attacker puts the old, genuinely signed record back over the tombstone.
+    let () = conn
+        .hset("sync-test:records", id.to_string(), &genuine)
+        .await
+        .unwrap();
+
+    // An instance that kept the tombstone (its host gives it back at start) ignores the
+    // record and puts the tombstone back.
+    let keeper = KeySync::connect(&redis.url(), resyncing(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    keeper.remember_removed([(id, T0 + 5)]);
+    let keeper = Arc::new(keeper);
+    let kept = Arc::new(KeyStore::new());
+    keeper.clone().spawn(kept.clone(), |_| {});
+    wait_for(
+        "the tombstone back in the hash",
+        Duration::from_secs(5),
+        || kept.get(id).is_none() && keeper.pending() == 0 && keeper.stats().resyncs >= 1,
+    )
+    .await;
+    let entry: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+    assert!(entry[65..].starts_with(r#"{"kind":"removed""#), "{entry}");
+    assert!(kept.get(id).is_none());
+    // A new instance with no memory of the key no longer finds it.
+    let (fresh, sync_fresh) = instance(&redis.url()).await;
+    wait_for("the fresh instance in sync", Duration::from_secs(5), || {
+        sync_fresh.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    assert!(fresh.get(id).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_is_published_without_losing_sync() {
+    const N: usize = 20_000;
+    let redis = RedisServer::start();
+    let store = Arc::new(KeyStore::new());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let template = NewKey::new("local", Preset::ReadOnly);
+    for _ in 0..N {
+        store
+            .insert(template.generate_with(&mut rng, T0).unwrap().record)
+            .unwrap();
+    }
+    // A new instance whose keys are not in the hash: all of them are queued at its resync.
+    let (_store, sync) = instance_with(&redis.url(), config(SECRET), store).await;
+    wait_for("in sync", Duration::from_secs(5), || {
+        sync.is_in_sync(Duration::from_secs(1))
+    })
+    .await;
+    let mut conn = redis_conn(&redis.url()).await;
+    let started = Instant::now();
+    loop {
+        // Pings and confirmations go on while the backlog drains.
+        assert!(
+            sync.is_in_sync(Duration::from_millis(800)),
+            "sync lost while publishing: {:?}",
+            sync.sync_age()
+        );
+        let n: usize = conn.hlen("sync-test:records").await.unwrap();
+        if n == N {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{n} of {N} published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("{N} keys published in {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_use_alone_is_not_republished_at_a_resync() {
+    let redis = RedisServer::start();
+    let (a, sync_a) = instance(&redis.url()).await;
+    let issued = a.issue(&NewKey::new("used", Preset::Full), T0).unwrap();
+    let id = issued.record.id();
+    sync_a.publish(&issued.record).await.unwrap();
+    let mut conn = redis_conn(&redis.url()).await;
+    let before: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+    // b has used the key since; its resyncs leave the shared entry alone.
+    let mut used = issued.record.clone();
+    used.last_used_at = Some(T0 + 30);
+    let b_store = Arc::new(KeyStore::new());
+    b_store.insert(used).unwrap();
+    let (_b, sync_b) =
+        instance_with(&redis.url(), resyncing(Duration::from_millis(200)), b_store).await;
+    wait_for("three resyncs", Duration::from_secs(5), || {
+        sync_b.stats().resyncs >= 3
+    })
+    .await;
+    assert_eq!(sync_b.pending(), 0);
+    let after: String = conn
+        .hget("sync-test:records", id.to_string())
+        .await
+        .unwrap();
+    assert_eq!(after, before);
 }

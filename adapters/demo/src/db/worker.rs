@@ -215,13 +215,17 @@ impl DbHandle {
     }
 
     /// Saves records already in the store (changes learned from other instances), merging them
-    /// with the stored versions, and deletes the records of keys removed elsewhere, in one
+    /// with the stored versions, and deletes the records of keys removed elsewhere (keeping their tombstones), in one
     /// transaction. Waits for room in the queue rather than failing when it is full.
     ///
     /// # Errors
     ///
     /// When the worker stopped or SQLite failed.
-    pub async fn save(&self, records: Vec<KeyRecord>, removed: Vec<KeyId>) -> Result<(), DbError> {
+    pub async fn save(
+        &self,
+        records: Vec<KeyRecord>,
+        removed: Vec<(KeyId, u64)>,
+    ) -> Result<(), DbError> {
         self.submit_waiting(move |reply| {
             Box::new(Save {
                 records: records.clone(),
@@ -483,7 +487,7 @@ impl Job for Rotate {
 
 struct Save {
     records: Vec<KeyRecord>,
-    removed: Vec<KeyId>,
+    removed: Vec<(KeyId, u64)>,
     reply: oneshot::Sender<Result<(), DbError>>,
 }
 
@@ -677,6 +681,27 @@ mod tests {
 
     /// Never looks for outside changes during a test.
     const NEVER: Duration = Duration::from_secs(3600);
+
+    #[tokio::test]
+    async fn removals_keep_their_tombstones_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.db");
+        let (db, _) = start(&path, NEVER);
+        let (gone, kept) = (record("gone"), record("kept"));
+        db.create(gone.clone()).await.unwrap();
+        db.create(kept.clone()).await.unwrap();
+        db.save(Vec::new(), vec![(gone.id(), NOW + 5)])
+            .await
+            .unwrap();
+        // Learned again, earlier: the earliest removal time stays.
+        db.save(Vec::new(), vec![(gone.id(), NOW + 3)])
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+        let file = Db::open(&path).unwrap();
+        assert_eq!(file.load().unwrap(), vec![kept]);
+        assert_eq!(file.removed().unwrap(), vec![(gone.id(), NOW + 3)]);
+    }
 
     #[tokio::test]
     async fn rotation_reads_the_key_in_its_own_transaction() {
