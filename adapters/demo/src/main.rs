@@ -82,6 +82,11 @@ struct Cli {
     /// Close a connection with no request in flight for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.idle_timeout.as_secs(), value_parser = parse_seconds)]
     idle_timeout: u64,
+    /// Close a connection when a response to one of its requests has not been sent completely
+    /// this many seconds after the request arrived (a client that stops reading, or sets an
+    /// HTTP/2 window of zero).
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.response_timeout.as_secs(), value_parser = parse_seconds)]
+    response_timeout: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -203,6 +208,7 @@ async fn main() -> Result<()> {
     limits.max_connections_per_ip = cli.max_connections_per_ip;
     limits.first_byte_timeout = Duration::from_secs(cli.first_byte_timeout);
     limits.idle_timeout = Duration::from_secs(cli.idle_timeout);
+    limits.response_timeout = Duration::from_secs(cli.response_timeout);
     config.limits = limits;
     raise_file_limit(&limits);
     let demo = Demo::bind(config).await?;

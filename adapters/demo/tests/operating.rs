@@ -256,6 +256,7 @@ fn connection_limits_come_from_the_flags() {
         ("--max-connections", "0"),
         ("--max-connections-per-ip", "x"),
         ("--idle-timeout", "0"),
+        ("--response-timeout", "0"),
     ] {
         let out = exits({
             let mut cmd = demo(dir.path());
@@ -276,6 +277,8 @@ fn connection_limits_come_from_the_flags() {
         "[default: 10]",
         "--idle-timeout <SECONDS>",
         "[default: 60]",
+        "--response-timeout <SECONDS>",
+        "[default: 30]",
         "--redis-url-file <PATH>",
     ] {
         assert!(help.contains(text), "{text} missing from --help:\n{help}");
