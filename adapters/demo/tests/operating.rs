@@ -146,6 +146,31 @@ fn the_redis_password_is_never_shown_whatever_the_source() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} is empty", file.display())));
 
+    // A password holding `/` (refused by the URL parser), and a Unix socket's `pass` parameter.
+    for (url, shown) in [
+        (
+            "redis://user:Ab/Cd+Ef==@127.0.0.1:1/",
+            "redis://user:***@127.0.0.1:1/",
+        ),
+        (
+            "redis+unix:///nonexistent/redis.sock?db=0&pass=Ab/Cd+Ef==",
+            "redis+unix:///nonexistent/redis.sock?db=0&pass=***",
+        ),
+    ] {
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .args(["--redis", url]);
+        let out = exits(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("cannot connect to Redis at {shown}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Ab/Cd+Ef=="), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Ab/Cd+Ef=="));
+    }
+
     // --help names the variable but never shows its value.
     let out = Command::new(BIN)
         .arg("--help")
