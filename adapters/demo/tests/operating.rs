@@ -1,5 +1,6 @@
 //! The real binary as an operator runs it: the Redis URL's sources and redaction, the admin
-//! token file's rules, the connection flags, and what is logged at which level.
+//! token file's and the sync secret file's rules, the connection flags, and what is logged at
+//! which level.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{Running, BIN};
+use sitequest_auth_redis::testing::RedisServer;
 
 const PASSWORD: &str = "s3cretpw";
 /// Nothing listens on port 1, so connecting is refused at once.
@@ -205,6 +207,57 @@ fn a_token_file_others_may_read_stops_the_server() {
     let (server, _) = serve(demo(dir.path()));
     assert_eq!(server.token_line, None);
     assert_eq!(server.request("GET", "/admin/v1/keys", TOKEN, "").0, 200);
+    server.terminate();
+}
+
+#[test]
+fn a_sync_secret_file_others_may_read_stops_the_server() {
+    const SECRET: &str = "operating-sync-secret-0123456789abcdef";
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync-secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let with_file = || {
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .env_remove("SITEQUEST_SYNC_SECRET")
+            .args(["--redis", &url, "--sync-secret-file"])
+            .arg(&path);
+        cmd
+    };
+    for bits in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+        let out = exits(with_file());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "the sync secret file {p} has mode {bits:04o}, so other users may read or \
+                 change it: run `chmod 600 {p}`",
+                p = path.display()
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(SECRET), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+    }
+
+    // Fixed as told, it is used: the instance syncs through Redis and serves.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (server, _) = serve(with_file());
+    assert_eq!(server.request("GET", "/readyz", "", "").0, 200);
+    assert_eq!(
+        server
+            .request(
+                "POST",
+                "/admin/v1/keys",
+                TOKEN,
+                r#"{"name":"k","preset":"full"}"#
+            )
+            .0,
+        201
+    );
     server.terminate();
 }
 
