@@ -287,6 +287,98 @@ fn refusals_are_logged_at_debug_only() {
     }
 }
 
+/// `log` without its colours (ANSI escape sequences).
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `suppressed=N` field of a log line.
+fn suppressed(line: &str) -> u64 {
+    let start = line
+        .find("suppressed=")
+        .unwrap_or_else(|| panic!("no suppressed count in {line:?}"))
+        + "suppressed=".len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// While Redis is down every request used to log a warning (a 503 from the shared limiter, or a
+/// fail-open check), so a flood of requests was a flood of log lines. Now at most one a second
+/// is logged, with the count of those held back since the previous one.
+#[test]
+fn limiter_warnings_are_logged_at_most_once_a_second() {
+    const BURST: u64 = 40;
+    for (policy, status, message) in [
+        ("closed", 503, "rate limiter unavailable"),
+        (
+            "open",
+            200,
+            "Redis unavailable: using the per-process limit",
+        ),
+    ] {
+        let mut redis = RedisServer::start();
+        let url = redis.url();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .args(["--redis", &url, "--redis-failure", policy])
+            .args(["--rate-limit", "1000/60"]);
+        let (server, log) = serve(cmd);
+        let (_, created) = server.request(
+            "POST",
+            "/admin/v1/keys",
+            TOKEN,
+            r#"{"name":"k","preset":"full"}"#,
+        );
+        let key = common::process::field(&created, "key").to_owned();
+        redis.stop();
+
+        let start = Instant::now();
+        for _ in 0..BURST {
+            assert_eq!(server.request("GET", "/v1/servers", &key, "").0, status);
+        }
+        let burst = start.elapsed();
+        // One more after a pause longer than the interval is logged, with the count of all the
+        // ones held back since the last line.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(server.request("GET", "/v1/servers", &key, "").0, status);
+        server.terminate();
+
+        let log = plain(&log.join().unwrap());
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(message)).collect();
+        // At most one line per second begun during the burst, and the one after the pause.
+        assert!(
+            !lines.is_empty() && lines.len() as u64 <= burst.as_secs() + 2,
+            "{policy}: {} lines for {} requests in {burst:?}:\n{log}",
+            lines.len(),
+            BURST + 1
+        );
+        assert!(lines.iter().all(|l| l.contains(" WARN ")), "{log}");
+        // Every request is either logged or counted in the next line logged.
+        let counted: u64 = lines.iter().map(|l| suppressed(l)).sum();
+        assert_eq!(lines.len() as u64 + counted, BURST + 1, "{policy}:\n{log}");
+        assert_eq!(suppressed(lines[0]), 0, "{policy}:\n{log}");
+    }
+}
+
 #[test]
 fn connection_limits_come_from_the_flags() {
     let dir = tempfile::tempdir().unwrap();
