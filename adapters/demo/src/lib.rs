@@ -372,21 +372,81 @@ async fn connect_redis(
     Ok((Arc::new(limiter), sync))
 }
 
-/// A Redis URL without its password (`redis://user:secret@host/` becomes
-/// `redis://user:***@host/`), for logs and errors.
+/// A Redis URL without its password, for logs and errors: `redis://user:secret@host/` becomes
+/// `redis://user:***@host/`, and `redis+unix:///path?pass=secret` becomes
+/// `redis+unix:///path?pass=***`.
+///
+/// The userinfo ends at the last `@` after `scheme://`, so a password holding `/`, `?`, `#` or
+/// `@` is hidden whole (a user name cannot hold `/`, `?` or `#`, so an `@` after one of those is
+/// in the path or query instead). Query parameters `pass` and `password`, in any case and
+/// percent-encoded or not, have their values hidden, in every scheme (redis-rs reads the password
+/// of a Unix-socket URL from `pass`). Where an `@` could end either the userinfo or lie in the
+/// query, more is hidden, never less.
 #[must_use]
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        // `unix:/path?pass=...` has no authority, only a path and a query.
+        return redact_query(url);
     };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
+    let userinfo_end = rest.rfind('@').filter(|&at| {
+        let user = rest[..at].split(':').next().unwrap_or_default();
+        !user.contains(['/', '?', '#'])
+    });
+    match userinfo_end {
+        Some(at) => {
+            let userinfo = &rest[..at];
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
+            let host_and_path = redact_query(&rest[at + 1..]);
+            format!("{scheme}://{user}:***@{host_and_path}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{}", redact_query(rest)),
     }
+}
+
+/// `s` with the values of its query parameters `pass` and `password` replaced by `***`.
+fn redact_query(s: &str) -> String {
+    let Some(start) = s.find('?') else {
+        return s.to_owned();
+    };
+    let (head, tail) = s.split_at(start + 1);
+    let (query, fragment) = tail.split_at(tail.find('#').unwrap_or(tail.len()));
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_password_parameter(name) => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{}{fragment}", pairs.join("&"))
+}
+
+/// Whether a query parameter name is `pass` or `password` once decoded as redis-rs decodes it
+/// (`application/x-www-form-urlencoded`), in any case.
+fn is_password_parameter(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                decoded.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    decoded.eq_ignore_ascii_case(b"pass") || decoded.eq_ignore_ascii_case(b"password")
 }
 
 /// Applies key changes from the other instances and saves them in this instance's data file,
@@ -513,5 +573,65 @@ mod tests {
         );
         assert_eq!(redact_url("redis://app@host"), "redis://app:***@host");
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn passwords_with_slashes_question_marks_or_hashes_are_not_shown() {
+        assert_eq!(
+            redact_url("redis://user:Ab/Cd+Ef==@host/"),
+            "redis://user:***@host/"
+        );
+        assert_eq!(
+            redact_url("redis://:a?b#c/d@host:6379/2"),
+            "redis://:***@host:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://app:x@y/z?w#v@host/0?protocol=3"),
+            "rediss://app:***@host/0?protocol=3"
+        );
+        // A user name cannot hold `/`, `?` or `#`: an `@` after one is not the userinfo's.
+        assert_eq!(
+            redact_url("redis://host/0?protocol=3#a@b"),
+            "redis://host/0?protocol=3#a@b"
+        );
+        // An `@` that may end the userinfo or lie in the query: more is hidden, never less.
+        assert_eq!(redact_url("redis://u:p@host/?x=a@b"), "redis://u:***@b");
+    }
+
+    #[test]
+    fn password_query_parameters_are_not_shown() {
+        assert_eq!(
+            redact_url("redis+unix:///run/redis.sock?pass=SECRET"),
+            "redis+unix:///run/redis.sock?pass=***"
+        );
+        assert_eq!(
+            redact_url("unix:///run/redis.sock?db=2&user=app&Pass=S1&PASSWORD=S2&password=S3#f"),
+            "unix:///run/redis.sock?db=2&user=app&Pass=***&PASSWORD=***&password=***#f"
+        );
+        // Percent-encoded names are decoded before they are used, so before they are compared.
+        assert_eq!(
+            redact_url("redis+unix:///s?p%61ss=S1&%50ASSWORD=S2&pa%2Bss=x&pas%s=y"),
+            "redis+unix:///s?p%61ss=***&%50ASSWORD=***&pa%2Bss=x&pas%s=y"
+        );
+        // An `@` or `:` in the value does not make it a userinfo.
+        assert_eq!(
+            redact_url("redis+unix:///s?pass=a:b@c&db=1"),
+            "redis+unix:///s?pass=***&db=1"
+        );
+        // A parameter without a value, and one named only like a password, stay as they are.
+        assert_eq!(
+            redact_url("redis+unix:///s?pass&passwd=x&db=1"),
+            "redis+unix:///s?pass&passwd=x&db=1"
+        );
+        // Without `//` (`unix:/path`, which redis-rs accepts too).
+        assert_eq!(
+            redact_url("unix:/run/redis.sock?pass=SECRET"),
+            "unix:/run/redis.sock?pass=***"
+        );
+        // In a TCP URL too, with a userinfo password.
+        assert_eq!(
+            redact_url("redis://u:p@host/?password=SECRET"),
+            "redis://u:***@host/?password=***"
+        );
     }
 }

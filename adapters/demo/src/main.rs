@@ -61,8 +61,10 @@ struct Cli {
     #[arg(long, value_name = "closed|open", default_value = "closed", value_parser = parse_policy)]
     redis_failure: FailurePolicy,
     /// With --redis: a file holding the secret (at least 32 bytes) that signs every key change
-    /// shared through Redis, the same on every instance, and not the Redis password. The
-    /// environment variable SITEQUEST_SYNC_SECRET may hold it instead.
+    /// shared through Redis, the same on every instance, and not the Redis password. Like the
+    /// admin token file it must belong to the server's user with no group or other permission
+    /// (chmod 600), or the server refuses to start. The environment variable
+    /// SITEQUEST_SYNC_SECRET may hold it instead.
     #[arg(long, value_name = "PATH")]
     sync_secret_file: Option<PathBuf>,
     /// With --redis: seconds without confirming that key changes are in sync after which this
@@ -82,6 +84,11 @@ struct Cli {
     /// Close a connection with no request in flight for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.idle_timeout.as_secs(), value_parser = parse_seconds)]
     idle_timeout: u64,
+    /// Close a connection when a response to one of its requests has not been sent completely
+    /// this many seconds after the request arrived (a client that stops reading, or sets an
+    /// HTTP/2 window of zero).
+    #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.response_timeout.as_secs(), value_parser = parse_seconds)]
+    response_timeout: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -122,17 +129,21 @@ enum KeysCommand {
 
 /// The sync secret from `--sync-secret-file`, else from `SITEQUEST_SYNC_SECRET`.
 fn sync_secret(file: Option<&Path>) -> Result<SyncSecret> {
-    let bytes = zeroize::Zeroizing::new(match file {
-        Some(path) => std::fs::read(path)
-            .with_context(|| format!("cannot read the sync secret file {}", path.display()))?,
-        None => std::env::var("SITEQUEST_SYNC_SECRET")
-            .map(String::into_bytes)
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "--redis needs a sync secret: --sync-secret-file PATH or SITEQUEST_SYNC_SECRET"
-                )
-            })?,
-    });
+    let bytes = match file {
+        // Private to this server, as the admin token file: with write access to Redis, the
+        // secret signs keys of any scope.
+        Some(path) => sitequest_demo::token::read_private_file(path, "sync secret")?,
+        None => zeroize::Zeroizing::new(
+            std::env::var("SITEQUEST_SYNC_SECRET")
+                .map(String::into_bytes)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--redis needs a sync secret: --sync-secret-file PATH or \
+                         SITEQUEST_SYNC_SECRET"
+                    )
+                })?,
+        ),
+    };
     Ok(SyncSecret::new(&bytes)?)
 }
 
@@ -203,6 +214,7 @@ async fn main() -> Result<()> {
     limits.max_connections_per_ip = cli.max_connections_per_ip;
     limits.first_byte_timeout = Duration::from_secs(cli.first_byte_timeout);
     limits.idle_timeout = Duration::from_secs(cli.idle_timeout);
+    limits.response_timeout = Duration::from_secs(cli.response_timeout);
     config.limits = limits;
     raise_file_limit(&limits);
     let demo = Demo::bind(config).await?;

@@ -2,12 +2,13 @@
 //! connections and graceful shutdown.
 //!
 //! Every connection costs a file descriptor and a task, and a client that opens one and then says
-//! nothing costs them for as long as the server lets it. So the loop bounds both how many
+//! nothing costs them for as long as the server lets it. So the loop bounds how many
 //! connections are open ([`ConnectionLimits::max_connections`] overall,
-//! [`ConnectionLimits::max_connections_per_ip`] per client) and how long each may stay silent
-//! ([`ConnectionLimits::first_byte_timeout`], then [`ConnectionLimits::idle_timeout`]).
+//! [`ConnectionLimits::max_connections_per_ip`] per client), how long each may stay silent
+//! ([`ConnectionLimits::first_byte_timeout`], then [`ConnectionLimits::idle_timeout`]), and how
+//! long a response may wait for its client to take it ([`ConnectionLimits::response_timeout`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -27,7 +28,7 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -35,8 +36,9 @@ use tower::ServiceExt;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Longest time a client may take to send the request head.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest wait for requests in flight at shutdown, and for a connection closed for idleness to
-/// say goodbye (an HTTP/2 GOAWAY exchange).
+/// Longest wait for requests in flight at shutdown, and for a connection closed for idleness or
+/// for a response not taken in time to say goodbye (an HTTP/2 GOAWAY exchange); then it is
+/// dropped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an HTTP/2 connection with no frames from the client is pinged, so a client that
 /// vanished in the middle of a request is noticed.
@@ -69,15 +71,24 @@ pub struct ConnectionLimits {
     /// once, HTTP/2 with a GOAWAY). This is what closes a connection stuck half-way through the
     /// HTTP/2 preface and an HTTP/2 session kept open by its pings alone. Default 60 s.
     pub idle_timeout: Duration,
+    /// A request whose response has not been sent completely this long after the request
+    /// arrived no longer keeps its connection open: the connection is closed as an idle one is
+    /// (a client that stops reading, or sets an HTTP/2 flow-control window of zero, could
+    /// otherwise hold it for ever). Producing a response is bounded by
+    /// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT) already, so this leaves the client the rest
+    /// to take it. Default 30 s.
+    pub response_timeout: Duration,
 }
 
 impl ConnectionLimits {
-    /// The defaults: 10,000 connections, 256 per client, 10 s to the first byte, 60 s idle.
+    /// The defaults: 10,000 connections, 256 per client, 10 s to the first byte, 60 s idle, 30 s
+    /// to send a response.
     pub const DEFAULT: Self = Self {
         max_connections: 10_000,
         max_connections_per_ip: 256,
         first_byte_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
+        response_timeout: Duration::from_secs(30),
     };
 
     /// Checks that every limit lets at least something through.
@@ -95,7 +106,10 @@ impl ConnectionLimits {
                 bail!("{name} must be between 1 and {}", u32::MAX);
             }
         }
-        if self.first_byte_timeout.is_zero() || self.idle_timeout.is_zero() {
+        if self.first_byte_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.response_timeout.is_zero()
+        {
             bail!("connection timeouts must be longer than zero");
         }
         Ok(())
@@ -290,8 +304,14 @@ impl Conn {
                     }
                     return;
                 }
-                () = activity.idle(self.limits.idle_timeout), if close_by.is_none() => {
-                    tracing::debug!(%peer, "closing an idle connection");
+                why = activity.expired(self.limits.idle_timeout, self.limits.response_timeout), if close_by.is_none() => {
+                    match why {
+                        Expired::Idle => tracing::debug!(%peer, "closing an idle connection"),
+                        Expired::ResponseNotTaken => tracing::debug!(
+                            %peer,
+                            "closing a connection: a response was not taken in time"
+                        ),
+                    }
                     conn.as_mut().graceful_shutdown();
                     close_by = Some(Instant::now() + DRAIN_TIMEOUT);
                 }
@@ -308,43 +328,73 @@ impl Conn {
     }
 }
 
-/// Whether a connection has requests in flight, and since when it has had none.
+/// The requests a connection has in flight, since when each is, and since when it has had none.
 #[derive(Debug)]
-struct Activity(Mutex<ActivityState>);
+struct Activity {
+    state: Mutex<ActivityState>,
+    /// Woken at every request begun or ended, since either may bring the deadline closer.
+    changed: Notify,
+}
 
 #[derive(Debug)]
 struct ActivityState {
-    in_flight: usize,
+    /// When each request in flight began, by order of arrival (so the first is the oldest).
+    in_flight: BTreeMap<u64, Instant>,
+    next: u64,
     idle_since: Instant,
+}
+
+/// Why a connection is to be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    /// No request in flight for the idle timeout.
+    Idle,
+    /// A request still in flight (its response not yet sent) for the response timeout.
+    ResponseNotTaken,
 }
 
 impl Activity {
     fn new(now: Instant) -> Self {
-        Self(Mutex::new(ActivityState {
-            in_flight: 0,
-            idle_since: now,
-        }))
+        Self {
+            state: Mutex::new(ActivityState {
+                in_flight: BTreeMap::new(),
+                next: 0,
+                idle_since: now,
+            }),
+            changed: Notify::new(),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
         // The state stays consistent whatever panicked while holding the lock.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Completes once the connection has had no request in flight for `timeout`.
+    /// Completes once the connection has had no request in flight for `idle`, or one request
+    /// has been in flight for `response` (a response the client does not take, say through an
+    /// HTTP/2 window of zero, must not keep the connection for ever).
     ///
     /// Bytes do not count as activity: HTTP/2 keep-alive pings and a client trickling the
     /// preface one byte at a time would otherwise keep a connection open for ever.
-    async fn idle(&self, timeout: Duration) {
+    async fn expired(&self, idle: Duration, response: Duration) -> Expired {
         loop {
-            let wake = {
+            // Registered before the state is read, so a change in between is not missed.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (at, why) = {
                 let s = self.state();
-                (s.in_flight == 0).then_some(s.idle_since + timeout)
+                match s.in_flight.values().next() {
+                    Some(&oldest) => (oldest + response, Expired::ResponseNotTaken),
+                    None => (s.idle_since + idle, Expired::Idle),
+                }
             };
-            match wake {
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => tokio::time::sleep(timeout).await,
+            if at <= Instant::now() {
+                return why;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = changed => {}
             }
         }
     }
@@ -353,20 +403,37 @@ impl Activity {
 /// One request in flight on a connection, from the call of the service until its response body
 /// is finished or dropped.
 #[derive(Debug)]
-struct InFlight(Arc<Activity>);
+struct InFlight {
+    activity: Arc<Activity>,
+    id: u64,
+}
 
 impl InFlight {
     fn begin(activity: &Arc<Activity>) -> Self {
-        activity.state().in_flight += 1;
-        Self(activity.clone())
+        let id = {
+            let mut s = activity.state();
+            let id = s.next;
+            s.next += 1;
+            // Read under the lock, so arrival order is also the order of the start times.
+            s.in_flight.insert(id, Instant::now());
+            id
+        };
+        activity.changed.notify_waiters();
+        Self {
+            activity: activity.clone(),
+            id,
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut s = self.0.state();
-        s.in_flight -= 1;
-        s.idle_since = Instant::now();
+        {
+            let mut s = self.activity.state();
+            s.in_flight.remove(&self.id);
+            s.idle_since = Instant::now();
+        }
+        self.activity.changed.notify_waiters();
     }
 }
 
@@ -565,6 +632,10 @@ mod tests {
                 first_byte_timeout: Duration::ZERO,
                 ..ConnectionLimits::DEFAULT
             },
+            ConnectionLimits {
+                response_timeout: Duration::ZERO,
+                ..ConnectionLimits::DEFAULT
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
@@ -574,17 +645,55 @@ mod tests {
     async fn a_connection_is_idle_only_without_requests_in_flight() {
         let start = Instant::now();
         let activity = Arc::new(Activity::new(start));
-        let timeout = Duration::from_secs(60);
+        let idle = Duration::from_secs(60);
+        let response = Duration::from_secs(600);
         let request = InFlight::begin(&activity);
-        // Long past the timeout with a request in flight: still not idle.
+        // Long past the idle timeout with a request in flight: still not idle.
         assert!(
-            tokio::time::timeout(Duration::from_secs(300), activity.idle(timeout))
+            tokio::time::timeout(Duration::from_secs(300), activity.expired(idle, response))
                 .await
                 .is_err()
         );
         drop(request);
         let ended = Instant::now();
-        activity.idle(timeout).await;
-        assert_eq!(Instant::now() - ended, timeout);
+        assert_eq!(activity.expired(idle, response).await, Expired::Idle);
+        assert_eq!(Instant::now() - ended, idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_past_the_response_timeout_expires_the_connection() {
+        let start = Instant::now();
+        let activity = Arc::new(Activity::new(start));
+        let idle = Duration::from_secs(60);
+        let response = Duration::from_secs(30);
+        let waiter = {
+            let activity = activity.clone();
+            tokio::spawn(async move {
+                let why = activity.expired(idle, response).await;
+                (why, Instant::now())
+            })
+        };
+        // The waiter sleeps towards the idle deadline (60 s) when the first request begins at
+        // 10 s; the response deadline (40 s) is sooner, and is the one kept.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let first = InFlight::begin(&activity);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let second = InFlight::begin(&activity);
+        // Requests that begin and end meanwhile do not move the oldest one's deadline.
+        drop(InFlight::begin(&activity));
+        let (why, at) = waiter.await.unwrap();
+        assert_eq!(why, Expired::ResponseNotTaken);
+        assert_eq!(at - start, Duration::from_secs(40));
+        // With the oldest done, the next one's deadline counts from its own start (15 s).
+        drop(first);
+        assert_eq!(
+            activity.expired(idle, response).await,
+            Expired::ResponseNotTaken
+        );
+        assert_eq!(Instant::now() - start, Duration::from_secs(45));
+        drop(second);
+        let ended = Instant::now();
+        assert_eq!(activity.expired(idle, response).await, Expired::Idle);
+        assert_eq!(Instant::now() - ended, idle);
     }
 }

@@ -1,7 +1,10 @@
-//! The admin token: from the environment, or generated once and kept in a 0600 file.
+//! The admin token: from the environment, or generated once and kept in a 0600 file; and the
+//! rule every secret file follows.
 //!
 //! The token file is a password to every key, so it must be private to the server's user, and it
-//! is created atomically so that no crash can leave it empty or half written.
+//! is created atomically so that no crash can leave it empty or half written. The sync secret
+//! file is read with the same check ([`read_private_file`]): with write access to Redis it signs
+//! keys of any scope.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -55,7 +58,12 @@ impl AdminToken {
     pub fn from_file(path: &Path) -> Result<(Self, bool)> {
         loop {
             match std::fs::File::open(path) {
-                Ok(file) => return Ok((Self::read_private(path, file)?, false)),
+                Ok(file) => {
+                    let bytes = read_open_private(path, "admin token", file)?;
+                    let text = std::str::from_utf8(&bytes)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    return Ok((Self::new(text)?, false));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
             }
@@ -69,19 +77,6 @@ impl AdminToken {
             }
             // Another process created the file first: use its token.
         }
-    }
-
-    /// Reads an open token file after checking, on the open file itself (so it cannot be
-    /// swapped in between), that it is private to this user.
-    fn read_private(path: &Path, mut file: std::fs::File) -> Result<Self> {
-        let meta = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        check_private(path, meta.uid(), meta.mode(), geteuid().as_raw())?;
-        let mut text = Zeroizing::new(String::new());
-        file.read_to_string(&mut text)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        Self::new(&text)
     }
 
     /// The generated token, if this start created it.
@@ -106,11 +101,42 @@ impl AdminToken {
     }
 }
 
-/// Refuses a token file that another user owns or that its group or others may use at all.
-fn check_private(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<()> {
+/// Reads the secret file at `path` (the `what` file: "sync secret" names it "the sync secret
+/// file" in errors) after checking that it is private to this server, as the admin token file
+/// is: owned by the effective user, with no permission bit for its group or others.
+///
+/// # Errors
+///
+/// When the file cannot be read, or is not private; the error names the file and the command
+/// that fixes it (`chmod 600 PATH`, `chown UID PATH`), never its contents.
+pub fn read_private_file(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    read_open_private(path, what, file)
+}
+
+/// Reads an open secret file after checking, on the open file itself (so it cannot be swapped
+/// in between), that it is private to this user.
+fn read_open_private(
+    path: &Path,
+    what: &str,
+    mut file: std::fs::File,
+) -> Result<Zeroizing<Vec<u8>>> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    check_private(path, what, meta.uid(), meta.mode(), geteuid().as_raw())?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Refuses a secret file that another user owns or that its group or others may use at all.
+fn check_private(path: &Path, what: &str, owner: u32, mode: u32, euid: u32) -> Result<()> {
     if owner != euid {
         bail!(
-            "the admin token file {} is owned by uid {owner}, not by this server's user (uid {euid}): \
+            "the {what} file {} is owned by uid {owner}, not by this server's user (uid {euid}): \
              run `chown {euid} {}` or start the server as its owner",
             path.display(),
             path.display()
@@ -118,7 +144,7 @@ fn check_private(path: &Path, owner: u32, mode: u32, euid: u32) -> Result<()> {
     }
     if mode & 0o077 != 0 {
         bail!(
-            "the admin token file {} has mode {:04o}, so other users may read or change it: \
+            "the {what} file {} has mode {:04o}, so other users may read or change it: \
              run `chmod 600 {}`",
             path.display(),
             mode & 0o7777,
@@ -237,9 +263,9 @@ mod tests {
     #[test]
     fn a_token_file_of_another_user_is_refused() {
         let path = Path::new("/srv/demo.db.admin-token");
-        assert!(check_private(path, 1000, 0o100600, 1000).is_ok());
+        assert!(check_private(path, "admin token", 1000, 0o100600, 1000).is_ok());
         assert_eq!(
-            check_private(path, 0, 0o100600, 1000)
+            check_private(path, "admin token", 0, 0o100600, 1000)
                 .unwrap_err()
                 .to_string(),
             "the admin token file /srv/demo.db.admin-token is owned by uid 0, not by this \
@@ -254,6 +280,46 @@ mod tests {
         if std::os::unix::fs::chown(&file, Some(65534), None).is_ok() {
             let e = AdminToken::from_file(&file).unwrap_err().to_string();
             assert!(e.contains("is owned by uid 65534"), "{e}");
+            let e = read_private_file(&file, "sync secret")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "the sync secret file {} is owned by uid 65534",
+                    file.display()
+                )),
+                "{e}"
+            );
         }
+    }
+
+    #[test]
+    fn a_secret_file_others_may_read_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync-secret");
+        std::fs::write(&path, b"0123456789abcdef0123456789abcdef").unwrap();
+        for bits in [0o644, 0o640, 0o604, 0o620, 0o601] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            let e = format!("{:#}", read_private_file(&path, "sync secret").unwrap_err());
+            assert_eq!(
+                e,
+                format!(
+                    "the sync secret file {p} has mode {bits:04o}, so other users may read or \
+                     change it: run `chmod 600 {p}`",
+                    p = path.display()
+                )
+            );
+        }
+        for bits in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+            let bytes = read_private_file(&path, "sync secret").unwrap();
+            assert_eq!(&bytes[..], b"0123456789abcdef0123456789abcdef");
+        }
+        let missing = dir.path().join("missing");
+        let e = read_private_file(&missing, "sync secret").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("cannot read the sync secret file {}", missing.display())
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! Bounded connections over real loopback sockets: silent clients, half an HTTP/2 preface and
-//! idle HTTP/2 sessions are closed on time, one client address cannot hold more than its share,
-//! and past the global cap new connections wait until one closes.
+//! Bounded connections over real loopback sockets: silent clients, half an HTTP/2 preface,
+//! idle HTTP/2 sessions and responses a client never takes are closed on time, one client address
+//! cannot hold more than its share, and past the global cap new connections wait until one
+//! closes.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use axum::body::Body;
 use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use sitequest_auth::Quota;
-use sitequest_demo::server::ConnectionLimits;
+use sitequest_demo::server::{ConnectionLimits, DRAIN_TIMEOUT};
 use sitequest_demo::{Config, Demo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -191,6 +192,61 @@ async fn an_idle_http2_session_is_closed_after_the_idle_timeout() {
         idle >= Duration::from_millis(950) && idle < Duration::from_millis(2500),
         "closed {idle:?} after the last response, expected about 1 s"
     );
+    server.stop().await;
+}
+
+/// A client that sets its HTTP/2 stream window to zero can never be sent a response body, yet it
+/// answers pings: its requests stay in flight, and used to keep the connection open for ever.
+/// Past the response timeout the server says GOAWAY and drops the connection after the grace.
+#[tokio::test]
+async fn a_response_the_client_never_takes_does_not_hold_the_connection() {
+    let response_timeout = Duration::from_secs(1);
+    let mut l = limits(100, 100, LONG, LONG);
+    l.response_timeout = response_timeout;
+    let server = start(l).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, axum::body::Bytes>(stream)
+        .await
+        .unwrap();
+    // Polling the connection answers the server's pings and settings, as a live client does.
+    let connection = tokio::spawn(async move {
+        let _ = connection.await;
+        Instant::now()
+    });
+
+    // Fifty requests whose answers (401s, with a JSON body) cannot be sent through a zero window.
+    let sent = Instant::now();
+    let mut client = client.ready().await.unwrap();
+    let mut responses = Vec::new();
+    for _ in 0..50 {
+        let request = Request::get(format!("http://{}/v1/servers", server.addr))
+            .body(())
+            .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        responses.push(response);
+        client = client.ready().await.unwrap();
+    }
+    let mut bodies = Vec::new();
+    for response in responses {
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 401);
+        // Held, not dropped: dropping a body would reset its stream and end the request.
+        bodies.push(response.into_body());
+    }
+
+    let limit = response_timeout + DRAIN_TIMEOUT + Duration::from_millis(2500);
+    let ended = tokio::time::timeout(limit, connection)
+        .await
+        .expect("a connection whose responses were never taken was left open")
+        .unwrap();
+    let held = ended - sent;
+    assert!(
+        held >= response_timeout + DRAIN_TIMEOUT - Duration::from_millis(50),
+        "closed after {held:?}, before the response timeout and the grace"
+    );
+    drop((bodies, client));
     server.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! The real binary as an operator runs it: the Redis URL's sources and redaction, the admin
-//! token file's rules, the connection flags, and what is logged at which level.
+//! token file's and the sync secret file's rules, the connection flags, and what is logged at
+//! which level.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::{Running, BIN};
+use sitequest_auth_redis::testing::RedisServer;
 
 const PASSWORD: &str = "s3cretpw";
 /// Nothing listens on port 1, so connecting is refused at once.
@@ -146,6 +148,31 @@ fn the_redis_password_is_never_shown_whatever_the_source() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{} is empty", file.display())));
 
+    // A password holding `/` (refused by the URL parser), and a Unix socket's `pass` parameter.
+    for (url, shown) in [
+        (
+            "redis://user:Ab/Cd+Ef==@127.0.0.1:1/",
+            "redis://user:***@127.0.0.1:1/",
+        ),
+        (
+            "redis+unix:///nonexistent/redis.sock?db=0&pass=Ab/Cd+Ef==",
+            "redis+unix:///nonexistent/redis.sock?db=0&pass=***",
+        ),
+    ] {
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .args(["--redis", url]);
+        let out = exits(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains(&format!("cannot connect to Redis at {shown}")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("Ab/Cd+Ef=="), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("Ab/Cd+Ef=="));
+    }
+
     // --help names the variable but never shows its value.
     let out = Command::new(BIN)
         .arg("--help")
@@ -184,6 +211,57 @@ fn a_token_file_others_may_read_stops_the_server() {
 }
 
 #[test]
+fn a_sync_secret_file_others_may_read_stops_the_server() {
+    const SECRET: &str = "operating-sync-secret-0123456789abcdef";
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sync-secret");
+    std::fs::write(&path, SECRET).unwrap();
+    let with_file = || {
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .env_remove("SITEQUEST_SYNC_SECRET")
+            .args(["--redis", &url, "--sync-secret-file"])
+            .arg(&path);
+        cmd
+    };
+    for bits in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).unwrap();
+        let out = exits(with_file());
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "the sync secret file {p} has mode {bits:04o}, so other users may read or \
+                 change it: run `chmod 600 {p}`",
+                p = path.display()
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(SECRET), "{stderr}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(SECRET));
+    }
+
+    // Fixed as told, it is used: the instance syncs through Redis and serves.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (server, _) = serve(with_file());
+    assert_eq!(server.request("GET", "/readyz", "", "").0, 200);
+    assert_eq!(
+        server
+            .request(
+                "POST",
+                "/admin/v1/keys",
+                TOKEN,
+                r#"{"name":"k","preset":"full"}"#
+            )
+            .0,
+        201
+    );
+    server.terminate();
+}
+
+#[test]
 fn refusals_are_logged_at_debug_only() {
     for (level, shown) in [("info", false), ("debug", true)] {
         let dir = tempfile::tempdir().unwrap();
@@ -206,6 +284,98 @@ fn refusals_are_logged_at_debug_only() {
             shown,
             "{level}: {log}"
         );
+    }
+}
+
+/// `log` without its colours (ANSI escape sequences).
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The `suppressed=N` field of a log line.
+fn suppressed(line: &str) -> u64 {
+    let start = line
+        .find("suppressed=")
+        .unwrap_or_else(|| panic!("no suppressed count in {line:?}"))
+        + "suppressed=".len();
+    let digits: String = line[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// While Redis is down every request used to log a warning (a 503 from the shared limiter, or a
+/// fail-open check), so a flood of requests was a flood of log lines. Now at most one a second
+/// is logged, with the count of those held back since the previous one.
+#[test]
+fn limiter_warnings_are_logged_at_most_once_a_second() {
+    const BURST: u64 = 40;
+    for (policy, status, message) in [
+        ("closed", 503, "rate limiter unavailable"),
+        (
+            "open",
+            200,
+            "Redis unavailable: using the per-process limit",
+        ),
+    ] {
+        let mut redis = RedisServer::start();
+        let url = redis.url();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = demo(dir.path());
+        cmd.env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .env("RUST_LOG", "warn")
+            .args(["--redis", &url, "--redis-failure", policy])
+            .args(["--rate-limit", "1000/60"]);
+        let (server, log) = serve(cmd);
+        let (_, created) = server.request(
+            "POST",
+            "/admin/v1/keys",
+            TOKEN,
+            r#"{"name":"k","preset":"full"}"#,
+        );
+        let key = common::process::field(&created, "key").to_owned();
+        redis.stop();
+
+        let start = Instant::now();
+        for _ in 0..BURST {
+            assert_eq!(server.request("GET", "/v1/servers", &key, "").0, status);
+        }
+        let burst = start.elapsed();
+        // One more after a pause longer than the interval is logged, with the count of all the
+        // ones held back since the last line.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(server.request("GET", "/v1/servers", &key, "").0, status);
+        server.terminate();
+
+        let log = plain(&log.join().unwrap());
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(message)).collect();
+        // At most one line per second begun during the burst, and the one after the pause.
+        assert!(
+            !lines.is_empty() && lines.len() as u64 <= burst.as_secs() + 2,
+            "{policy}: {} lines for {} requests in {burst:?}:\n{log}",
+            lines.len(),
+            BURST + 1
+        );
+        assert!(lines.iter().all(|l| l.contains(" WARN ")), "{log}");
+        // Every request is either logged or counted in the next line logged.
+        let counted: u64 = lines.iter().map(|l| suppressed(l)).sum();
+        assert_eq!(lines.len() as u64 + counted, BURST + 1, "{policy}:\n{log}");
+        assert_eq!(suppressed(lines[0]), 0, "{policy}:\n{log}");
     }
 }
 
@@ -256,6 +426,7 @@ fn connection_limits_come_from_the_flags() {
         ("--max-connections", "0"),
         ("--max-connections-per-ip", "x"),
         ("--idle-timeout", "0"),
+        ("--response-timeout", "0"),
     ] {
         let out = exits({
             let mut cmd = demo(dir.path());
@@ -276,6 +447,8 @@ fn connection_limits_come_from_the_flags() {
         "[default: 10]",
         "--idle-timeout <SECONDS>",
         "[default: 60]",
+        "--response-timeout <SECONDS>",
+        "[default: 30]",
         "--redis-url-file <PATH>",
     ] {
         assert!(help.contains(text), "{text} missing from --help:\n{help}");

@@ -1,9 +1,10 @@
 //! The layer and the service.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
@@ -26,6 +27,63 @@ pub fn system_clock() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// The "rate limiter unavailable" warnings of this process: while an outside limiter is down every
+/// request makes one, and logging each would let a flood of requests fill the disk and slow the
+/// server. At most one a second, with the count of those held back.
+static UNAVAILABLE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+
+/// Lets a log line through at most once per interval, from any thread without a lock, and counts
+/// the ones held back.
+#[derive(Debug)]
+struct LogThrottle {
+    interval_ms: u64,
+    /// Milliseconds since [`LogThrottle::now_ms`]'s origin from which the next line may go.
+    next: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogThrottle {
+    const fn new(interval: Duration) -> Self {
+        Self {
+            interval_ms: interval.as_millis() as u64,
+            next: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Milliseconds since the first call in this process.
+    fn now_ms() -> u64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
+        u64::try_from(elapsed).unwrap_or(u64::MAX)
+    }
+
+    /// `Some(lines held back since the last one let through)` when this one may be logged now.
+    fn allow(&self) -> Option<u64> {
+        self.allow_at(Self::now_ms())
+    }
+
+    fn allow_at(&self, now_ms: u64) -> Option<u64> {
+        let next = self.next.load(Ordering::Relaxed);
+        let due = now_ms >= next
+            && self
+                .next
+                .compare_exchange(
+                    next,
+                    now_ms.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if due {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 /// Authorizes every request with an [`Authorizer`], requiring the given scopes.
@@ -175,7 +233,14 @@ where
                 Ok(limit) => limit,
                 Err(e) => {
                     observe(observer, Outcome::Unavailable(&e));
-                    tracing::warn!(key_id = %key.key_id, error = %e, "rate limiter unavailable");
+                    if let Some(suppressed) = UNAVAILABLE_LOG.allow() {
+                        tracing::warn!(
+                            key_id = %key.key_id,
+                            error = %e,
+                            suppressed,
+                            "rate limiter unavailable"
+                        );
+                    }
                     return Ok(denial_response(
                         &Denial::limiter_unavailable(&key),
                         auth.realm(),
@@ -381,5 +446,31 @@ mod tests {
                 ("unavailable", "limiter_unavailable", 503, true),
             ]
         );
+    }
+
+    #[test]
+    fn unavailable_warnings_are_let_through_once_a_second() {
+        let log = LogThrottle::new(Duration::from_secs(1));
+        assert_eq!(log.allow_at(0), Some(0));
+        assert_eq!(log.allow_at(10), None);
+        assert_eq!(log.allow_at(999), None);
+        assert_eq!(log.allow_at(1000), Some(2));
+        assert_eq!(log.allow_at(1500), None);
+        assert_eq!(log.allow_at(5000), Some(1));
+        assert_eq!(log.allow_at(5000), None);
+
+        // From many threads at once: one line, and every other call counted once.
+        let log = Arc::new(LogThrottle::new(Duration::from_secs(1)));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    (0..1000).filter(|_| log.allow_at(20_000).is_some()).count()
+                })
+            })
+            .collect();
+        let let_through: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(let_through, 1);
+        assert_eq!(log.allow_at(21_000), Some(7999));
     }
 }
