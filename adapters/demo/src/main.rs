@@ -218,6 +218,9 @@ async fn main() -> Result<()> {
     config.limits = limits;
     raise_file_limit(&limits);
     let demo = Demo::bind(config).await?;
+    // Installed before "listening" is printed, so a SIGTERM right after it shuts down cleanly
+    // rather than killing the process with the default action.
+    let shutdown = shutdown_signal()?;
     if let Some(token) = demo.state().admin.created() {
         println!("admin token (shown once, kept in its 0600 file): {token}");
     }
@@ -227,7 +230,7 @@ async fn main() -> Result<()> {
     }
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
-    demo.serve(shutdown_signal()).await
+    demo.serve(shutdown).await
 }
 
 /// Reads `--redis-url-file`. The error names the file, never its contents.
@@ -257,22 +260,18 @@ fn raise_file_limit(limits: &ConnectionLimits) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes on Ctrl-C or SIGTERM. The handlers are registered when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
+    })
 }
 
 fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
