@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::digest::KeyId;
 use crate::quota::Quota;
@@ -23,8 +24,10 @@ pub type LimitFuture<'a> =
 /// refuses with [`Denial::limiter_unavailable`](crate::Denial::limiter_unavailable) when the
 /// limiter cannot answer.
 pub trait AsyncLimiter: Send + Sync + 'static {
-    /// Counts one request, or says the limiter cannot decide.
-    fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'_>;
+    /// Counts one request, or says the limiter cannot decide. The limiter comes by `Arc` so the
+    /// future owns what it needs: an adapter can keep it in its own response future, without
+    /// boxing anything else or borrowing from the limiter.
+    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static>;
 }
 
 /// The limiter could not decide (for example its backend is down and it fails closed).

@@ -400,8 +400,8 @@ impl RedisLimiter {
 }
 
 impl AsyncLimiter for RedisLimiter {
-    fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'_> {
-        Box::pin(RedisLimiter::check(self, key, quota, now))
+    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static> {
+        Box::pin(async move { RedisLimiter::check(&self, key, quota, now).await })
     }
 }
 

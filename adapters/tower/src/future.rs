@@ -1,34 +1,57 @@
-//! The response future of [`AuthService`](crate::AuthService).
+//! The response future of [`AuthService`](crate::AuthService): a state machine, as tower-http's
+//! `AsyncRequireAuthorization`, so that nothing but the outside limiter's own future is boxed
+//! and the inner service is called only once the request is granted.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
+use sitequest_auth::{Authenticated, LimitFuture};
+use tower_service::Service;
 
-/// The whole answer of a request decided with an outside limiter.
-type BoxedResponse<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
+use crate::layer::AuthLayer;
+
+/// What a request waiting for the outside limiter keeps: the service made ready for it, the
+/// request, and what authentication found.
+pub(crate) struct Waiting<S, R> {
+    pub(crate) inner: S,
+    pub(crate) req: Request<R>,
+    pub(crate) key: Authenticated,
+    pub(crate) layer: AuthLayer,
+    pub(crate) now: u64,
+}
 
 pin_project! {
-    /// Either the inner service's response with the rate-limit headers added, or the denial.
-    pub struct ResponseFuture<F, B, E> {
+    /// Either the inner service's response with the rate-limit headers added, or the denial,
+    /// after the outside limiter's answer when there is one.
+    pub struct ResponseFuture<S, R, B>
+    where
+        S: Service<Request<R>>,
+    {
         #[pin]
-        kind: Kind<F, B, E>,
+        kind: Kind<S, R, B>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<F, B, E> {
-        Granted { #[pin] future: F, headers: Option<HeaderMap> },
+    enum Kind<S, R, B>
+    where
+        S: Service<Request<R>>,
+    {
+        Limiting { limit: LimitFuture<'static>, waiting: Option<Waiting<S, R>> },
+        Granted { #[pin] future: S::Future, headers: Option<HeaderMap> },
         Denied { response: Option<Response<B>> },
-        Boxed { future: BoxedResponse<B, E> },
     }
 }
 
-impl<F, B, E> ResponseFuture<F, B, E> {
-    pub(crate) fn granted(future: F, headers: HeaderMap) -> Self {
+impl<S, R, B> ResponseFuture<S, R, B>
+where
+    S: Service<Request<R>>,
+{
+    pub(crate) fn granted(future: S::Future, headers: HeaderMap) -> Self {
         Self {
             kind: Kind::Granted {
                 future,
@@ -45,37 +68,61 @@ impl<F, B, E> ResponseFuture<F, B, E> {
         }
     }
 
-    pub(crate) fn boxed(future: BoxedResponse<B, E>) -> Self {
+    pub(crate) fn limiting(limit: LimitFuture<'static>, waiting: Waiting<S, R>) -> Self {
         Self {
-            kind: Kind::Boxed { future },
+            kind: Kind::Limiting {
+                limit,
+                waiting: Some(waiting),
+            },
         }
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F, B, E>
+impl<S, R, B> Future for ResponseFuture<S, R, B>
 where
-    F: Future<Output = Result<Response<B>, E>>,
+    S: Service<Request<R>, Response = Response<B>>,
+    B: From<&'static str>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<B>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Granted { future, headers } => {
-                let mut res = ready!(future.poll(cx))?;
-                if let Some(h) = headers.take() {
-                    res.headers_mut().extend(h);
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Limiting { limit, waiting } => {
+                    let answer = ready!(limit.as_mut().poll(cx));
+                    let w = waiting
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    match crate::layer::after_limit(w, answer) {
+                        Ok((future, headers)) => kind.set(Kind::Granted {
+                            future,
+                            headers: Some(headers),
+                        }),
+                        Err(response) => return Poll::Ready(Ok(response)),
+                    }
                 }
-                Poll::Ready(Ok(res))
+                KindProj::Granted { future, headers } => {
+                    let mut res = ready!(future.poll(cx))?;
+                    if let Some(h) = headers.take() {
+                        res.headers_mut().extend(h);
+                    }
+                    return Poll::Ready(Ok(res));
+                }
+                KindProj::Denied { response } => {
+                    return Poll::Ready(Ok(response
+                        .take()
+                        .expect("ResponseFuture polled after completion")))
+                }
             }
-            KindProj::Denied { response } => Poll::Ready(Ok(response
-                .take()
-                .expect("ResponseFuture polled after completion"))),
-            KindProj::Boxed { future } => future.as_mut().poll(cx),
         }
     }
 }
 
-impl<F, B, E> std::fmt::Debug for ResponseFuture<F, B, E> {
+impl<S, R, B> std::fmt::Debug for ResponseFuture<S, R, B>
+where
+    S: Service<Request<R>>,
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }

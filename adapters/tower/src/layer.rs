@@ -8,12 +8,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
-use sitequest_auth::{Authorizer, Decision, Denial, Grant, Scopes};
+use sitequest_auth::{
+    Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, Scopes,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::extract::AuthenticatedKey;
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, Waiting};
 use crate::headers::{denial_response, insert_rate_limit_headers};
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
@@ -177,15 +179,12 @@ impl<S> fmt::Debug for AuthService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for AuthService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    ReqBody: Send + 'static,
-    ResBody: From<&'static str> + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    ResBody: From<&'static str>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -200,22 +199,19 @@ where
             // Two Authorization fields are ambiguous: refuse as malformed.
             (Some(_), Some(_)) => Some(&[][..]),
         };
-        let auth = self.layer.auth.clone();
-        let required = self.layer.required;
-        // The service that was made ready is the one that must be called.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let observer = self.layer.observer.as_ref();
-        let Some(limiter) = self.layer.limiter.clone() else {
-            return match auth.authorize(header, required, now) {
+        let layer = &self.layer;
+        let auth = &layer.auth;
+        let observer = layer.observer.as_ref();
+        let Some(limiter) = &layer.limiter else {
+            return match auth.authorize(header, layer.required, now) {
                 Decision::Granted(grant) => {
                     observe(observer, Outcome::Granted(&grant));
-                    let headers = admit(&auth, &grant, &mut req, now);
-                    ResponseFuture::granted(inner.call(req), headers)
+                    let headers = admit(auth, &grant, &mut req, now);
+                    ResponseFuture::granted(self.take_ready().call(req), headers)
                 }
                 Decision::Denied(denial) => {
                     observe(observer, Outcome::Denied(&denial));
-                    ResponseFuture::denied(refuse(&auth, &denial, now))
+                    ResponseFuture::denied(refuse(auth, &denial, now))
                 }
             };
         };
@@ -223,45 +219,77 @@ where
             Ok(key) => key,
             Err(denial) => {
                 observe(observer, Outcome::Denied(&denial));
-                return ResponseFuture::denied(refuse(&auth, &denial, now));
+                return ResponseFuture::denied(refuse(auth, &denial, now));
             }
         };
-        let observer = observer.cloned();
-        ResponseFuture::boxed(Box::pin(async move {
-            let observer = observer.as_ref();
-            let limit = match limiter.check(key.key_id, key.quota, now).await {
-                Ok(limit) => limit,
-                Err(e) => {
-                    observe(observer, Outcome::Unavailable(&e));
-                    if let Some(suppressed) = UNAVAILABLE_LOG.allow() {
-                        tracing::warn!(
-                            key_id = %key.key_id,
-                            error = %e,
-                            suppressed,
-                            "rate limiter unavailable"
-                        );
-                    }
-                    return Ok(denial_response(
-                        &Denial::limiter_unavailable(&key),
-                        auth.realm(),
-                        now,
-                    ));
-                }
-            };
-            match auth.decide(&key, limit, required, now) {
-                Decision::Granted(grant) => {
-                    observe(observer, Outcome::Granted(&grant));
-                    let headers = admit(&auth, &grant, &mut req, now);
-                    let mut res = inner.call(req).await?;
-                    res.headers_mut().extend(headers);
-                    Ok(res)
-                }
-                Decision::Denied(denial) => {
-                    observe(observer, Outcome::Denied(&denial));
-                    Ok(refuse(&auth, &denial, now))
-                }
+        let limit = limiter.clone().check(key.key_id, key.quota, now);
+        let waiting = Waiting {
+            layer: layer.clone(),
+            inner: self.take_ready(),
+            req,
+            key,
+            now,
+        };
+        ResponseFuture::limiting(limit, waiting)
+    }
+}
+
+impl<S: Clone> AuthService<S> {
+    /// The service that was made ready, which is the one that must be called; a clone stays.
+    fn take_ready(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Finishes a request that waited for the outside limiter: the inner service's future and the
+/// response headers for a grant, else the response.
+pub(crate) fn after_limit<S, R, B>(
+    w: Waiting<S, R>,
+    answer: Result<LimitDecision, LimiterUnavailable>,
+) -> Result<(S::Future, HeaderMap), Response<B>>
+where
+    S: Service<Request<R>, Response = Response<B>>,
+    B: From<&'static str>,
+{
+    let Waiting {
+        mut inner,
+        mut req,
+        key,
+        layer,
+        now,
+    } = w;
+    let auth = &layer.auth;
+    let observer = layer.observer.as_ref();
+    let limit = match answer {
+        Ok(limit) => limit,
+        Err(e) => {
+            observe(observer, Outcome::Unavailable(&e));
+            if let Some(suppressed) = UNAVAILABLE_LOG.allow() {
+                tracing::warn!(
+                    key_id = %key.key_id,
+                    error = %e,
+                    suppressed,
+                    "rate limiter unavailable"
+                );
             }
-        }))
+            return Err(denial_response(
+                &Denial::limiter_unavailable(&key),
+                auth.realm(),
+                now,
+            ));
+        }
+    };
+    match auth.decide(&key, limit, layer.required, now) {
+        Decision::Granted(grant) => {
+            observe(observer, Outcome::Granted(&grant));
+            let headers = admit(auth, &grant, &mut req, now);
+            Ok((inner.call(req), headers))
+        }
+        Decision::Denied(denial) => {
+            observe(observer, Outcome::Denied(&denial));
+            Err(refuse(auth, &denial, now))
+        }
     }
 }
 
@@ -320,7 +348,7 @@ mod tests {
     use tower::{service_fn, ServiceExt};
 
     use super::*;
-    use crate::{LimitFuture, LimiterUnavailable};
+    use crate::LimitFuture;
 
     const T0: u64 = 1_800_000_000;
 
@@ -342,7 +370,7 @@ mod tests {
     struct Down;
 
     impl AsyncLimiter for Down {
-        fn check(&self, _: KeyId, _: Quota, _: u64) -> LimitFuture<'_> {
+        fn check(self: Arc<Self>, _: KeyId, _: Quota, _: u64) -> LimitFuture<'static> {
             Box::pin(async {
                 Err(LimiterUnavailable {
                     reason: "down".to_owned(),
@@ -355,7 +383,7 @@ mod tests {
     struct Shared(sitequest_auth::RateLimiter);
 
     impl AsyncLimiter for Shared {
-        fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'_> {
+        fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static> {
             let decision = self.0.check(key, quota, now);
             Box::pin(async move { Ok(decision) })
         }
@@ -472,5 +500,44 @@ mod tests {
         let let_through: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
         assert_eq!(let_through, 1);
         assert_eq!(log.allow_at(21_000), Some(7999));
+    }
+
+    /// A service that is neither `Send` nor `'static` (it holds an `Rc` and borrows a local)
+    /// works behind the layer, with or without an outside limiter, and the inner service is
+    /// called only for a grant: the response future is a state machine, not a boxed future.
+    #[tokio::test]
+    async fn services_need_not_be_send_and_are_called_only_once_granted() {
+        let store = Arc::new(KeyStore::new());
+        let auth = Arc::new(Authorizer::new(store.clone()));
+        let clock: Clock = Arc::new(|| T0 + 10);
+        let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
+        let body = String::from("ok");
+        let local = &body;
+        let counted = calls.clone();
+        let inner = service_fn(move |_req: Request<String>| {
+            counted.set(counted.get() + 1);
+            let reply = local.clone();
+            async move { Ok::<_, Infallible>(Response::new(reply)) }
+        });
+        let key = bearer(&store, Preset::ReadOnly);
+        let shared: Arc<dyn AsyncLimiter> = Arc::new(Shared(sitequest_auth::RateLimiter::new()));
+        for layer in [
+            AuthLayer::new(auth.clone(), Scopes::VPS_READ).with_clock(clock.clone()),
+            AuthLayer::new(auth.clone(), Scopes::VPS_READ)
+                .with_clock(clock.clone())
+                .with_limiter(shared),
+        ] {
+            let svc = layer.layer(inner.clone());
+            let mut req = Request::new(String::new());
+            req.headers_mut()
+                .insert(AUTHORIZATION, key.parse().unwrap());
+            let res = svc.clone().oneshot(req).await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["x-ratelimit-limit"], "60");
+            assert_eq!(res.into_body(), "ok");
+            let refused = svc.oneshot(Request::new(String::new())).await.unwrap();
+            assert_eq!(refused.status(), 401);
+        }
+        assert_eq!(calls.get(), 2);
     }
 }

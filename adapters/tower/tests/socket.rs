@@ -262,11 +262,11 @@ struct Outside {
 
 impl sitequest_auth_tower::AsyncLimiter for Outside {
     fn check(
-        &self,
+        self: Arc<Self>,
         key: sitequest_auth::KeyId,
         quota: Quota,
         now: u64,
-    ) -> sitequest_auth_tower::LimitFuture<'_> {
+    ) -> sitequest_auth_tower::LimitFuture<'static> {
         Box::pin(async move {
             tokio::task::yield_now().await;
             if self.down.load(Ordering::SeqCst) {
