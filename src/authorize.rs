@@ -160,10 +160,12 @@ impl Authorizer {
         match self.store.lookup(&key.digest(), now) {
             Lookup::Active {
                 id,
+                name,
                 scopes,
                 rate_limit,
             } => Ok(Authenticated {
                 key_id: id,
+                name,
                 scopes,
                 quota: rate_limit.unwrap_or(self.quota),
             }),
@@ -207,6 +209,7 @@ impl Authorizer {
         }
         Decision::Granted(Grant {
             key_id: key.key_id,
+            name: key.name.clone(),
             scopes: key.scopes,
             rate_limit: rate,
         })
@@ -214,11 +217,13 @@ impl Authorizer {
 }
 
 /// An active key, found by [`Authorizer::authenticate`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Authenticated {
     /// The key's id.
     pub key_id: KeyId,
+    /// The key's name, shared with the store (no copy).
+    pub name: Arc<str>,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's quota: its own, or the authorizer's default.
@@ -226,7 +231,7 @@ pub struct Authenticated {
 }
 
 /// The outcome of [`Authorizer::authorize`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use = "a request must be refused unless it was granted"]
 pub enum Decision {
     /// Serve the request.
@@ -261,11 +266,13 @@ impl Decision {
 }
 
 /// A granted request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Grant {
     /// The key that made the request.
     pub key_id: KeyId,
+    /// The key's name, shared with the store: naming the key costs no lookup and no copy.
+    pub name: Arc<str>,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

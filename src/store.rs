@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -66,7 +67,8 @@ pub enum StoreError {
 /// A stored key, compact: 96 bytes plus its name.
 struct Entry {
     digest: KeyDigest,
-    name: Box<str>,
+    /// Shared with every grant, so a host can name the key without a second lookup.
+    name: Arc<str>,
     created_at: u64,
     /// `NEVER` when the key has no expiry.
     expires_at: u64,
@@ -89,7 +91,7 @@ impl Entry {
     fn from_record(r: KeyRecord) -> Self {
         Self {
             digest: r.digest,
-            name: r.name.into_boxed_str(),
+            name: Arc::from(r.name),
             created_at: r.created_at,
             expires_at: r.expires_at.unwrap_or(NEVER),
             revoked_at: r.revoked_at.unwrap_or(NEVER),
@@ -123,6 +125,7 @@ pub(crate) enum Lookup {
     Expired(KeyId),
     Active {
         id: KeyId,
+        name: Arc<str>,
         scopes: Scopes,
         rate_limit: Option<Quota>,
     },
@@ -374,6 +377,7 @@ impl KeyStore {
         }
         Lookup::Active {
             id,
+            name: e.name.clone(),
             scopes: e.scopes,
             rate_limit: e.rate_limit,
         }

@@ -60,6 +60,13 @@ fn bearer_header_grants_with_rate_limit_headers() {
         .into_result()
         .unwrap();
     assert_eq!(grant.scopes, Scopes::FULL);
+    // The grant names the key with the store's own copy of the name: no lookup, no allocation.
+    let again = auth
+        .authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0 + 5)
+        .into_result()
+        .unwrap();
+    assert_eq!(&*grant.name, &*auth.store().get(grant.key_id).unwrap().name);
+    assert!(Arc::ptr_eq(&grant.name, &again.name));
     assert_eq!(
         grant.headers(T0 + 5),
         vec![

@@ -119,7 +119,7 @@ fuzz_target!(|requests: Vec<Request>| {
         };
         let required = Scopes::from_bits_truncate(req.required);
         let decision = auth.authorize(header.as_deref(), required, now);
-        match decision {
+        match &decision {
             Decision::Granted(g) => {
                 let k = ids
                     .iter()

@@ -1,5 +1,7 @@
 //! The authenticated key, as seen by handlers.
 
+use std::sync::Arc;
+
 use sitequest_auth::{KeyId, RateLimit, Scopes};
 
 /// The key that made a granted request: in the request's extensions, and an axum extractor.
@@ -10,8 +12,8 @@ use sitequest_auth::{KeyId, RateLimit, Scopes};
 pub struct AuthenticatedKey {
     /// The key's public id.
     pub id: KeyId,
-    /// The key's name.
-    pub name: String,
+    /// The key's name, shared with the key store (no copy per request).
+    pub name: Arc<str>,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

@@ -206,7 +206,7 @@ where
             return match auth.authorize(header, layer.required, now) {
                 Decision::Granted(grant) => {
                     observe(observer, Outcome::Granted(&grant));
-                    let headers = admit(auth, &grant, &mut req, now);
+                    let headers = admit(&grant, &mut req, now);
                     ResponseFuture::granted(self.take_ready().call(req), headers)
                 }
                 Decision::Denied(denial) => {
@@ -283,7 +283,7 @@ where
     match auth.decide(&key, limit, layer.required, now) {
         Decision::Granted(grant) => {
             observe(observer, Outcome::Granted(&grant));
-            let headers = admit(auth, &grant, &mut req, now);
+            let headers = admit(&grant, &mut req, now);
             Ok((inner.call(req), headers))
         }
         Decision::Denied(denial) => {
@@ -296,19 +296,14 @@ where
 /// Puts the [`AuthenticatedKey`] in the request, marks its `Authorization` value sensitive (so
 /// header-logging layers inside print `Sensitive`, not the key), and returns the headers for
 /// its response.
-fn admit<B>(auth: &Authorizer, grant: &Grant, req: &mut Request<B>, now: u64) -> HeaderMap {
+fn admit<B>(grant: &Grant, req: &mut Request<B>, now: u64) -> HeaderMap {
     if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
         value.set_sensitive(true);
     }
-    let name = auth
-        .store()
-        .get(grant.key_id)
-        .map(|r| r.name)
-        .unwrap_or_default();
     tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
     req.extensions_mut().insert(AuthenticatedKey {
         id: grant.key_id,
-        name,
+        name: grant.name.clone(),
         scopes: grant.scopes,
         rate_limit: grant.rate_limit,
     });
