@@ -36,6 +36,24 @@ const SCHEME: &[u8; 6] = b"bearer";
 /// [`BearerError`] for any other shape.
 #[inline]
 pub fn parse_bearer(value: &[u8]) -> Result<ApiKey, BearerError> {
+    ApiKey::parse_bytes(bearer_token(value)?).map_err(BearerError::InvalidKey)
+}
+
+/// The token of a raw `Bearer` `Authorization` value, whatever the token is: the one parser of
+/// the scheme, for hosts with bearer tokens of their own (an admin token, say) as well as for
+/// [`parse_bearer`].
+///
+/// ```
+/// use sitequest_auth::{bearer_token, BearerError};
+/// assert_eq!(bearer_token(b" BEARER  admin-token\t"), Ok(&b"admin-token"[..]));
+/// assert_eq!(bearer_token(b"Bearer"), Err(BearerError::MissingToken));
+/// ```
+///
+/// # Errors
+///
+/// [`BearerError::NotBearer`] or [`BearerError::MissingToken`].
+#[inline]
+pub fn bearer_token(value: &[u8]) -> Result<&[u8], BearerError> {
     let value = trim_ows(value);
     let Some(head) = value.first_chunk::<8>() else {
         // Too short for a token; tell "Bearer" alone from anything else.
@@ -60,7 +78,7 @@ pub fn parse_bearer(value: &[u8]) -> Result<ApiKey, BearerError> {
     if token.is_empty() {
         return Err(BearerError::MissingToken);
     }
-    ApiKey::parse_bytes(token).map_err(BearerError::InvalidKey)
+    Ok(token)
 }
 
 /// `bearer` as the low six bytes of a little-endian word.

@@ -61,7 +61,7 @@ mod store;
 
 pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use authorize::{Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
-pub use bearer::{parse_bearer, BearerError};
+pub use bearer::{bearer_token, parse_bearer, BearerError};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
 pub use error::ErrorCode;
 pub use key::{ApiKey, KeyParseError, Last4, Last4Error, KEY_LEN, KEY_PREFIX, SECRET_LEN};

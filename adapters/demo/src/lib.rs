@@ -84,7 +84,7 @@ impl Config {
             data,
             rate_limit,
             admin_token: None,
-            clock: Arc::new(sitequest_auth_tower::system_clock),
+            clock: Arc::new(sitequest_auth_tower::SystemClock),
             redis: None,
             redis_policy: FailurePolicy::FailClosed,
             sync_secret: None,
@@ -131,7 +131,7 @@ impl AppState {
     /// The current Unix time.
     #[must_use]
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        self.clock.now()
     }
 
     /// The key store.

@@ -89,14 +89,11 @@ impl AdminToken {
     /// time (over SHA-256 digests, so the token's length does not leak either).
     #[must_use]
     pub fn check(&self, authorization: Option<&[u8]>) -> bool {
-        let Some(value) = authorization else {
+        // The scheme is parsed by core's one bearer parser, as for API keys.
+        let Some(Ok(token)) = authorization.map(sitequest_auth::bearer_token) else {
             return false;
         };
-        let value = value.trim_ascii();
-        if value.len() < 7 || !value[..7].eq_ignore_ascii_case(b"bearer ") {
-            return false;
-        }
-        let presented = digest(value[7..].trim_ascii());
+        let presented = digest(token);
         presented.ct_eq(&self.digest).into()
     }
 }

@@ -20,8 +20,33 @@ use crate::headers::{denial_response, insert_rate_limit_headers};
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
 
-/// Where the layer reads the current Unix time, in seconds.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Where a host reads the current Unix time, in seconds: the system clock
+/// ([`SystemClock`]), or one a test or simulation moves. The core crate never reads a clock;
+/// adapters read one through this trait (rustls's `TimeProvider` is the model). Any
+/// `Fn() -> u64` closure is one.
+pub trait TimeProvider: Send + Sync {
+    /// The current Unix time, in seconds.
+    fn now(&self) -> u64;
+}
+
+impl<F: Fn() -> u64 + Send + Sync> TimeProvider for F {
+    fn now(&self) -> u64 {
+        self()
+    }
+}
+
+/// The system clock, as [`system_clock`] reads it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl TimeProvider for SystemClock {
+    fn now(&self) -> u64 {
+        system_clock()
+    }
+}
+
+/// A shared [`TimeProvider`], as the layer and the demo server hold one.
+pub type Clock = Arc<dyn TimeProvider>;
 
 /// The system clock as Unix seconds (zero if the clock is before 1970).
 #[must_use]
@@ -109,7 +134,7 @@ impl AuthLayer {
         Self {
             auth,
             required,
-            clock: Arc::new(system_clock),
+            clock: Arc::new(SystemClock),
             limiter: None,
             observer: None,
         }
@@ -191,7 +216,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let now = (self.layer.clock)();
+        let now = self.layer.clock.now();
         let mut values = req.headers().get_all(AUTHORIZATION).iter();
         let header = match (values.next(), values.next()) {
             (None, _) => None,
