@@ -302,12 +302,13 @@ struct Counters {
 /// # Staying in sync
 ///
 /// Both connections have TCP keepalive and are pinged every
-/// [`KeySyncConfig::health_interval`]; one that fails twice in a row is replaced, and the
-/// subscription is then made again and followed by a resync. The whole hash is merged again
-/// every [`KeySyncConfig::resync_interval`] too. [`KeySync::sync_age`] says how long ago the
-/// instance last confirmed it was in sync (subscribed, resynced since subscribing, both
-/// connections answering): a host that cannot confirm it for long can no longer vouch for
-/// revocations made elsewhere (see [`RedisLimiter::guard_with`](crate::RedisLimiter::guard_with)).
+/// [`KeySyncConfig::health_interval`]; one that fails twice in a row is replaced, and a
+/// resync follows (after the subscription is made again, for the pub/sub connection). The
+/// whole hash is merged again every [`KeySyncConfig::resync_interval`] too.
+/// [`KeySync::sync_age`] says how long ago the instance last confirmed it was in sync
+/// (subscribed, resynced since subscribing, both connections answering): a host that cannot
+/// confirm it for long can no longer vouch for revocations made elsewhere (see
+/// [`RedisLimiter::guard_with`](crate::RedisLimiter::guard_with)).
 ///
 /// Resynchronization reads the hash in `HSCAN` pages, each under its own deadline, while
 /// messages keep being applied; what a merge did not change is neither saved nor announced. A
@@ -657,6 +658,7 @@ impl KeySync {
 
         let mut synced_since_subscribe = false;
         let mut failed_pings = 0;
+        let mut link_rebuilds = self.link.rebuilds();
         let mut health = tokio::time::interval(self.config.health_interval);
         let mut backstop = tokio::time::interval(self.config.resync_interval);
         backstop.tick().await;
@@ -703,6 +705,14 @@ impl KeySync {
                     }
                     if pubsub_ok && self.link.ping().await {
                         self.confirm_if(synced_since_subscribe);
+                    }
+                    // The command connection was replaced: whatever it failed to read or write
+                    // meanwhile is caught up by a resync.
+                    let rebuilds = self.link.rebuilds();
+                    if rebuilds != link_rebuilds && !resyncing {
+                        link_rebuilds = rebuilds;
+                        resync.set(self.resync(store, on_change));
+                        resyncing = true;
                     }
                 }
             }
