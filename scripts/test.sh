@@ -13,6 +13,9 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+step "cargo doc (every intra-doc link resolves)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links" cargo doc --workspace --no-deps --all-features --quiet
+
 step "backends depend on core only (no axum or tower in the Redis backend)"
 if cargo tree -p sitequest-auth-redis -e normal --prefix none | grep -E '^(axum|tower|sitequest-auth-tower) '; then
     echo "sitequest-auth-redis must depend on sitequest-auth alone, not on an HTTP adapter" >&2

@@ -46,6 +46,7 @@
 mod async_limiter;
 mod authorize;
 mod bearer;
+mod decision;
 mod digest;
 mod error;
 mod id_hasher;
@@ -60,8 +61,9 @@ mod scope;
 mod store;
 
 pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
-pub use authorize::{Authenticated, Authorizer, Decision, Denial, DenialReason, Grant};
+pub use authorize::Authorizer;
 pub use bearer::{bearer_token, parse_bearer, BearerError};
+pub use decision::{Authenticated, Decision, Denial, DenialReason, Grant};
 pub use digest::{DigestParseError, KeyDigest, KeyId, KeyIdParseError};
 pub use error::ErrorCode;
 pub use key::{ApiKey, KeyParseError, Last4, Last4Error, KEY_LEN, KEY_PREFIX, SECRET_LEN};

@@ -49,12 +49,12 @@ impl NewKey {
     }
 
     /// Generates the key and its record without storing them, for hosts that persist the record
-    /// before putting it in the store with [`KeyStore::insert`].
+    /// before putting it in the store with [`KeyStore::insert`](crate::KeyStore::insert).
     ///
     /// # Errors
     ///
     /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, an
-    /// expiry time not after `now`, or a time after [`MAX_TIME`].
+    /// expiry time not after `now`, or a time after [`MAX_TIME`](crate::MAX_TIME).
     pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
         self.generate_with(&mut rand::rngs::OsRng, now)
     }

@@ -15,8 +15,8 @@ pub const MAX_TIME: u64 = 253_402_300_799;
 
 /// Everything known about a key except its secret: what a host persists and lists.
 ///
-/// Build one from your database to [`KeyStore::load`] it; get them back with
-/// [`KeyStore::export`]. The key's id is derived from its digest ([`KeyRecord::id`]).
+/// Build one from your database to [`KeyStore::load`](crate::KeyStore::load) it; get them back with
+/// [`KeyStore::export`](crate::KeyStore::export). The key's id is derived from its digest ([`KeyRecord::id`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct KeyRecord {
@@ -164,7 +164,7 @@ pub enum InvalidRecord {
     /// Another key in the store has the same id (its first 64 digest bits).
     #[error("another key already has this id")]
     IdCollision,
-    /// A time is later than [`MAX_TIME`] (the end of year 9999).
+    /// A time is later than [`MAX_TIME`](crate::MAX_TIME) (the end of year 9999).
     #[error("time is out of range (after the year 9999)")]
     TimeOutOfRange,
 }

@@ -18,7 +18,7 @@
 use core::fmt;
 use std::sync::Arc;
 
-use crate::authorize::{Decision, Denial, DenialReason, Grant};
+use crate::decision::{Decision, Denial, DenialReason, Grant};
 use crate::rate_limit::RateLimit;
 
 /// Header names used in responses.
@@ -131,8 +131,10 @@ impl Grant {
 }
 
 impl Denial {
-    /// The headers of the response, challenges in `realm`, at `now`: see the
-    /// [module table](self).
+    /// The headers of the response, challenges in `realm`, at `now`: the rate-limit fields for
+    /// a 403 or 429, `Retry-After` for a 429 or 503, and the `WWW-Authenticate` challenge of a
+    /// 401 (`realm` alone without credentials, `error="invalid_token"` otherwise) or a 403
+    /// (`error="insufficient_scope"` with the missing scopes).
     #[must_use]
     pub fn headers(&self, realm: &Realm, now: u64) -> Vec<Header> {
         let mut h = Vec::with_capacity(7);
