@@ -2,21 +2,13 @@
 //! tested with too (`tests/data/merge_cases.json`).
 #![cfg(feature = "serde")]
 
-use serde_json::{json, Map, Value};
-use sitequest_auth::{ApiKey, KeyRecord, KeyStore};
+use serde_json::Value;
+use sitequest_auth::{KeyRecord, KeyStore};
 
-const CASES: &str = include_str!("data/merge_cases.json");
+include!("data/merge_cases.rs");
 
-/// The base record with `overrides` applied, for a fixed key.
 fn record(base: &Value, overrides: &Value) -> KeyRecord {
-    let key = ApiKey::parse(&format!("sq_live_{}", "ab".repeat(32))).unwrap();
-    let mut fields: Map<String, Value> = base.as_object().unwrap().clone();
-    for (k, v) in overrides.as_object().unwrap() {
-        fields.insert(k.clone(), v.clone());
-    }
-    fields.insert("digest".into(), json!(key.digest()));
-    fields.insert("last4".into(), json!(key.last4()));
-    serde_json::from_value(Value::Object(fields)).unwrap()
+    serde_json::from_value(case_record(base, overrides)).unwrap()
 }
 
 #[test]

@@ -2,21 +2,14 @@
 //! table its Rust and Lua copies are tested with too (`tests/data/merge_cases.json` at the
 //! repository root).
 
-use serde_json::{json, Map, Value};
-use sitequest_auth::{ApiKey, KeyRecord};
+use serde_json::Value;
+use sitequest_auth::KeyRecord;
 use sitequest_demo::db::Db;
 
-const CASES: &str = include_str!("../../../tests/data/merge_cases.json");
+include!("../../../tests/data/merge_cases.rs");
 
 fn record(base: &Value, overrides: &Value) -> KeyRecord {
-    let key = ApiKey::parse(&format!("sq_live_{}", "ab".repeat(32))).unwrap();
-    let mut fields: Map<String, Value> = base.as_object().unwrap().clone();
-    for (k, v) in overrides.as_object().unwrap() {
-        fields.insert(k.clone(), v.clone());
-    }
-    fields.insert("digest".into(), json!(key.digest()));
-    fields.insert("last4".into(), json!(key.last4()));
-    serde_json::from_value(Value::Object(fields)).unwrap()
+    serde_json::from_value(case_record(base, overrides)).unwrap()
 }
 
 #[test]

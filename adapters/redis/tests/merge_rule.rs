@@ -4,22 +4,10 @@
 //! replaces. So for each case it must accept the merged record over the stored one, and accept
 //! the incoming one exactly when that is already as tight as the merge.
 
-use serde_json::{json, Map, Value};
-use sitequest_auth::ApiKey;
+use serde_json::{json, Value};
 use sitequest_auth_redis::testing::{RedisServer, PUBLISH_SCRIPT};
 
-const CASES: &str = include_str!("../../../tests/data/merge_cases.json");
-
-fn record(base: &Value, overrides: &Value) -> Value {
-    let key = ApiKey::parse(&format!("sq_live_{}", "ab".repeat(32))).unwrap();
-    let mut fields: Map<String, Value> = base.as_object().unwrap().clone();
-    for (k, v) in overrides.as_object().unwrap() {
-        fields.insert(k.clone(), v.clone());
-    }
-    fields.insert("digest".into(), json!(key.digest()));
-    fields.insert("last4".into(), json!(key.last4()));
-    Value::Object(fields)
-}
+include!("../../../tests/data/merge_cases.rs");
 
 /// An entry as the hash holds it; the script reads past the 65-character signature.
 fn entry(body: &Value) -> String {
@@ -70,9 +58,9 @@ async fn every_case_of_the_shared_table() {
     let base = &table["base"];
     for case in table["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
-        let stored = record(base, &case["stored"]);
-        let incoming = record(base, &case["incoming"]);
-        let expected = record(base, &case["expected"]);
+        let stored = case_record(base, &case["stored"]);
+        let incoming = case_record(base, &case["incoming"]);
+        let expected = case_record(base, &case["expected"]);
         assert_eq!(
             replace(&mut conn, &as_record(&stored), &as_record(&expected))
                 .await
@@ -96,7 +84,7 @@ async fn tombstones_stay() {
         .await
         .unwrap();
     let table: Value = serde_json::from_str(CASES).unwrap();
-    let live = as_record(&record(&table["base"], &json!({})));
+    let live = as_record(&case_record(&table["base"], &json!({})));
     let removed = |at: u64| {
         entry(&json!({"kind": "removed", "id": "kid_0000000000000000", "removed_at": at}))
     };
