@@ -13,11 +13,12 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use sitequest_auth::{
-    parse_bearer, Authorizer, KeyId, KeyStore, NewKey, Quota, RateLimiter, Scopes,
+    parse_bearer, AuthRequest, Authorizer, KeyId, KeyStore, NewKey, Quota, RateLimiter, Scopes,
+    UnixTime,
 };
 
 /// A fixed time at the start of a window, so the benches never cross a window boundary.
-const NOW: u64 = 1_800_000_000;
+const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 /// A quota no bench can exhaust: the benches measure the grant path.
 const HUGE: Quota = match Quota::new(u32::MAX, 60) {
     Some(q) => q,
@@ -85,7 +86,13 @@ fn authorize(c: &mut Criterion) {
     g.bench_function("step_authenticate", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
-            keys.auth.authenticate(Some(keys.header(i)), NOW).is_ok()
+            keys.auth
+                .authenticate(&AuthRequest::new(
+                    Some(keys.header(i)),
+                    Scopes::empty(),
+                    NOW,
+                ))
+                .is_ok()
         })
     });
     drop(keys);
@@ -95,9 +102,11 @@ fn authorize(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("authorize", n), |b| {
             b.iter(|| {
                 i = i.wrapping_add(1);
-                let d = keys
-                    .auth
-                    .authorize(Some(keys.header(i)), Scopes::VPS_READ, NOW);
+                let d = keys.auth.authorize(&AuthRequest::new(
+                    Some(keys.header(i)),
+                    Scopes::VPS_READ,
+                    NOW,
+                ));
                 assert!(d.is_granted());
                 d
             })
@@ -149,13 +158,13 @@ fn limiter(c: &mut Criterion) {
         b.iter(|| governor.check_key(black_box(&hot)).is_ok())
     });
     g.bench_function("mutex_hashmap/hot_key", |b| {
-        b.iter(|| plain.check(black_box(hot), u32::MAX, 60, NOW))
+        b.iter(|| plain.check(black_box(hot), u32::MAX, 60, NOW.as_secs()))
     });
     // Warm every table with all the keys, then visit them in random order.
     for &k in &ids {
         let _ = ours.check(KeyId::from_u64(k), HUGE, NOW);
         let _ = governor.check_key(&k);
-        plain.check(k, u32::MAX, 60, NOW);
+        plain.check(k, u32::MAX, 60, NOW.as_secs());
     }
     let mut i = 0usize;
     g.bench_function("ours/1M_keys", |b| {
@@ -173,7 +182,7 @@ fn limiter(c: &mut Criterion) {
     g.bench_function("mutex_hashmap/1M_keys", |b| {
         b.iter(|| {
             i = (i + 1) % ids.len();
-            plain.check(ids[i], u32::MAX, 60, NOW)
+            plain.check(ids[i], u32::MAX, 60, NOW.as_secs())
         })
     });
     g.finish();
@@ -192,15 +201,18 @@ fn reject(c: &mut Criterion) {
     });
     // The floor of any refusal: building and returning the decision.
     g.bench_function("missing_header", |b| {
-        b.iter(|| keys.auth.authorize(black_box(None), Scopes::VPS_READ, NOW))
+        b.iter(|| {
+            keys.auth
+                .authorize(&AuthRequest::new(black_box(None), Scopes::VPS_READ, NOW))
+        })
     });
     g.bench_function("malformed_header", |b| {
         b.iter(|| {
-            keys.auth.authorize(
+            keys.auth.authorize(&AuthRequest::new(
                 Some(black_box(b"Basic dXNlcjpwYXNzd29yZA==")),
                 Scopes::VPS_READ,
                 NOW,
-            )
+            ))
         })
     });
     // The parsing alone, without building a decision.
@@ -209,8 +221,11 @@ fn reject(c: &mut Criterion) {
     });
     g.bench_function("unknown_key", |b| {
         b.iter(|| {
-            keys.auth
-                .authorize(Some(black_box(unknown.as_bytes())), Scopes::VPS_READ, NOW)
+            keys.auth.authorize(&AuthRequest::new(
+                Some(black_box(unknown.as_bytes())),
+                Scopes::VPS_READ,
+                NOW,
+            ))
         })
     });
     g.finish();
@@ -230,10 +245,17 @@ fn run_parallel(keys: &Keys, threads: usize, iters: u64, limit: bool) -> Duratio
                 for i in 0..iters / threads as u64 {
                     let h = keys.header(base + (i as usize % per_thread));
                     if limit {
-                        let d = keys.auth.authorize(Some(h), Scopes::VPS_READ, NOW);
+                        let d =
+                            keys.auth
+                                .authorize(&AuthRequest::new(Some(h), Scopes::VPS_READ, NOW));
                         assert!(black_box(d).is_granted());
                     } else {
-                        assert!(black_box(keys.auth.authenticate(Some(h), NOW)).is_ok());
+                        assert!(black_box(keys.auth.authenticate(&AuthRequest::new(
+                            Some(h),
+                            Scopes::empty(),
+                            NOW
+                        )))
+                        .is_ok());
                     }
                 }
                 barrier.wait();

@@ -4,14 +4,14 @@
 use std::alloc::System;
 
 use rand::{Rng, SeedableRng};
-use sitequest_auth::{KeyId, KeyRecord, KeyStore, NewKey, Quota, RateLimiter, Scopes};
+use sitequest_auth::{KeyId, KeyRecord, KeyStore, NewKey, Quota, RateLimiter, Scopes, UnixTime};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 1_000_000;
-const NOW: u64 = 1_800_000_000;
+const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 
 fn net(region: &Region<'_, System>) -> isize {
     let c = region.change();
@@ -23,7 +23,7 @@ fn main() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let records: Vec<KeyRecord> = (0..N)
         .map(|_| {
-            let new = NewKey::new("k", Scopes::READ_ONLY).expires_at(NOW + 3600);
+            let new = NewKey::new("k", Scopes::READ_ONLY).expires_at(NOW.plus_secs(3600));
             new.generate_with(&mut rng, NOW).unwrap().record
         })
         .collect();

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use rand::SeedableRng;
-use sitequest_auth::{Authorizer, KeyStore, NewKey, Quota, Scopes};
+use sitequest_auth::{AuthRequest, Authorizer, KeyStore, NewKey, Quota, Scopes, UnixTime};
 
 fn main() {
-    const NOW: u64 = 1_800_000_000;
+    const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let store = Arc::new(KeyStore::new());
     let mut headers = Vec::new();
@@ -25,7 +25,10 @@ fn main() {
     let mut granted = 0u32;
     for i in 0..200_000 {
         let h = headers[(i * 7919) % headers.len()].as_bytes();
-        granted += u32::from(auth.authorize(Some(h), Scopes::VPS_READ, NOW).is_granted());
+        granted += u32::from(
+            auth.authorize(&AuthRequest::new(Some(h), Scopes::VPS_READ, NOW))
+                .is_granted(),
+        );
     }
     println!("{granted} granted");
 }

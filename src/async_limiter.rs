@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::digest::KeyId;
 use crate::quota::Quota;
 use crate::rate_limit::LimitDecision;
+use crate::time::UnixTime;
 
 /// The future returned by [`AsyncLimiter::check`].
 pub type LimitFuture<'a> =
@@ -27,7 +28,7 @@ pub trait AsyncLimiter: Send + Sync + 'static {
     /// Counts one request, or says the limiter cannot decide. The limiter comes by `Arc` so the
     /// future owns what it needs: an adapter can keep it in its own response future, without
     /// boxing anything else or borrowing from the limiter.
-    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static>;
+    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: UnixTime) -> LimitFuture<'static>;
 }
 
 /// The limiter could not decide (for example its backend is down and it fails closed).

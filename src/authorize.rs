@@ -8,9 +8,11 @@ use crate::key::ApiKey;
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rate_limit::LimitDecision;
+use crate::request::AuthRequest;
 use crate::response::Realm;
 use crate::scope::Scopes;
 use crate::store::{KeyStore, Lookup};
+use crate::time::UnixTime;
 
 /// Authorizes requests against a [`KeyStore`] and a [`RateLimiter`].
 ///
@@ -95,33 +97,14 @@ impl Authorizer {
         self.quota
     }
 
-    /// Decides one request from the raw `Authorization` header value (`None` if the request had
-    /// none), the scopes the route requires, and the current Unix time in seconds.
-    ///
-    /// See [the order of checks](Authorizer#order-of-checks).
+    /// Decides one request: see [the order of checks](Authorizer#order-of-checks).
     #[inline]
-    pub fn authorize(&self, authorization: Option<&[u8]>, required: Scopes, now: u64) -> Decision {
-        // Refusals that need no hashing return straight away.
-        let key = match authorization.map(parse_bearer) {
-            Some(Ok(key)) => key,
-            None => return Decision::Denied(Denial::unauthorized(DenialReason::MissingHeader)),
-            Some(Err(e)) => {
-                return Decision::Denied(Denial::unauthorized(DenialReason::Malformed(e)))
+    pub fn authorize(&self, request: &AuthRequest<'_>) -> Decision {
+        match self.authenticate(request) {
+            Ok(key) => {
+                let limit = self.limiter.check(key.key_id, key.quota, request.now);
+                self.decide(&key, limit, request.required, request.now)
             }
-        };
-        self.authorize_key(&key, required, now)
-    }
-
-    /// As [`Authorizer::authorize`], for a key already parsed.
-    #[inline]
-    pub fn authorize_key(&self, key: &ApiKey, required: Scopes, now: u64) -> Decision {
-        match self.authenticate_key(key, now) {
-            Ok(key) => self.decide(
-                &key,
-                self.limiter.check(key.key_id, key.quota, now),
-                required,
-                now,
-            ),
             Err(denial) => Decision::Denied(denial),
         }
     }
@@ -135,28 +118,9 @@ impl Authorizer {
     ///
     /// The 401 [`Denial`] for a missing, malformed, unknown, revoked or expired key.
     #[inline]
-    pub fn authenticate(
-        &self,
-        authorization: Option<&[u8]>,
-        now: u64,
-    ) -> Result<Authenticated, Denial> {
-        let Some(value) = authorization else {
-            return Err(Denial::unauthorized(DenialReason::MissingHeader));
-        };
-        match parse_bearer(value) {
-            Ok(key) => self.authenticate_key(&key, now),
-            Err(e) => Err(Denial::unauthorized(DenialReason::Malformed(e))),
-        }
-    }
-
-    /// As [`Authorizer::authenticate`], for a key already parsed.
-    ///
-    /// # Errors
-    ///
-    /// The 401 [`Denial`] for an unknown, revoked or expired key.
-    #[inline]
-    pub fn authenticate_key(&self, key: &ApiKey, now: u64) -> Result<Authenticated, Denial> {
-        match self.store.lookup(&key.digest(), now) {
+    pub fn authenticate(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
+        let key = credential(request.authorization)?;
+        match self.store.lookup(&key.digest(), request.now) {
             Lookup::Active {
                 id,
                 name,
@@ -183,7 +147,7 @@ impl Authorizer {
         key: &Authenticated,
         limit: LimitDecision,
         required: Scopes,
-        now: u64,
+        now: UnixTime,
     ) -> Decision {
         let rate = match limit {
             LimitDecision::Allowed(r) => r,
@@ -212,5 +176,17 @@ impl Authorizer {
             scopes: key.scopes,
             rate_limit: rate,
         })
+    }
+}
+
+/// The one parser of the `Authorization` value on the hot path: the key, or the 401 for a
+/// missing or malformed credential, before any hashing.
+#[inline]
+fn credential(authorization: Option<&[u8]>) -> Result<ApiKey, Denial> {
+    match authorization {
+        None => Err(Denial::unauthorized(DenialReason::MissingHeader)),
+        Some(value) => {
+            parse_bearer(value).map_err(|e| Denial::unauthorized(DenialReason::Malformed(e)))
+        }
     }
 }

@@ -6,16 +6,16 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use sitequest_auth::{Authorizer, Decision, KeyStore, NewKey, Preset, Scopes};
+//! use sitequest_auth::{AuthRequest, Authorizer, Decision, KeyStore, NewKey, Preset, Scopes, UnixTime};
 //!
-//! let now = 1_800_000_000; // Unix seconds, from the host's clock
+//! let now = UnixTime::from_secs(1_800_000_000); // from the host's clock
 //! let store = Arc::new(KeyStore::new());
 //! let issued = store.issue(&NewKey::new("ci deploy", Preset::ReadOnly), now).unwrap();
 //! // Show the plaintext once; only its digest is kept.
 //! let header = format!("Bearer {}", &*issued.key.expose_secret());
 //!
 //! let auth = Authorizer::new(store);
-//! match auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, now) {
+//! match auth.authorize(&AuthRequest::new(Some(header.as_bytes()), Scopes::VPS_READ, now)) {
 //!     Decision::Granted(grant) => {
 //!         assert_eq!(grant.rate_limit.remaining, 59);
 //!         assert_eq!(grant.headers(now)[0], ("X-RateLimit-Limit", "60".to_string()));
@@ -25,7 +25,7 @@
 //!
 //! // The key is read only: a write is refused with the spec's 403 body.
 //! let denial = auth
-//!     .authorize(Some(header.as_bytes()), Scopes::VPS_WRITE, now)
+//!     .authorize(&AuthRequest::new(Some(header.as_bytes()), Scopes::VPS_WRITE, now))
 //!     .into_result()
 //!     .unwrap_err();
 //! assert_eq!(denial.status(), 403);
@@ -56,9 +56,11 @@ mod new_key;
 mod quota;
 mod rate_limit;
 mod record;
+mod request;
 mod response;
 mod scope;
 mod store;
+mod time;
 
 pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use authorize::Authorizer;
@@ -72,9 +74,11 @@ pub use new_key::{IssuedKey, NewKey};
 pub use quota::{Quota, QuotaParseError};
 pub use rate_limit::{LimitDecision, RateLimit};
 pub use record::{InvalidRecord, KeyRecord, KeyStatus, MAX_NAME_LEN, MAX_TIME};
+pub use request::AuthRequest;
 pub use response::{header, Header, InvalidRealm, Realm};
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{KeyStore, Rotation, StoreError};
+pub use time::UnixTime;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

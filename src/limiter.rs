@@ -12,6 +12,7 @@ use crate::digest::KeyId;
 use crate::id_hasher::IdBuildHasher;
 use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, RateLimit};
+use crate::time::UnixTime;
 
 /// Per-key state: 16 bytes with its key in the table.
 #[derive(Clone, Copy)]
@@ -114,12 +115,13 @@ impl RateLimiter {
     ///
     /// A request refused with [`LimitDecision::Limited`] does not use up quota.
     #[inline]
-    pub fn check(&self, key: KeyId, quota: Quota, now: u64) -> LimitDecision {
+    pub fn check(&self, key: KeyId, quota: Quota, now: UnixTime) -> LimitDecision {
+        let now = now.as_secs();
         let limit = quota.limit();
         let period = quota.period_secs();
         let mut stripe = self.stripe(key).inner.lock();
         let now = stripe.advance(now, period);
-        let end = clamp32(quota.window_end(now));
+        let end = clamp32(quota.window_end_secs(now));
         if now >= u64::from(stripe.sweep_due) {
             stripe.sweep(now);
         }
@@ -142,14 +144,14 @@ impl RateLimiter {
             LimitDecision::Allowed(RateLimit {
                 limit,
                 remaining: limit - slot.count,
-                reset_at: u64::from(reset_at),
+                reset_at: UnixTime::from_secs(u64::from(reset_at)),
                 period_secs: quota.period_secs(),
             })
         } else {
             LimitDecision::Limited(RateLimit {
                 limit,
                 remaining: 0,
-                reset_at: u64::from(reset_at),
+                reset_at: UnixTime::from_secs(u64::from(reset_at)),
                 period_secs: quota.period_secs(),
             })
         };
@@ -161,10 +163,11 @@ impl RateLimiter {
 
     /// The state of `key`'s window at `now` without counting a request.
     #[must_use]
-    pub fn peek(&self, key: KeyId, quota: Quota, now: u64) -> RateLimit {
+    pub fn peek(&self, key: KeyId, quota: Quota, now: UnixTime) -> RateLimit {
+        let now = now.as_secs();
         let period = quota.period_secs();
         let stripe = self.stripe(key).inner.lock();
-        let end = clamp32(quota.window_end(stripe.effective(now, period)));
+        let end = clamp32(quota.window_end_secs(stripe.effective(now, period)));
         let (count, reset_at) = match stripe.slots.get(&key) {
             Some(slot) if slot.reset_at >= end && slot.reset_at - end <= period => {
                 (slot.count, slot.reset_at)
@@ -174,7 +177,7 @@ impl RateLimiter {
         RateLimit {
             limit: quota.limit(),
             remaining: quota.limit().saturating_sub(count),
-            reset_at: u64::from(reset_at),
+            reset_at: UnixTime::from_secs(u64::from(reset_at)),
             period_secs: quota.period_secs(),
         }
     }
@@ -188,8 +191,11 @@ impl RateLimiter {
     ///
     /// Checks reclaim stale slots as they go; a host may also call this periodically, for example
     /// once a minute, to return memory after a burst of keys.
-    pub fn sweep(&self, now: u64) -> usize {
-        self.stripes.iter().map(|s| s.inner.lock().sweep(now)).sum()
+    pub fn sweep(&self, now: UnixTime) -> usize {
+        self.stripes
+            .iter()
+            .map(|s| s.inner.lock().sweep(now.as_secs()))
+            .sum()
     }
 
     /// Number of keys with a slot (active in a current window or not yet reclaimed).
@@ -276,6 +282,10 @@ impl fmt::Debug for RateLimiter {
 mod tests {
     use super::*;
 
+    fn at(secs: u64) -> UnixTime {
+        UnixTime::from_secs(secs)
+    }
+
     const K: KeyId = KeyId::from_u64(0x0123_4567_89ab_cdef);
 
     #[test]
@@ -284,54 +294,54 @@ mod tests {
         let q = Quota::SPEC;
         let t0 = 1_700_000_000 - 1_700_000_000 % 60; // start of a window
         for i in 0..60u32 {
-            let d = l.check(K, q, t0 + 30);
+            let d = l.check(K, q, at(t0 + 30));
             assert_eq!(
                 d,
                 LimitDecision::Allowed(RateLimit {
                     limit: 60,
                     remaining: 59 - i,
-                    reset_at: t0 + 60,
+                    reset_at: at(t0 + 60),
                     period_secs: 60,
                 })
             );
         }
-        let d = l.check(K, q, t0 + 59);
+        let d = l.check(K, q, at(t0 + 59));
         assert_eq!(
             d,
             LimitDecision::Limited(RateLimit {
                 limit: 60,
                 remaining: 0,
-                reset_at: t0 + 60,
+                reset_at: at(t0 + 60),
                 period_secs: 60,
             })
         );
         // A refused request does not count: the next window starts fresh.
-        let d = l.check(K, q, t0 + 60);
+        let d = l.check(K, q, at(t0 + 60));
         assert_eq!(d.rate_limit().remaining, 59);
-        assert_eq!(d.rate_limit().reset_at, t0 + 120);
+        assert_eq!(d.rate_limit().reset_at, at(t0 + 120));
     }
 
     #[test]
     fn clock_going_backwards_grants_nothing_extra() {
         let l = RateLimiter::new();
         let q = Quota::new(2, 60).unwrap();
-        assert!(l.check(K, q, 120).is_allowed());
-        assert!(l.check(K, q, 121).is_allowed());
+        assert!(l.check(K, q, at(120)).is_allowed());
+        assert!(l.check(K, q, at(121)).is_allowed());
         // Back into the previous window, by less than a window: still counted against the
         // latest one.
-        let d = l.check(K, q, 62);
+        let d = l.check(K, q, at(62));
         assert_eq!(
             d,
             LimitDecision::Limited(RateLimit {
                 limit: 2,
                 remaining: 0,
-                reset_at: 180,
+                reset_at: at(180),
                 period_secs: 60,
             })
         );
-        assert_eq!(l.check(K, q, 121).rate_limit().reset_at, 180);
-        assert!(!l.check(K, q, 179).is_allowed());
-        assert!(l.check(K, q, 180).is_allowed());
+        assert_eq!(l.check(K, q, at(121)).rate_limit().reset_at, at(180));
+        assert!(!l.check(K, q, at(179)).is_allowed());
+        assert!(l.check(K, q, at(180)).is_allowed());
     }
 
     #[test]
@@ -340,17 +350,17 @@ mod tests {
         let l = RateLimiter::new();
         let q = Quota::SPEC;
         let t = 1_800_000_000;
-        assert!(l.check(K, q, t + 3600).is_allowed());
+        assert!(l.check(K, q, at(t + 3600)).is_allowed());
         for i in 0..60 {
-            let d = l.check(K, q, t + 1);
+            let d = l.check(K, q, at(t + 1));
             assert!(d.is_allowed(), "request {i} after the correction");
-            assert_eq!(d.rate_limit().reset_at, t + 60);
+            assert_eq!(d.rate_limit().reset_at, at(t + 60));
         }
-        assert!(!l.check(K, q, t + 2).is_allowed());
-        assert_eq!(l.peek(K, q, t + 2).remaining, 0);
+        assert!(!l.check(K, q, at(t + 2)).is_allowed());
+        assert_eq!(l.peek(K, q, at(t + 2)).remaining, 0);
         // The corrected clock now counts as the latest: a small step back is held to it.
-        assert!(!l.check(K, q, t).is_allowed());
-        assert!(l.check(K, q, t + 60).is_allowed());
+        assert!(!l.check(K, q, at(t)).is_allowed());
+        assert!(l.check(K, q, at(t + 60)).is_allowed());
     }
 
     #[test]
@@ -359,18 +369,18 @@ mod tests {
         let other = KeyId::from_u64(7);
         let q = Quota::new(1, 60).unwrap();
         let t = 1_800_000_000;
-        assert!(l.check(K, q, t).is_allowed());
+        assert!(l.check(K, q, at(t)).is_allowed());
         // Two hours ahead: K's window looks over and is reclaimed.
-        assert!(l.check(other, q, t + 7200).is_allowed());
+        assert!(l.check(other, q, at(t + 7200)).is_allowed());
         // Back at the real time: at most one extra window for K, a fresh one for the other key.
-        assert!(l.check(K, q, t + 1).is_allowed());
-        assert!(!l.check(K, q, t + 2).is_allowed());
-        assert!(l.check(other, q, t + 1).is_allowed());
-        assert!(!l.check(other, q, t + 2).is_allowed());
+        assert!(l.check(K, q, at(t + 1)).is_allowed());
+        assert!(!l.check(K, q, at(t + 2)).is_allowed());
+        assert!(l.check(other, q, at(t + 1)).is_allowed());
+        assert!(!l.check(other, q, at(t + 2)).is_allowed());
         // A sweep at the real time keeps the current windows.
-        assert_eq!(l.sweep(t + 3), 0);
-        assert!(!l.check(K, q, t + 3).is_allowed());
-        assert!(l.check(K, q, t + 60).is_allowed());
+        assert_eq!(l.sweep(at(t + 3)), 0);
+        assert!(!l.check(K, q, at(t + 3)).is_allowed());
+        assert!(l.check(K, q, at(t + 60)).is_allowed());
     }
 
     #[test]
@@ -378,11 +388,11 @@ mod tests {
         let l = RateLimiter::with_stripes(1);
         let other = KeyId::from_u64(1);
         let one = Quota::new(1, 60).unwrap();
-        assert!(l.check(K, one, 0).is_allowed());
-        assert!(!l.check(K, one, 1).is_allowed());
-        assert!(l.check(other, Quota::SPEC, 1).is_allowed());
-        assert_eq!(l.peek(other, Quota::SPEC, 2).remaining, 59);
-        assert_eq!(l.peek(K, Quota::SPEC, 2).remaining, 59);
+        assert!(l.check(K, one, at(0)).is_allowed());
+        assert!(!l.check(K, one, at(1)).is_allowed());
+        assert!(l.check(other, Quota::SPEC, at(1)).is_allowed());
+        assert_eq!(l.peek(other, Quota::SPEC, at(2)).remaining, 59);
+        assert_eq!(l.peek(K, Quota::SPEC, at(2)).remaining, 59);
     }
 
     #[test]
@@ -392,12 +402,12 @@ mod tests {
             let _ = l.check(
                 KeyId::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                 Quota::SPEC,
-                10,
+                at(10),
             );
         }
         assert_eq!(l.len(), 1000);
-        assert_eq!(l.sweep(59), 0);
-        assert_eq!(l.sweep(60), 1000);
+        assert_eq!(l.sweep(at(59)), 0);
+        assert_eq!(l.sweep(at(60)), 1000);
         assert!(l.is_empty());
 
         // Also reclaimed on access once the window is over.
@@ -405,10 +415,10 @@ mod tests {
             let _ = l.check(
                 KeyId::from_u64(i.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                 Quota::SPEC,
-                70,
+                at(70),
             );
         }
-        let _ = l.check(K, Quota::SPEC, 130);
+        let _ = l.check(K, Quota::SPEC, at(130));
         assert!(l.len() < 1000, "{}", l.len());
     }
 
@@ -416,9 +426,9 @@ mod tests {
     fn far_future_times_do_not_panic_and_refuse() {
         let l = RateLimiter::new();
         let q = Quota::new(1, 60).unwrap();
-        assert!(l.check(K, q, u64::MAX).is_allowed());
-        assert!(!l.check(K, q, u64::MAX).is_allowed());
-        assert!(!l.check(K, q, u64::MAX - 100_000).is_allowed());
-        let _ = l.sweep(u64::MAX);
+        assert!(l.check(K, q, at(u64::MAX)).is_allowed());
+        assert!(!l.check(K, q, at(u64::MAX)).is_allowed());
+        assert!(!l.check(K, q, at(u64::MAX - 100_000)).is_allowed());
+        let _ = l.sweep(at(u64::MAX));
     }
 }

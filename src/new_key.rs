@@ -5,21 +5,23 @@ use crate::key::ApiKey;
 use crate::quota::Quota;
 use crate::record::{InvalidRecord, KeyRecord};
 use crate::scope::Scopes;
+use crate::time::UnixTime;
 
 /// The settings of a key to be created.
 ///
 /// ```
-/// use sitequest_auth::{NewKey, Preset, Quota};
+/// use sitequest_auth::{NewKey, Preset, Quota, UnixTime};
 /// let new = NewKey::new("ci deploy", Preset::ReadOnly)
-///     .expires_at(1_900_000_000)
+///     .expires_at(UnixTime::from_secs(1_900_000_000))
 ///     .rate_limit(Quota::per_minute(120));
 /// # let _ = new;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NewKey {
     name: String,
     scopes: Scopes,
-    expires_at: Option<u64>,
+    expires_at: Option<UnixTime>,
     rate_limit: Option<Quota>,
 }
 
@@ -34,10 +36,10 @@ impl NewKey {
         }
     }
 
-    /// Makes the key expire at the given Unix time.
+    /// Makes the key expire at `at`.
     #[must_use]
-    pub fn expires_at(mut self, unix_secs: u64) -> Self {
-        self.expires_at = Some(unix_secs);
+    pub fn expires_at(mut self, at: UnixTime) -> Self {
+        self.expires_at = Some(at);
         self
     }
 
@@ -55,7 +57,7 @@ impl NewKey {
     ///
     /// [`InvalidRecord`] for an empty, overlong or control-character name, an empty scope set, an
     /// expiry time not after `now`, or a time after [`MAX_TIME`](crate::MAX_TIME).
-    pub fn generate(&self, now: u64) -> Result<IssuedKey, InvalidRecord> {
+    pub fn generate(&self, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         self.generate_with(&mut rand::rngs::OsRng, now)
     }
 
@@ -68,23 +70,21 @@ impl NewKey {
     pub fn generate_with<R: rand::RngCore + rand::CryptoRng>(
         &self,
         rng: &mut R,
-        now: u64,
+        now: UnixTime,
     ) -> Result<IssuedKey, InvalidRecord> {
         if self.expires_at.is_some_and(|t| t <= now) {
             return Err(InvalidRecord::ExpiryNotInFuture);
         }
         let key = ApiKey::generate_with(rng);
-        let record = KeyRecord {
-            digest: key.digest(),
-            name: self.name.clone(),
-            scopes: self.scopes,
-            created_at: now,
-            expires_at: self.expires_at,
-            revoked_at: None,
-            rate_limit: self.rate_limit,
-            last_used_at: None,
-            last4: key.last4(),
-        };
+        let record = KeyRecord::new(
+            key.digest(),
+            self.name.clone(),
+            self.scopes,
+            now,
+            key.last4(),
+        )
+        .with_expires_at(self.expires_at)
+        .with_rate_limit(self.rate_limit);
         // The same rules as for stored records (name, scopes, time range).
         record.validate()?;
         Ok(IssuedKey { key, record })

@@ -3,6 +3,8 @@
 use core::fmt;
 use core::num::NonZeroU32;
 
+use crate::time::UnixTime;
+
 /// How many requests a key may make per window, and the window's length.
 ///
 /// ```
@@ -55,10 +57,16 @@ impl Quota {
         self.period.get()
     }
 
-    /// The Unix time at which the window holding `now` ends.
+    /// The time at which the window holding `now` ends.
     #[must_use]
     #[inline]
-    pub const fn window_end(self, now: u64) -> u64 {
+    pub const fn window_end(self, now: UnixTime) -> UnixTime {
+        UnixTime::from_secs(self.window_end_secs(now.as_secs()))
+    }
+
+    /// [`Quota::window_end`] in seconds.
+    #[inline]
+    pub(crate) const fn window_end_secs(self, now: u64) -> u64 {
         let p = self.period.get() as u64;
         (now / p).saturating_add(1).saturating_mul(p)
     }
@@ -143,10 +151,10 @@ mod tests {
 
     #[test]
     fn windows_are_aligned_to_the_epoch() {
-        assert_eq!(Quota::SPEC.window_end(0), 60);
-        assert_eq!(Quota::SPEC.window_end(59), 60);
-        assert_eq!(Quota::SPEC.window_end(60), 120);
-        assert_eq!(Quota::new(10, 1).unwrap().window_end(5), 6);
+        assert_eq!(Quota::SPEC.window_end_secs(0), 60);
+        assert_eq!(Quota::SPEC.window_end_secs(59), 60);
+        assert_eq!(Quota::SPEC.window_end_secs(60), 120);
+        assert_eq!(Quota::new(10, 1).unwrap().window_end_secs(5), 6);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What a rate-limit check reports: [`RateLimit`], the window's state for the `X-RateLimit-*`
 //! headers, and [`LimitDecision`], allowed or limited.
 
+use crate::time::UnixTime;
+
 /// The state of a key's current window, as reported in the `X-RateLimit-*` headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RateLimit {
@@ -8,8 +10,8 @@ pub struct RateLimit {
     pub limit: u32,
     /// Requests left in the current window (`X-RateLimit-Remaining`).
     pub remaining: u32,
-    /// Unix time, in seconds, when the window resets (`X-RateLimit-Reset`).
-    pub reset_at: u64,
+    /// When the window resets (`X-RateLimit-Reset`).
+    pub reset_at: UnixTime,
     /// Length of the key's windows in seconds.
     pub period_secs: u32,
 }
@@ -17,8 +19,8 @@ pub struct RateLimit {
 impl RateLimit {
     /// Seconds from `now` until the window resets (zero if it already has).
     #[must_use]
-    pub const fn seconds_to_reset(&self, now: u64) -> u64 {
-        self.reset_at.saturating_sub(now)
+    pub const fn seconds_to_reset(&self, now: UnixTime) -> u64 {
+        self.reset_at.secs_since(now)
     }
 }
 

@@ -5,20 +5,38 @@ use crate::digest::{KeyDigest, KeyId};
 use crate::key::Last4;
 use crate::quota::Quota;
 use crate::scope::Scopes;
+use crate::time::UnixTime;
 
 /// Longest key name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 
-/// Latest time a record may hold, in Unix seconds (9999-12-31T23:59:59Z). Keeping times well
-/// below 2^53 lets every JSON implementation carry them exactly.
-pub const MAX_TIME: u64 = 253_402_300_799;
+/// Latest time a record may hold (9999-12-31T23:59:59Z). Keeping times well below 2^53 seconds
+/// lets every JSON implementation carry them exactly.
+pub const MAX_TIME: UnixTime = UnixTime::from_secs(253_402_300_799);
 
 /// Everything known about a key except its secret: what a host persists and lists.
 ///
 /// Build one from your database to [`KeyStore::load`](crate::KeyStore::load) it; get them back with
 /// [`KeyStore::export`](crate::KeyStore::export). The key's id is derived from its digest ([`KeyRecord::id`]).
+///
+/// The fields are public to read; build one with [`KeyRecord::new`] and the `with_*` methods, so
+/// that adding a field later breaks no host.
+///
+/// ```
+/// use sitequest_auth::{KeyDigest, KeyRecord, Last4, Preset, UnixTime};
+/// let record = KeyRecord::new(
+///     KeyDigest::from_bytes([7; 32]),
+///     "ci deploy",
+///     Preset::ReadOnly,
+///     UnixTime::from_secs(1_800_000_000),
+///     Last4::new("beef").unwrap(),
+/// )
+/// .with_expires_at(Some(UnixTime::from_secs(1_900_000_000)));
+/// assert_eq!(record.revoked_at, None);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[non_exhaustive]
 pub struct KeyRecord {
     /// SHA-256 of the key's secret bytes (see [`KeyDigest`]).
     pub digest: KeyDigest,
@@ -26,21 +44,72 @@ pub struct KeyRecord {
     pub name: String,
     /// The scopes the key holds; never empty.
     pub scopes: Scopes,
-    /// Unix time of creation, in seconds.
-    pub created_at: u64,
-    /// Unix time from which the key is expired; `None` for a key that never expires.
-    pub expires_at: Option<u64>,
-    /// Unix time at which the key was revoked; `None` while it is not.
-    pub revoked_at: Option<u64>,
+    /// When the key was created.
+    pub created_at: UnixTime,
+    /// From when the key is expired; `None` for a key that never expires.
+    pub expires_at: Option<UnixTime>,
+    /// When the key was revoked; `None` while it is not.
+    pub revoked_at: Option<UnixTime>,
     /// This key's own rate limit; `None` uses the authorizer's default.
     pub rate_limit: Option<Quota>,
-    /// Unix time of the last request made with the key, if any.
-    pub last_used_at: Option<u64>,
+    /// When the last request was made with the key, if ever.
+    pub last_used_at: Option<UnixTime>,
     /// The last four characters of the key, for display.
     pub last4: Last4,
 }
 
 impl KeyRecord {
+    /// The record of a key with the given fixed part, active, never used, with no expiry and the
+    /// default rate limit. Nothing is checked here; the store checks records it takes.
+    #[must_use]
+    pub fn new(
+        digest: KeyDigest,
+        name: impl Into<String>,
+        scopes: impl Into<Scopes>,
+        created_at: UnixTime,
+        last4: Last4,
+    ) -> Self {
+        Self {
+            digest,
+            name: name.into(),
+            scopes: scopes.into(),
+            created_at,
+            expires_at: None,
+            revoked_at: None,
+            rate_limit: None,
+            last_used_at: None,
+            last4,
+        }
+    }
+
+    /// Sets when the key expires (`None`: never).
+    #[must_use]
+    pub fn with_expires_at(mut self, at: Option<UnixTime>) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// Sets when the key was revoked (`None`: it is not).
+    #[must_use]
+    pub fn with_revoked_at(mut self, at: Option<UnixTime>) -> Self {
+        self.revoked_at = at;
+        self
+    }
+
+    /// Sets the key's own rate limit (`None`: the authorizer's default).
+    #[must_use]
+    pub fn with_rate_limit(mut self, quota: Option<Quota>) -> Self {
+        self.rate_limit = quota;
+        self
+    }
+
+    /// Sets when the key was last used (`None`: never).
+    #[must_use]
+    pub fn with_last_used_at(mut self, at: Option<UnixTime>) -> Self {
+        self.last_used_at = at;
+        self
+    }
+
     /// The key's public id.
     #[must_use]
     pub fn id(&self) -> KeyId {
@@ -49,7 +118,7 @@ impl KeyRecord {
 
     /// Whether the key is usable at `now`, or why not.
     #[must_use]
-    pub fn status(&self, now: u64) -> KeyStatus {
+    pub fn status(&self, now: UnixTime) -> KeyStatus {
         status(self.revoked_at.is_some(), self.expires_at, now)
     }
 
@@ -60,7 +129,7 @@ impl KeyRecord {
     /// forged or tampered version can neither widen a key nor rename it.
     #[must_use]
     pub fn merged_with(&self, other: &KeyRecord) -> KeyRecord {
-        fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+        fn earliest(a: Option<UnixTime>, b: Option<UnixTime>) -> Option<UnixTime> {
             match (a, b) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -105,7 +174,7 @@ impl KeyRecord {
     }
 }
 
-fn status(revoked: bool, expires_at: Option<u64>, now: u64) -> KeyStatus {
+fn status(revoked: bool, expires_at: Option<UnixTime>, now: UnixTime) -> KeyStatus {
     if revoked {
         KeyStatus::Revoked
     } else if expires_at.is_some_and(|t| now >= t) {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use crate::decision::{Decision, Denial, DenialReason, Grant};
 use crate::rate_limit::RateLimit;
+use crate::time::UnixTime;
 
 /// Header names used in responses.
 pub mod header {
@@ -97,13 +98,13 @@ impl fmt::Debug for Realm {
 impl RateLimit {
     /// The five rate-limit fields of a response to a known key, at `now`.
     #[must_use]
-    pub fn headers(&self, now: u64) -> Vec<Header> {
+    pub fn headers(&self, now: UnixTime) -> Vec<Header> {
         let mut h = Vec::with_capacity(6);
         self.push_headers(&mut h, now);
         h
     }
 
-    fn push_headers(&self, h: &mut Vec<Header>, now: u64) {
+    fn push_headers(&self, h: &mut Vec<Header>, now: UnixTime) {
         h.push((header::X_RATELIMIT_LIMIT, self.limit.to_string()));
         h.push((header::X_RATELIMIT_REMAINING, self.remaining.to_string()));
         h.push((header::X_RATELIMIT_RESET, self.reset_at.to_string()));
@@ -125,7 +126,7 @@ impl RateLimit {
 impl Grant {
     /// The headers of the response: the rate-limit fields at `now`.
     #[must_use]
-    pub fn headers(&self, now: u64) -> Vec<Header> {
+    pub fn headers(&self, now: UnixTime) -> Vec<Header> {
         self.rate_limit.headers(now)
     }
 }
@@ -136,7 +137,7 @@ impl Denial {
     /// 401 (`realm` alone without credentials, `error="invalid_token"` otherwise) or a 403
     /// (`error="insufficient_scope"` with the missing scopes).
     #[must_use]
-    pub fn headers(&self, realm: &Realm, now: u64) -> Vec<Header> {
+    pub fn headers(&self, realm: &Realm, now: UnixTime) -> Vec<Header> {
         let mut h = Vec::with_capacity(7);
         if let Some(r) = self.rate_limit() {
             r.push_headers(&mut h, now);
@@ -168,7 +169,7 @@ impl Denial {
 impl Decision {
     /// The headers the response must carry (see [`Grant::headers`] and [`Denial::headers`]).
     #[must_use]
-    pub fn headers(&self, realm: &Realm, now: u64) -> Vec<Header> {
+    pub fn headers(&self, realm: &Realm, now: UnixTime) -> Vec<Header> {
         match self {
             Self::Granted(g) => g.headers(now),
             Self::Denied(d) => d.headers(realm, now),
@@ -178,12 +179,12 @@ impl Decision {
 
 #[cfg(feature = "http")]
 mod http_impls {
-    use super::{Decision, Realm};
+    use super::{Decision, Realm, UnixTime};
 
     impl Decision {
         /// The response headers as an [`http::HeaderMap`].
         #[must_use]
-        pub fn header_map(&self, realm: &Realm, now: u64) -> http::HeaderMap {
+        pub fn header_map(&self, realm: &Realm, now: UnixTime) -> http::HeaderMap {
             let mut map = http::HeaderMap::with_capacity(7);
             for (name, value) in self.headers(realm, now) {
                 // Names are static ASCII and values printable ASCII (see `Header`).

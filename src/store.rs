@@ -3,6 +3,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
@@ -14,6 +15,7 @@ use crate::new_key::{IssuedKey, NewKey};
 use crate::quota::Quota;
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
+use crate::time::UnixTime;
 
 /// A rotation: the replacement key and the old key's record with its shortened expiry.
 ///
@@ -25,19 +27,19 @@ use crate::scope::Scopes;
 pub struct Rotation {
     /// The replacement key: same name, scopes, expiry and rate limit.
     pub new: IssuedKey,
-    /// The old key's record, expiring `grace_secs` after `now` (or at its own expiry, if
-    /// sooner).
+    /// The old key's record, expiring `grace` after `now` (or at its own expiry, if sooner).
     pub old: KeyRecord,
 }
 
 impl Rotation {
     /// Plans the rotation of `old` at `now`: a new key with its settings, and `old` expiring
-    /// `grace_secs` later (capped at [`MAX_TIME`]) unless it expires sooner. Nothing is stored.
+    /// `grace` later (in whole seconds, capped at [`MAX_TIME`]) unless it expires sooner. Nothing
+    /// is stored.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotActive`] for a revoked or expired key.
-    pub fn plan(old: &KeyRecord, grace_secs: u64, now: u64) -> Result<Self, StoreError> {
+    pub fn plan(old: &KeyRecord, grace: Duration, now: UnixTime) -> Result<Self, StoreError> {
         if old.status(now) != KeyStatus::Active {
             return Err(StoreError::NotActive);
         }
@@ -45,7 +47,7 @@ impl Rotation {
             .replacement()
             .generate(now)
             .map_err(|_| StoreError::NotActive)?;
-        let grace_end = now.saturating_add(grace_secs).min(MAX_TIME);
+        let grace_end = (now + grace).min(MAX_TIME);
         let mut old = old.clone();
         old.expires_at = Some(old.expires_at.map_or(grace_end, |t| t.min(grace_end)));
         Ok(Self { new, old })
@@ -83,8 +85,8 @@ struct Entry {
 
 const NEVER: u64 = u64::MAX;
 
-fn opt(t: u64) -> Option<u64> {
-    (t != NEVER).then_some(t)
+fn opt(t: u64) -> Option<UnixTime> {
+    (t != NEVER).then_some(UnixTime::from_secs(t))
 }
 
 impl Entry {
@@ -92,10 +94,10 @@ impl Entry {
         Self {
             digest: r.digest,
             name: Arc::from(r.name),
-            created_at: r.created_at,
-            expires_at: r.expires_at.unwrap_or(NEVER),
-            revoked_at: r.revoked_at.unwrap_or(NEVER),
-            last_used_at: AtomicU64::new(r.last_used_at.unwrap_or(0)),
+            created_at: r.created_at.as_secs(),
+            expires_at: r.expires_at.map_or(NEVER, UnixTime::as_secs),
+            revoked_at: r.revoked_at.map_or(NEVER, UnixTime::as_secs),
+            last_used_at: AtomicU64::new(r.last_used_at.map_or(0, UnixTime::as_secs)),
             rate_limit: r.rate_limit,
             scopes: r.scopes,
             last4: r.last4,
@@ -104,17 +106,17 @@ impl Entry {
 
     fn to_record(&self) -> KeyRecord {
         let last_used = self.last_used_at.load(Ordering::Relaxed);
-        KeyRecord {
-            digest: self.digest,
-            name: self.name.to_string(),
-            scopes: self.scopes,
-            created_at: self.created_at,
-            expires_at: opt(self.expires_at),
-            revoked_at: opt(self.revoked_at),
-            rate_limit: self.rate_limit,
-            last_used_at: (last_used != 0).then_some(last_used),
-            last4: self.last4,
-        }
+        KeyRecord::new(
+            self.digest,
+            &*self.name,
+            self.scopes,
+            UnixTime::from_secs(self.created_at),
+            self.last4,
+        )
+        .with_expires_at(opt(self.expires_at))
+        .with_revoked_at(opt(self.revoked_at))
+        .with_rate_limit(self.rate_limit)
+        .with_last_used_at((last_used != 0).then_some(UnixTime::from_secs(last_used)))
     }
 }
 
@@ -176,7 +178,7 @@ impl KeyStore {
     /// # Errors
     ///
     /// As for [`NewKey::generate`].
-    pub fn issue(&self, new: &NewKey, now: u64) -> Result<IssuedKey, InvalidRecord> {
+    pub fn issue(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         loop {
             let issued = new.generate(now)?;
             match self.insert_new(&issued.record) {
@@ -196,7 +198,7 @@ impl KeyStore {
     /// # Errors
     ///
     /// As for [`NewKey::generate`].
-    pub fn prepare(&self, new: &NewKey, now: u64) -> Result<IssuedKey, InvalidRecord> {
+    pub fn prepare(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         loop {
             let issued = new.generate(now)?;
             if !self.map.contains_key(&issued.record.id()) {
@@ -302,10 +304,10 @@ impl KeyStore {
     /// # Errors
     ///
     /// [`StoreError::NotFound`] if no key has this id.
-    pub fn revoke(&self, id: KeyId, now: u64) -> Result<KeyRecord, StoreError> {
+    pub fn revoke(&self, id: KeyId, now: UnixTime) -> Result<KeyRecord, StoreError> {
         let mut e = self.map.get_mut(&id).ok_or(StoreError::NotFound)?;
         if e.revoked_at == NEVER {
-            e.revoked_at = now;
+            e.revoked_at = now.as_secs();
         }
         Ok(e.to_record())
     }
@@ -316,22 +318,29 @@ impl KeyStore {
     }
 
     /// Issues a replacement for an active key, with the same name, scopes, expiry and rate limit,
-    /// and makes the old key expire `grace_secs` after `now` (or at its own expiry, if sooner).
+    /// and makes the old key expire `grace` after `now` (or at its own expiry, if sooner).
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] for an unknown id and [`StoreError::NotActive`] for a revoked or
     /// expired key.
-    pub fn rotate(&self, id: KeyId, grace_secs: u64, now: u64) -> Result<Rotation, StoreError> {
+    pub fn rotate(
+        &self,
+        id: KeyId,
+        grace: Duration,
+        now: UnixTime,
+    ) -> Result<Rotation, StoreError> {
         let template = self.get(id).ok_or(StoreError::NotFound)?;
-        let mut plan = Rotation::plan(&template, grace_secs, now)?;
+        let mut plan = Rotation::plan(&template, grace, now)?;
         // A replacement whose id a stored key has (a 2^-64 chance): plan another.
         while self.insert_new(&plan.new.record).is_err() {
-            plan = Rotation::plan(&template, grace_secs, now)?;
+            plan = Rotation::plan(&template, grace, now)?;
         }
         match self.map.get_mut(&id) {
             Some(mut e) => {
-                e.expires_at = e.expires_at.min(plan.old.expires_at.unwrap_or(NEVER));
+                e.expires_at = e
+                    .expires_at
+                    .min(plan.old.expires_at.map_or(NEVER, UnixTime::as_secs));
                 plan.old = e.to_record();
             }
             None => {
@@ -358,7 +367,8 @@ impl KeyStore {
     /// Finds the key with this digest and reports its state at `now`, recording the use of an
     /// active key.
     #[inline]
-    pub(crate) fn lookup(&self, digest: &KeyDigest, now: u64) -> Lookup {
+    pub(crate) fn lookup(&self, digest: &KeyDigest, now: UnixTime) -> Lookup {
+        let now = now.as_secs();
         let id = digest.id();
         let Some(e) = self.map.get(&id) else {
             return Lookup::Unknown;
@@ -404,14 +414,14 @@ mod tests {
     use crate::key::ApiKey;
     use crate::scope::Preset;
 
-    const NOW: u64 = 1_800_000_000;
+    const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 
     #[test]
     fn issue_get_list_revoke_remove() {
         let store = KeyStore::new();
         let issued = store
             .issue(
-                &NewKey::new("ci", Preset::ReadOnly).expires_at(NOW + 10),
+                &NewKey::new("ci", Preset::ReadOnly).expires_at(NOW.plus_secs(10)),
                 NOW,
             )
             .unwrap();
@@ -421,13 +431,19 @@ mod tests {
         assert_eq!(store.get(id).unwrap(), issued.record);
         assert_eq!(store.list(), vec![issued.record.clone()]);
         assert_eq!(store.get(id).unwrap().status(NOW), KeyStatus::Active);
-        assert_eq!(store.get(id).unwrap().status(NOW + 10), KeyStatus::Expired);
+        assert_eq!(
+            store.get(id).unwrap().status(NOW.plus_secs(10)),
+            KeyStatus::Expired
+        );
 
-        let revoked = store.revoke(id, NOW + 1).unwrap();
-        assert_eq!(revoked.revoked_at, Some(NOW + 1));
-        assert_eq!(store.revoke(id, NOW + 5).unwrap().revoked_at, Some(NOW + 1));
+        let revoked = store.revoke(id, NOW.plus_secs(1)).unwrap();
+        assert_eq!(revoked.revoked_at, Some(NOW.plus_secs(1)));
+        assert_eq!(
+            store.revoke(id, NOW.plus_secs(5)).unwrap().revoked_at,
+            Some(NOW.plus_secs(1))
+        );
         assert!(matches!(
-            store.lookup(&issued.record.digest, NOW + 2),
+            store.lookup(&issued.record.digest, NOW.plus_secs(2)),
             Lookup::Revoked(_)
         ));
 
@@ -471,9 +487,18 @@ mod tests {
         let store = KeyStore::new();
         let issued = store.issue(&NewKey::new("a", Preset::Full), NOW).unwrap();
         let d = issued.record.digest;
-        assert!(matches!(store.lookup(&d, NOW + 3), Lookup::Active { .. }));
-        assert!(matches!(store.lookup(&d, NOW + 1), Lookup::Active { .. }));
-        assert_eq!(store.get(d.id()).unwrap().last_used_at, Some(NOW + 3));
+        assert!(matches!(
+            store.lookup(&d, NOW.plus_secs(3)),
+            Lookup::Active { .. }
+        ));
+        assert!(matches!(
+            store.lookup(&d, NOW.plus_secs(1)),
+            Lookup::Active { .. }
+        ));
+        assert_eq!(
+            store.get(d.id()).unwrap().last_used_at,
+            Some(NOW.plus_secs(3))
+        );
 
         // Same id, different digest: unknown.
         let mut other = *d.as_bytes();
@@ -495,40 +520,52 @@ mod tests {
         let old = store
             .issue(
                 &NewKey::new("deploy", Scopes::VPS_WRITE)
-                    .expires_at(NOW + 1000)
+                    .expires_at(NOW.plus_secs(1000))
                     .rate_limit(q),
                 NOW,
             )
             .unwrap();
-        let r = store.rotate(old.record.id(), 60, NOW + 1).unwrap();
-        assert_eq!(r.old.expires_at, Some(NOW + 61));
+        let r = store
+            .rotate(old.record.id(), Duration::from_secs(60), NOW.plus_secs(1))
+            .unwrap();
+        assert_eq!(r.old.expires_at, Some(NOW.plus_secs(61)));
         assert_eq!(r.new.record.name, "deploy");
         assert_eq!(r.new.record.scopes, Scopes::VPS_WRITE);
-        assert_eq!(r.new.record.expires_at, Some(NOW + 1000));
+        assert_eq!(r.new.record.expires_at, Some(NOW.plus_secs(1000)));
         assert_eq!(r.new.record.rate_limit, Some(q));
-        assert_eq!(r.new.record.created_at, NOW + 1);
+        assert_eq!(r.new.record.created_at, NOW.plus_secs(1));
         assert_ne!(r.new.record.digest, old.record.digest);
         assert_eq!(store.len(), 2);
         assert!(matches!(
-            store.lookup(&old.record.digest, NOW + 60),
+            store.lookup(&old.record.digest, NOW.plus_secs(60)),
             Lookup::Active { .. }
         ));
         assert!(matches!(
-            store.lookup(&old.record.digest, NOW + 61),
+            store.lookup(&old.record.digest, NOW.plus_secs(61)),
             Lookup::Expired(_)
         ));
 
         // A long grace never extends the old key's own expiry.
-        let r2 = store.rotate(r.new.record.id(), 10_000, NOW + 2).unwrap();
-        assert_eq!(r2.old.expires_at, Some(NOW + 1000));
+        let r2 = store
+            .rotate(
+                r.new.record.id(),
+                Duration::from_secs(10_000),
+                NOW.plus_secs(2),
+            )
+            .unwrap();
+        assert_eq!(r2.old.expires_at, Some(NOW.plus_secs(1000)));
 
-        store.revoke(r2.new.record.id(), NOW + 3).unwrap();
+        store.revoke(r2.new.record.id(), NOW.plus_secs(3)).unwrap();
         assert_eq!(
-            store.rotate(r2.new.record.id(), 0, NOW + 4).unwrap_err(),
+            store
+                .rotate(r2.new.record.id(), Duration::from_secs(0), NOW.plus_secs(4))
+                .unwrap_err(),
             StoreError::NotActive
         );
         assert_eq!(
-            store.rotate(KeyId::from_u64(1), 0, NOW).unwrap_err(),
+            store
+                .rotate(KeyId::from_u64(1), Duration::from_secs(0), NOW)
+                .unwrap_err(),
             StoreError::NotFound
         );
     }
@@ -554,22 +591,25 @@ mod tests {
     fn insert_never_loosens_a_key() {
         let store = KeyStore::new();
         let issued = store
-            .issue(&NewKey::new("a", Preset::Full).expires_at(NOW + 100), NOW)
+            .issue(
+                &NewKey::new("a", Preset::Full).expires_at(NOW.plus_secs(100)),
+                NOW,
+            )
             .unwrap();
         let stale = issued.record.clone();
         let id = stale.id();
-        store.revoke(id, NOW + 5).unwrap();
+        store.revoke(id, NOW.plus_secs(5)).unwrap();
         // A stale copy (not revoked, later expiry) arrives afterwards.
         let mut later = stale.clone();
-        later.expires_at = Some(NOW + 1000);
+        later.expires_at = Some(NOW.plus_secs(1000));
         later.name = "renamed".into();
         later.scopes = Scopes::FULL;
         later.rate_limit = Some(Quota::per_minute(1000));
         assert!(stale.conflicts_with(&later));
         store.insert(later).unwrap();
         let now = store.get(id).unwrap();
-        assert_eq!(now.revoked_at, Some(NOW + 5));
-        assert_eq!(now.expires_at, Some(NOW + 100));
+        assert_eq!(now.revoked_at, Some(NOW.plus_secs(5)));
+        assert_eq!(now.expires_at, Some(NOW.plus_secs(100)));
         // What the key is stays as created.
         assert_eq!(now.name, "a");
         assert_eq!(now.scopes, Scopes::FULL);
@@ -578,13 +618,13 @@ mod tests {
         // Nothing new: nothing to save or announce.
         assert_eq!(store.merge(now.clone()), Ok(None));
         let mut used = now.clone();
-        used.last_used_at = Some(NOW + 7);
+        used.last_used_at = Some(NOW.plus_secs(7));
         assert_eq!(store.merge(used.clone()), Ok(Some(used)));
         // An earlier revocation time does win.
         let mut earlier = stale;
-        earlier.revoked_at = Some(NOW + 1);
+        earlier.revoked_at = Some(NOW.plus_secs(1));
         store.insert(earlier).unwrap();
-        assert_eq!(store.get(id).unwrap().revoked_at, Some(NOW + 1));
+        assert_eq!(store.get(id).unwrap().revoked_at, Some(NOW.plus_secs(1)));
     }
 
     #[test]
@@ -593,14 +633,14 @@ mod tests {
         assert_eq!(
             store
                 .issue(
-                    &NewKey::new("a", Preset::Full).expires_at(MAX_TIME + 1),
+                    &NewKey::new("a", Preset::Full).expires_at(MAX_TIME.plus_secs(1)),
                     NOW
                 )
                 .unwrap_err(),
             InvalidRecord::TimeOutOfRange
         );
         let mut r = NewKey::new("a", Preset::Full).generate(NOW).unwrap().record;
-        r.last_used_at = Some(u64::MAX);
+        r.last_used_at = Some(UnixTime::from_secs(u64::MAX));
         assert_eq!(store.insert(r), Err(InvalidRecord::TimeOutOfRange));
         assert!(store
             .issue(&NewKey::new("a", Preset::Full).expires_at(MAX_TIME), NOW)
@@ -611,10 +651,13 @@ mod tests {
     fn export_and_load_round_trip() {
         let a = KeyStore::new();
         for i in 0..20 {
-            a.issue(&NewKey::new(format!("k{i}"), Preset::Full), NOW + i)
-                .unwrap();
+            a.issue(
+                &NewKey::new(format!("k{i}"), Preset::Full),
+                NOW.plus_secs(i),
+            )
+            .unwrap();
         }
-        a.revoke(a.list()[3].id(), NOW + 50).unwrap();
+        a.revoke(a.list()[3].id(), NOW.plus_secs(50)).unwrap();
         let b = KeyStore::new();
         assert_eq!(b.load(a.export()), Ok(20));
         assert_eq!(a.list(), b.list());

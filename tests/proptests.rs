@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
-use sitequest_auth::{parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimiter, Scopes};
+use sitequest_auth::{
+    parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimiter, Scopes, UnixTime,
+};
 
 fn any_secret() -> impl Strategy<Value = [u8; 32]> {
     any::<[u8; 32]>()
@@ -97,13 +99,13 @@ proptest! {
             let window = now / u64::from(period);
             let used = counts.entry((key, window)).or_default();
             let expect_allowed = *used < limit;
-            let d = limiter.check(id, quota, now);
+            let d = limiter.check(id, quota, at(now));
             prop_assert_eq!(d.is_allowed(), expect_allowed);
             if expect_allowed { *used += 1; }
             let r = d.rate_limit();
             prop_assert_eq!(r.limit, limit);
             prop_assert_eq!(r.remaining, limit - *used);
-            prop_assert_eq!(r.reset_at, (window + 1) * u64::from(period));
+            prop_assert_eq!(r.reset_at, at((window + 1) * u64::from(period)));
             prop_assert!(matches!(d, LimitDecision::Allowed(_) | LimitDecision::Limited(_)));
         }
     }
@@ -127,12 +129,12 @@ proptest! {
             }
             latest = latest.max(now);
             if sweep {
-                let _ = limiter.sweep(now);
+                let _ = limiter.sweep(at(now));
                 continue;
             }
             let id = KeyId::from_u64(key << 62);
-            if let LimitDecision::Allowed(r) = limiter.check(id, quota, now) {
-                let n = per_window.entry((key, r.reset_at)).or_default();
+            if let LimitDecision::Allowed(r) = limiter.check(id, quota, at(now)) {
+                let n = per_window.entry((key, r.reset_at.as_secs())).or_default();
                 *n += 1;
                 prop_assert!(*n <= 3 * (1 + corrections), "{} in one window", n);
             }
@@ -156,21 +158,21 @@ proptest! {
         let mut latest = 0;
         for (k, t) in history {
             // Other keys of the same stripe move its clock; `key` itself has no history.
-            let _ = limiter.check(KeyId::from_u64(k + 2), quota, base + t);
+            let _ = limiter.check(KeyId::from_u64(k + 2), quota, at(base + t));
             let t = base + t;
             if t >= latest || latest - t > u64::from(period) {
                 latest = t;
             }
         }
         let now = base + s;
-        let first = limiter.check(key, quota, now);
+        let first = limiter.check(key, quota, at(now));
         if now + u64::from(period) < latest {
             // A correction: the key's window at `now` starts with this request.
             prop_assert!(first.is_allowed());
-            prop_assert_eq!(first.rate_limit().reset_at, quota.window_end(now));
+            prop_assert_eq!(first.rate_limit().reset_at, quota.window_end(at(now)));
         }
         let later = now + 2 * u64::from(period);
-        prop_assert!(limiter.check(key, quota, later).is_allowed());
+        prop_assert!(limiter.check(key, quota, at(later)).is_allowed());
     }
 }
 
@@ -183,8 +185,10 @@ mod decision {
 
     use proptest::prelude::*;
     use sitequest_auth::{
-        Authorizer, Decision, ErrorCode, KeyStore, NewKey, Preset, Quota, Scopes,
+        AuthRequest, Authorizer, Decision, ErrorCode, KeyStore, NewKey, Preset, Quota, Scopes,
     };
+
+    use super::at;
 
     const T0: u64 = 1_800_000_000;
 
@@ -195,12 +199,12 @@ mod decision {
         ) {
             let store = Arc::new(KeyStore::new());
             let keys = [
-                store.issue(&NewKey::new("full", Preset::Full), T0).unwrap(),
-                store.issue(&NewKey::new("ro", Preset::ReadOnly), T0).unwrap(),
-                store.issue(&NewKey::new("revoked", Preset::Full), T0).unwrap(),
-                store.issue(&NewKey::new("ci", Preset::Full).expires_at(T0 + 60), T0).unwrap(),
+                store.issue(&NewKey::new("full", Preset::Full), at(T0)).unwrap(),
+                store.issue(&NewKey::new("ro", Preset::ReadOnly), at(T0)).unwrap(),
+                store.issue(&NewKey::new("revoked", Preset::Full), at(T0)).unwrap(),
+                store.issue(&NewKey::new("ci", Preset::Full).expires_at(at(T0 + 60)), at(T0)).unwrap(),
             ];
-            store.revoke(keys[2].record.id(), T0).unwrap();
+            store.revoke(keys[2].record.id(), at(T0)).unwrap();
             let unknown = format!("Bearer sq_live_{}", "ab".repeat(32));
             let headers: Vec<String> = keys
                 .iter()
@@ -213,7 +217,7 @@ mod decision {
             for (k, bits, dt) in requests {
                 now = now.saturating_add_signed(dt);
                 let required = Scopes::from_bits_truncate(bits);
-                let d = auth.authorize(Some(headers[k].as_bytes()), required, now);
+                let d = auth.authorize(&AuthRequest::new(Some(headers[k].as_bytes()), required, at(now)));
                 let rate = match &d {
                     Decision::Granted(g) => {
                         prop_assert!(k == 0 || k == 1 || (k == 3 && now < T0 + 60));
@@ -236,7 +240,7 @@ mod decision {
                     },
                 };
                 if let Some(r) = rate {
-                    let n = counted.entry((k, r.reset_at)).or_default();
+                    let n = counted.entry((k, r.reset_at.as_secs())).or_default();
                     *n += 1;
                     prop_assert!(*n <= 4);
                     prop_assert_eq!(r.remaining, 4 - *n);
@@ -244,4 +248,8 @@ mod decision {
             }
         }
     }
+}
+
+fn at(secs: u64) -> UnixTime {
+    UnixTime::from_secs(secs)
 }

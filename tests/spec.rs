@@ -1,14 +1,16 @@
 //! One test per line of the product spec (shared/spec/sitequest-authorization.txt).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sitequest_auth::{
-    ApiKey, Authorizer, BearerError, Decision, Denial, DenialReason, ErrorCode, InvalidRealm,
-    KeyParseError, KeyStore, NewKey, Preset, Quota, RateLimit, Realm, Scopes,
+    ApiKey, AuthRequest, Authorizer, BearerError, Decision, Denial, DenialReason, ErrorCode,
+    InvalidRealm, KeyParseError, KeyStore, NewKey, Preset, Quota, RateLimit, Realm, Scopes,
+    UnixTime,
 };
 
 /// The start of a minute (1_800_000_000 is a multiple of 60).
-const T0: u64 = 1_800_000_000;
+const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
 
 fn setup(preset: Preset) -> (Authorizer, String) {
     let store = Arc::new(KeyStore::new());
@@ -17,9 +19,9 @@ fn setup(preset: Preset) -> (Authorizer, String) {
     (Authorizer::new(store), header)
 }
 
-fn unauthorized(auth: &Authorizer, header: Option<&[u8]>, now: u64) -> DenialReason {
+fn unauthorized(auth: &Authorizer, header: Option<&[u8]>, now: UnixTime) -> DenialReason {
     let d = auth
-        .authorize(header, Scopes::VPS_READ, now)
+        .authorize(&AuthRequest::new(header, Scopes::VPS_READ, now))
         .into_result()
         .unwrap_err();
     assert_eq!(d.status(), 401);
@@ -56,23 +58,31 @@ fn keys_are_sq_live_and_64_hex_characters() {
 fn bearer_header_grants_with_rate_limit_headers() {
     let (auth, header) = setup(Preset::Full);
     let grant = auth
-        .authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0 + 5)
+        .authorize(&AuthRequest::new(
+            Some(header.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(5),
+        ))
         .into_result()
         .unwrap();
     assert_eq!(grant.scopes, Scopes::FULL);
     // The grant names the key with the store's own copy of the name: no lookup, no allocation.
     let again = auth
-        .authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0 + 5)
+        .authorize(&AuthRequest::new(
+            Some(header.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(5),
+        ))
         .into_result()
         .unwrap();
     assert_eq!(&*grant.name, &*auth.store().get(grant.key_id).unwrap().name);
     assert!(Arc::ptr_eq(&grant.name, &again.name));
     assert_eq!(
-        grant.headers(T0 + 5),
+        grant.headers(T0.plus_secs(5)),
         vec![
             ("X-RateLimit-Limit", "60".to_string()),
             ("X-RateLimit-Remaining", "59".to_string()),
-            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("X-RateLimit-Reset", (T0.plus_secs(60)).to_string()),
             ("RateLimit-Policy", r#""default";q=60;w=60"#.to_string()),
             ("RateLimit", r#""default";r=59;t=55"#.to_string()),
         ]
@@ -87,9 +97,12 @@ fn each_401_cause_has_the_same_public_answer() {
         .issue(&NewKey::new("revoked", Preset::Full), T0)
         .unwrap();
     let expiring = store
-        .issue(&NewKey::new("ci", Preset::Full).expires_at(T0 + 30), T0)
+        .issue(
+            &NewKey::new("ci", Preset::Full).expires_at(T0.plus_secs(30)),
+            T0,
+        )
         .unwrap();
-    store.revoke(revoked.record.id(), T0 + 1).unwrap();
+    store.revoke(revoked.record.id(), T0.plus_secs(1)).unwrap();
     let auth = Authorizer::new(store);
     let bearer = |k: &ApiKey| format!("Bearer {}", &*k.expose_secret());
 
@@ -110,28 +123,36 @@ fn each_401_cause_has_the_same_public_answer() {
         DenialReason::UnknownKey
     );
     assert_eq!(
-        unauthorized(&auth, Some(bearer(&revoked.key).as_bytes()), T0 + 2),
+        unauthorized(
+            &auth,
+            Some(bearer(&revoked.key).as_bytes()),
+            T0.plus_secs(2)
+        ),
         DenialReason::Revoked(revoked.record.id())
     );
     // Valid before the expiry time, refused from it on.
     assert!(auth
-        .authorize(
+        .authorize(&AuthRequest::new(
             Some(bearer(&expiring.key).as_bytes()),
             Scopes::VPS_READ,
-            T0 + 29
-        )
+            T0.plus_secs(29)
+        ))
         .is_granted());
     assert_eq!(
-        unauthorized(&auth, Some(bearer(&expiring.key).as_bytes()), T0 + 30),
+        unauthorized(
+            &auth,
+            Some(bearer(&expiring.key).as_bytes()),
+            T0.plus_secs(30)
+        ),
         DenialReason::Expired(expiring.record.id())
     );
     // None of the refused keys used up quota; the live key still works.
     assert!(auth
-        .authorize(
+        .authorize(&AuthRequest::new(
             Some(bearer(&live.key).as_bytes()),
             Scopes::VPS_READ,
-            T0 + 31
-        )
+            T0.plus_secs(31)
+        ))
         .is_granted());
 }
 
@@ -139,15 +160,22 @@ fn each_401_cause_has_the_same_public_answer() {
 fn read_only_preset_is_vps_read_and_domains_read() {
     let (auth, header) = setup(Preset::ReadOnly);
     let h = Some(header.as_bytes());
-    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
-    assert!(auth.authorize(h, Scopes::DOMAINS_READ, T0).is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0))
+        .is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::DOMAINS_READ, T0))
+        .is_granted());
     for scope in [
         Scopes::VPS_WRITE,
         Scopes::VPS_MANAGE,
         Scopes::DOMAINS_WRITE,
         Scopes::DOMAINS_MANAGE,
     ] {
-        let d = auth.authorize(h, scope, T0).into_result().unwrap_err();
+        let d = auth
+            .authorize(&AuthRequest::new(h, scope, T0))
+            .into_result()
+            .unwrap_err();
         assert_eq!(d.status(), 403);
         assert_eq!(
             d.body(),
@@ -161,11 +189,11 @@ fn full_preset_holds_every_scope() {
     let (auth, header) = setup(Preset::Full);
     for scope in Scopes::FULL.iter() {
         assert!(auth
-            .authorize(Some(header.as_bytes()), scope, T0)
+            .authorize(&AuthRequest::new(Some(header.as_bytes()), scope, T0))
             .is_granted());
     }
     assert!(auth
-        .authorize(Some(header.as_bytes()), Scopes::FULL, T0)
+        .authorize(&AuthRequest::new(Some(header.as_bytes()), Scopes::FULL, T0))
         .is_granted());
 }
 
@@ -174,10 +202,18 @@ fn custom_preset_holds_exactly_its_scopes() {
     let custom = Preset::custom(Scopes::VPS_WRITE | Scopes::DOMAINS_MANAGE).unwrap();
     let (auth, header) = setup(custom);
     let h = Some(header.as_bytes());
-    assert!(auth.authorize(h, Scopes::VPS_WRITE, T0).is_granted());
-    assert!(auth.authorize(h, Scopes::DOMAINS_MANAGE, T0).is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_WRITE, T0))
+        .is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::DOMAINS_MANAGE, T0))
+        .is_granted());
     let d = auth
-        .authorize(h, Scopes::VPS_WRITE | Scopes::VPS_READ, T0)
+        .authorize(&AuthRequest::new(
+            h,
+            Scopes::VPS_WRITE | Scopes::VPS_READ,
+            T0,
+        ))
         .into_result()
         .unwrap_err();
     assert_eq!(
@@ -196,13 +232,13 @@ fn sixty_requests_per_minute_then_429_with_headers() {
     let h = Some(header.as_bytes());
     for i in 0..60u32 {
         let g = auth
-            .authorize(h, Scopes::VPS_READ, T0 + 10)
+            .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(10)))
             .into_result()
             .unwrap();
         assert_eq!(g.rate_limit.remaining, 59 - i);
     }
     let d = auth
-        .authorize(h, Scopes::VPS_READ, T0 + 15)
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(15)))
         .into_result()
         .unwrap_err();
     assert_eq!(d.status(), 429);
@@ -212,11 +248,11 @@ fn sixty_requests_per_minute_then_429_with_headers() {
     );
     assert_eq!(d.retry_after(), Some(45));
     assert_eq!(
-        d.headers(auth.realm(), T0 + 15),
+        d.headers(auth.realm(), T0.plus_secs(15)),
         vec![
             ("X-RateLimit-Limit", "60".to_string()),
             ("X-RateLimit-Remaining", "0".to_string()),
-            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("X-RateLimit-Reset", (T0.plus_secs(60)).to_string()),
             ("RateLimit-Policy", r#""default";q=60;w=60"#.to_string()),
             ("RateLimit", r#""default";r=0;t=45"#.to_string()),
             ("Retry-After", "45".to_string()),
@@ -224,7 +260,7 @@ fn sixty_requests_per_minute_then_429_with_headers() {
     );
     // The window resets at X-RateLimit-Reset.
     let g = auth
-        .authorize(h, Scopes::VPS_READ, T0 + 60)
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(60)))
         .into_result()
         .unwrap();
     assert_eq!(
@@ -232,7 +268,7 @@ fn sixty_requests_per_minute_then_429_with_headers() {
         RateLimit {
             limit: 60,
             remaining: 59,
-            reset_at: T0 + 120,
+            reset_at: T0.plus_secs(120),
             period_secs: 60,
         }
     );
@@ -248,7 +284,7 @@ fn scope_refusals_count_and_429s_do_not() {
     let auth = Authorizer::new(store).with_quota(Quota::new(3, 60).unwrap());
     let h = Some(header.as_bytes());
     let d = auth
-        .authorize(h, Scopes::VPS_WRITE, T0)
+        .authorize(&AuthRequest::new(h, Scopes::VPS_WRITE, T0))
         .into_result()
         .unwrap_err();
     assert_eq!(d.status(), 403);
@@ -258,7 +294,7 @@ fn scope_refusals_count_and_429s_do_not() {
         vec![
             ("X-RateLimit-Limit", "3".to_string()),
             ("X-RateLimit-Remaining", "2".to_string()),
-            ("X-RateLimit-Reset", (T0 + 60).to_string()),
+            ("X-RateLimit-Reset", (T0.plus_secs(60)).to_string()),
             ("RateLimit-Policy", r#""default";q=3;w=60"#.to_string()),
             ("RateLimit", r#""default";r=2;t=60"#.to_string()),
             (
@@ -268,10 +304,18 @@ fn scope_refusals_count_and_429s_do_not() {
             ),
         ]
     );
-    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
-    assert!(auth.authorize(h, Scopes::VPS_READ, T0).is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0))
+        .is_granted());
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0))
+        .is_granted());
     for _ in 0..5 {
-        assert_eq!(auth.authorize(h, Scopes::VPS_READ, T0).status(), 429);
+        assert_eq!(
+            auth.authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0))
+                .status(),
+            429
+        );
     }
     let snapshot = auth.limiter().peek(issued.record.id(), auth.quota(), T0);
     assert_eq!(snapshot.remaining, 0);
@@ -291,14 +335,22 @@ fn per_key_override_replaces_the_default() {
     let auth = Authorizer::new(store);
     let h = Some(header.as_bytes());
     let g = auth
-        .authorize(h, Scopes::VPS_READ, T0 + 3)
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(3)))
         .into_result()
         .unwrap();
     assert_eq!(g.rate_limit.limit, 2);
-    assert_eq!(g.rate_limit.reset_at, T0 + 10);
-    assert!(auth.authorize(h, Scopes::VPS_READ, T0 + 3).is_granted());
-    assert_eq!(auth.authorize(h, Scopes::VPS_READ, T0 + 3).status(), 429);
-    assert!(auth.authorize(h, Scopes::VPS_READ, T0 + 10).is_granted());
+    assert_eq!(g.rate_limit.reset_at, T0.plus_secs(10));
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(3)))
+        .is_granted());
+    assert_eq!(
+        auth.authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(3)))
+            .status(),
+        429
+    );
+    assert!(auth
+        .authorize(&AuthRequest::new(h, Scopes::VPS_READ, T0.plus_secs(10)))
+        .is_granted());
 }
 
 #[test]
@@ -307,23 +359,41 @@ fn revocation_and_rotation_take_effect_at_once() {
     let issued = store.issue(&NewKey::new("a", Preset::Full), T0).unwrap();
     let auth = Authorizer::new(store.clone());
     let old = format!("Bearer {}", &*issued.key.expose_secret());
-    let rot = store.rotate(issued.record.id(), 30, T0 + 1).unwrap();
+    let rot = store
+        .rotate(issued.record.id(), Duration::from_secs(30), T0.plus_secs(1))
+        .unwrap();
     let new = format!("Bearer {}", &*rot.new.key.expose_secret());
     assert!(auth
-        .authorize(Some(old.as_bytes()), Scopes::VPS_READ, T0 + 30)
+        .authorize(&AuthRequest::new(
+            Some(old.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(30)
+        ))
         .is_granted());
     assert_eq!(
-        auth.authorize(Some(old.as_bytes()), Scopes::VPS_READ, T0 + 31)
-            .status(),
+        auth.authorize(&AuthRequest::new(
+            Some(old.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(31)
+        ))
+        .status(),
         401
     );
     assert!(auth
-        .authorize(Some(new.as_bytes()), Scopes::VPS_READ, T0 + 31)
+        .authorize(&AuthRequest::new(
+            Some(new.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(31)
+        ))
         .is_granted());
-    store.revoke(rot.new.record.id(), T0 + 32).unwrap();
+    store.revoke(rot.new.record.id(), T0.plus_secs(32)).unwrap();
     assert_eq!(
-        auth.authorize(Some(new.as_bytes()), Scopes::VPS_READ, T0 + 32)
-            .status(),
+        auth.authorize(&AuthRequest::new(
+            Some(new.as_bytes()),
+            Scopes::VPS_READ,
+            T0.plus_secs(32)
+        ))
+        .status(),
         401
     );
 }
@@ -331,15 +401,19 @@ fn revocation_and_rotation_take_effect_at_once() {
 #[test]
 fn decision_headers_follow_the_outcome() {
     let (auth, header) = setup(Preset::ReadOnly);
-    let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0);
+    let d = auth.authorize(&AuthRequest::new(
+        Some(header.as_bytes()),
+        Scopes::VPS_READ,
+        T0,
+    ));
     assert!(matches!(d, Decision::Granted(_)));
     assert_eq!(d.status(), 200);
     assert_eq!(d.headers(auth.realm(), T0).len(), 5);
-    let d = auth.authorize(None, Scopes::VPS_READ, T0);
+    let d = auth.authorize(&AuthRequest::new(None, Scopes::VPS_READ, T0));
     assert_eq!(d.status(), 401);
     // Another realm, where the host names one.
     let auth = auth.with_realm(Realm::new("example api").unwrap());
-    let d = auth.authorize(None, Scopes::VPS_READ, T0);
+    let d = auth.authorize(&AuthRequest::new(None, Scopes::VPS_READ, T0));
     assert_eq!(
         d.headers(auth.realm(), T0),
         vec![(
@@ -356,11 +430,18 @@ fn decision_headers_follow_the_outcome() {
 #[test]
 fn http_header_map() {
     let (auth, header) = setup(Preset::ReadOnly);
-    let d = auth.authorize(Some(header.as_bytes()), Scopes::VPS_MANAGE, T0);
+    let d = auth.authorize(&AuthRequest::new(
+        Some(header.as_bytes()),
+        Scopes::VPS_MANAGE,
+        T0,
+    ));
     let map = d.header_map(auth.realm(), T0);
     assert_eq!(map["x-ratelimit-limit"], "60");
     assert_eq!(map["x-ratelimit-remaining"], "59");
-    assert_eq!(map["x-ratelimit-reset"], (T0 + 60).to_string().as_str());
+    assert_eq!(
+        map["x-ratelimit-reset"],
+        (T0.plus_secs(60)).to_string().as_str()
+    );
     assert_eq!(
         map["www-authenticate"],
         r#"Bearer realm="sitequest", error="insufficient_scope", scope="vps:manage""#
@@ -400,12 +481,20 @@ fn authenticate_then_decide_with_an_outside_limiter() {
         .unwrap();
     let header = format!("Bearer {}", &*issued.key.expose_secret());
     let auth = Authorizer::new(store);
-    let key = auth.authenticate(Some(header.as_bytes()), T0).unwrap();
+    let key = auth
+        .authenticate(&AuthRequest::new(
+            Some(header.as_bytes()),
+            Scopes::empty(),
+            T0,
+        ))
+        .unwrap();
     assert_eq!(key.key_id, issued.record.id());
     assert_eq!(key.quota, q);
     assert_eq!(key.scopes, Scopes::READ_ONLY);
     assert_eq!(
-        auth.authenticate(None, T0).unwrap_err().reason(),
+        auth.authenticate(&AuthRequest::new(None, Scopes::empty(), T0))
+            .unwrap_err()
+            .reason(),
         DenialReason::MissingHeader
     );
 
@@ -425,9 +514,9 @@ fn authenticate_then_decide_with_an_outside_limiter() {
         T0,
     );
     assert_eq!(d.status(), 403);
-    let limited = outside.check(key.key_id, key.quota, T0 + 3);
+    let limited = outside.check(key.key_id, key.quota, T0.plus_secs(3));
     assert!(matches!(limited, LimitDecision::Limited(_)));
-    let d = auth.decide(&key, limited, Scopes::VPS_READ, T0 + 3);
+    let d = auth.decide(&key, limited, Scopes::VPS_READ, T0.plus_secs(3));
     let denial = d.into_result().unwrap_err();
     assert_eq!(denial.status(), 429);
     assert_eq!(denial.retry_after(), Some(7));

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use sitequest_auth::{Authorizer, KeyId, KeyStore, NewKey, Preset, Quota, RateLimiter, Scopes};
+use sitequest_auth::{
+    AuthRequest, Authorizer, KeyId, KeyStore, NewKey, Preset, Quota, RateLimiter, Scopes, UnixTime,
+};
 
 /// The start of a minute (1_800_000_000 is a multiple of 60).
 const T0: u64 = 1_800_000_000;
@@ -24,7 +26,7 @@ fn threads_hammering_one_key_get_exactly_the_limit() {
                 for i in 0..2_000u64 {
                     // All inside one window, with some threads' clocks a little behind.
                     let now = T0 + (i + t as u64) % 50;
-                    if limiter.check(key, Quota::SPEC, now).is_allowed() {
+                    if limiter.check(key, Quota::SPEC, at(now)).is_allowed() {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -61,16 +63,16 @@ fn threads_over_many_keys_and_windows_never_exceed_the_limit() {
                             let id = KeyId::from_u64(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
                             let now = T0 + w * 60 + round;
                             if let sitequest_auth::LimitDecision::Allowed(r) =
-                                limiter.check(id, quota, now)
+                                limiter.check(id, quota, at(now))
                             {
-                                let window = (r.reset_at - T0) / 60 - 1;
+                                let window = (r.reset_at.as_secs() - T0) / 60 - 1;
                                 counts[(window * KEYS + k) as usize]
                                     .fetch_add(1, Ordering::Relaxed);
                             }
                         }
                     }
                     if t == 0 {
-                        let _ = limiter.sweep(T0 + w * 60);
+                        let _ = limiter.sweep(at(T0 + w * 60));
                     }
                 }
             })
@@ -91,7 +93,9 @@ fn threads_over_many_keys_and_windows_never_exceed_the_limit() {
 #[test]
 fn authorizer_under_concurrent_issue_and_revoke() {
     let store = Arc::new(KeyStore::new());
-    let keep = store.issue(&NewKey::new("keep", Preset::Full), T0).unwrap();
+    let keep = store
+        .issue(&NewKey::new("keep", Preset::Full), at(T0))
+        .unwrap();
     let header = format!("Bearer {}", &*keep.key.expose_secret());
     let auth = Arc::new(Authorizer::new(store.clone()).with_quota(Quota::new(1000, 60).unwrap()));
     let granted = Arc::new(AtomicU32::new(0));
@@ -108,7 +112,11 @@ fn authorizer_under_concurrent_issue_and_revoke() {
             barrier.wait();
             for _ in 0..500 {
                 if auth
-                    .authorize(Some(header.as_bytes()), Scopes::VPS_READ, T0 + 1)
+                    .authorize(&AuthRequest::new(
+                        Some(header.as_bytes()),
+                        Scopes::VPS_READ,
+                        at(T0 + 1),
+                    ))
                     .is_granted()
                 {
                     granted.fetch_add(1, Ordering::Relaxed);
@@ -122,9 +130,9 @@ fn authorizer_under_concurrent_issue_and_revoke() {
             barrier.wait();
             for i in 0..300 {
                 let k = store
-                    .issue(&NewKey::new(format!("churn {i}"), Preset::ReadOnly), T0)
+                    .issue(&NewKey::new(format!("churn {i}"), Preset::ReadOnly), at(T0))
                     .unwrap();
-                store.revoke(k.record.id(), T0).unwrap();
+                store.revoke(k.record.id(), at(T0)).unwrap();
                 if i % 2 == 0 {
                     store.remove(k.record.id());
                 }
@@ -137,4 +145,8 @@ fn authorizer_under_concurrent_issue_and_revoke() {
     writer.join().unwrap();
     assert_eq!(granted.load(Ordering::Relaxed), 1000);
     assert_eq!(store.len(), 1 + 150);
+}
+
+fn at(secs: u64) -> UnixTime {
+    UnixTime::from_secs(secs)
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use sitequest_auth::{
-    ApiKey, Authorizer, Decision, ErrorCode, KeyRecord, KeyStore, Last4, Quota, RateLimiter, Scopes,
+    ApiKey, AuthRequest, Authorizer, Decision, ErrorCode, KeyRecord, KeyStore, Last4, Quota,
+    RateLimiter, Scopes, UnixTime,
 };
 
 const T0: u64 = 1_800_000_000;
@@ -63,17 +64,17 @@ fn store() -> Arc<KeyStore> {
     for (i, (scopes, expires_at, revoked_at)) in settings.into_iter().enumerate() {
         let key = ApiKey::parse(&key_text(i)).unwrap();
         store
-            .insert(KeyRecord {
-                digest: key.digest(),
-                name: format!("key {i}"),
-                scopes,
-                created_at: T0 - 1000,
-                expires_at,
-                revoked_at,
-                rate_limit: None,
-                last_used_at: None,
-                last4: Last4::new(&key_text(i)[68..]).unwrap(),
-            })
+            .insert(
+                KeyRecord::new(
+                    key.digest(),
+                    format!("key {i}"),
+                    scopes,
+                    UnixTime::from_secs(T0 - 1000),
+                    Last4::new(&key_text(i)[68..]).unwrap(),
+                )
+                .with_expires_at(expires_at.map(UnixTime::from_secs))
+                .with_revoked_at(revoked_at.map(UnixTime::from_secs)),
+            )
             .unwrap();
     }
     store
@@ -118,7 +119,8 @@ fuzz_target!(|requests: Vec<Request>| {
             }
         };
         let required = Scopes::from_bits_truncate(req.required);
-        let decision = auth.authorize(header.as_deref(), required, now);
+        let at = UnixTime::from_secs(now);
+        let decision = auth.authorize(&AuthRequest::new(header.as_deref(), required, at));
         match &decision {
             Decision::Granted(g) => {
                 let k = ids
@@ -129,11 +131,13 @@ fuzz_target!(|requests: Vec<Request>| {
                 assert!(k != 3 || now < T0 + 100, "granted an expired key");
                 assert!(g.scopes.contains(required));
                 // Grants and scope refusals both count against the window.
-                let n = counted.entry((k, g.rate_limit.reset_at)).or_default();
+                let n = counted
+                    .entry((k, g.rate_limit.reset_at.as_secs()))
+                    .or_default();
                 *n += 1;
                 assert!(*n <= LIMIT, "more than the limit in one window");
                 assert_eq!(g.rate_limit.remaining, LIMIT - *n);
-                assert_eq!(decision.headers(auth.realm(), now).len(), 5);
+                assert_eq!(decision.headers(auth.realm(), at).len(), 5);
             }
             Decision::Denied(d) => {
                 match d.code() {
@@ -146,7 +150,7 @@ fuzz_target!(|requests: Vec<Request>| {
                             r#"Bearer realm="sitequest", error="invalid_token""#
                         };
                         assert_eq!(
-                            d.headers(auth.realm(), now),
+                            d.headers(auth.realm(), at),
                             vec![("WWW-Authenticate", challenge.to_string())]
                         );
                     }
@@ -157,7 +161,7 @@ fuzz_target!(|requests: Vec<Request>| {
                         let k = ids.iter().position(|i| *i == id).unwrap();
                         assert!(k != 2 && (k != 3 || now < T0 + 100));
                         let r = d.rate_limit().unwrap();
-                        let n = counted.entry((k, r.reset_at)).or_default();
+                        let n = counted.entry((k, r.reset_at.as_secs())).or_default();
                         *n += 1;
                         assert!(*n <= LIMIT, "more than the limit in one window");
                         assert_eq!(r.remaining, LIMIT - *n);
@@ -167,7 +171,7 @@ fuzz_target!(|requests: Vec<Request>| {
                         let r = d.rate_limit().unwrap();
                         assert_eq!(r.remaining, 0);
                         assert!(d.retry_after().unwrap() >= 1);
-                        assert!(now + d.retry_after().unwrap() >= r.reset_at);
+                        assert!(now + d.retry_after().unwrap() >= r.reset_at.as_secs());
                     }
                     _ => unreachable!(),
                 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter};
+use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter, UnixTime};
 
 #[derive(Arbitrary, Debug)]
 enum Event {
@@ -84,7 +84,7 @@ fuzz_target!(|input: Input| {
         now = now.saturating_add_signed(dt);
         match event {
             Event::Sweep { .. } => {
-                let _ = limiter.sweep(now);
+                let _ = limiter.sweep(UnixTime::from_secs(now));
                 model.latest = model.latest.max(now);
                 model.sweep(now);
             }
@@ -93,13 +93,15 @@ fuzz_target!(|input: Input| {
                 let quota = quotas[usize::from(key) % 3];
                 // Spread the ids over all stripes.
                 let id = KeyId::from_u64(u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                let got = limiter.check(id, quota, now);
+                let got = limiter.check(id, quota, UnixTime::from_secs(now));
 
                 let period = u64::from(quota.period_secs());
                 if now >= model.latest || model.latest - now > period {
                     model.latest = now;
                 }
-                let end = quota.window_end(model.latest);
+                let end = quota
+                    .window_end(UnixTime::from_secs(model.latest))
+                    .as_secs();
                 if model.latest >= model.sweep_due {
                     model.sweep(model.latest);
                 }
@@ -119,7 +121,7 @@ fuzz_target!(|input: Input| {
                     LimitDecision::Allowed(_) | LimitDecision::Limited(_)
                 ));
                 assert_eq!(r.remaining, quota.limit() - slot.1);
-                assert_eq!(r.reset_at, slot.0);
+                assert_eq!(r.reset_at.as_secs(), slot.0);
                 assert_eq!(r.limit, quota.limit());
             }
         }

@@ -23,7 +23,7 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes};
+use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes, UnixTime};
 
 use crate::db::{ChangeError, DbError};
 use crate::{AppState, MAX_BODY};
@@ -146,7 +146,7 @@ impl CreateRequest {
         };
         let mut new = NewKey::new(self.name.clone(), scopes);
         if let Some(t) = self.expires_at {
-            new = new.expires_at(t);
+            new = new.expires_at(UnixTime::from_secs(t));
         }
         Ok(new)
     }
@@ -236,7 +236,11 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     };
     // The key is checked inside the data file's transaction, so a revocation committed first
     // (through this server or the `keys` subcommands) is a 409, never a live replacement.
-    match state.db.rotate(id, req.grace_seconds, state.now()).await {
+    match state
+        .db
+        .rotate(id, Duration::from_secs(req.grace_seconds), state.now())
+        .await
+    {
         Ok(rotated) => {
             tracing::info!(old = %id, new = %rotated.new.record.id(), grace = req.grace_seconds, "key rotated");
             created(&rotated.new)
@@ -247,7 +251,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
 
 /// Writes the keys' last-use times to the data file.
 pub async fn flush_last_used(state: &AppState) -> anyhow::Result<()> {
-    let used: Vec<(KeyId, u64)> = state
+    let used: Vec<(KeyId, UnixTime)> = state
         .store()
         .export()
         .into_iter()

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row, Statement, TransactionBehavior};
-use sitequest_auth::{KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes};
+use sitequest_auth::{KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes, UnixTime};
 
 pub use worker::{
     ChangeError, DbError, DbHandle, Rotated, WorkerOptions, DATA_VERSION_POLL, QUEUE_CAPACITY,
@@ -58,12 +58,12 @@ const INSERT: &str = "INSERT INTO keys (id, digest, name, scopes, created_at, ex
                                         revoked_at, rate_limit, last_used_at, last4)
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
-fn to_sql(t: u64) -> i64 {
-    i64::try_from(t).unwrap_or(i64::MAX)
+fn to_sql(t: UnixTime) -> i64 {
+    i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
 }
 
-fn from_sql(t: i64) -> u64 {
-    u64::try_from(t).unwrap_or(0)
+fn from_sql(t: i64) -> UnixTime {
+    UnixTime::from_secs(u64::try_from(t).unwrap_or(0))
 }
 
 impl Db {
@@ -99,7 +99,7 @@ impl Db {
     }
 
     /// The tombstones of keys removed on other instances: (id, removal time).
-    pub fn removed(&self) -> Result<Vec<(KeyId, u64)>> {
+    pub fn removed(&self) -> Result<Vec<(KeyId, UnixTime)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, removed_at FROM removed_keys ORDER BY id")?;
@@ -136,7 +136,7 @@ impl Db {
     }
 
     /// Marks a key revoked (keeping an earlier revocation time). Returns whether the key exists.
-    pub fn revoke(&self, id: KeyId, now: u64) -> Result<bool> {
+    pub fn revoke(&self, id: KeyId, now: UnixTime) -> Result<bool> {
         let n = self.conn.execute(
             "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
             params![to_sql(now), id.to_string()],
@@ -150,7 +150,7 @@ impl Db {
     }
 
     /// Records last-use times, in one transaction.
-    pub fn touch(&mut self, used: &[(KeyId, u64)]) -> Result<()> {
+    pub fn touch(&mut self, used: &[(KeyId, UnixTime)]) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -206,20 +206,22 @@ fn record(row: &Row<'_>) -> Result<KeyRecord> {
     let scopes: String = row.get(2)?;
     let rate: Option<String> = row.get(6)?;
     let last4: String = row.get(8)?;
-    Ok(KeyRecord {
-        digest: KeyDigest::from_hex(&digest).context("corrupt digest in data file")?,
-        name: row.get(1)?,
-        scopes: Scopes::parse_list(&scopes).context("corrupt scopes in data file")?,
-        created_at: from_sql(row.get(3)?),
-        expires_at: row.get::<_, Option<i64>>(4)?.map(from_sql),
-        revoked_at: row.get::<_, Option<i64>>(5)?.map(from_sql),
-        rate_limit: rate
-            .map(|r| Quota::parse(&r))
+    let record = KeyRecord::new(
+        KeyDigest::from_hex(&digest).context("corrupt digest in data file")?,
+        row.get::<_, String>(1)?,
+        Scopes::parse_list(&scopes).context("corrupt scopes in data file")?,
+        from_sql(row.get(3)?),
+        Last4::new(&last4).context("corrupt last4 in data file")?,
+    )
+    .with_expires_at(row.get::<_, Option<i64>>(4)?.map(from_sql))
+    .with_revoked_at(row.get::<_, Option<i64>>(5)?.map(from_sql))
+    .with_rate_limit(
+        rate.map(|r| Quota::parse(&r))
             .transpose()
             .context("corrupt rate limit in data file")?,
-        last_used_at: row.get::<_, Option<i64>>(7)?.map(from_sql),
-        last4: Last4::new(&last4).context("corrupt last4 in data file")?,
-    })
+    )
+    .with_last_used_at(row.get::<_, Option<i64>>(7)?.map(from_sql));
+    Ok(record)
 }
 
 fn load(conn: &Connection) -> Result<Vec<KeyRecord>> {
@@ -298,7 +300,7 @@ fn upsert(conn: &Connection, records: &[&KeyRecord]) -> Result<()> {
     Ok(())
 }
 
-fn touch(conn: &Connection, used: &[(KeyId, u64)]) -> Result<()> {
+fn touch(conn: &Connection, used: &[(KeyId, UnixTime)]) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?1) WHERE id = ?2",
     )?;
@@ -309,7 +311,7 @@ fn touch(conn: &Connection, used: &[(KeyId, u64)]) -> Result<()> {
 }
 
 /// Deletes the records of keys removed on another instance, keeping their tombstones.
-fn remove(conn: &Connection, removed: &[(KeyId, u64)]) -> Result<()> {
+fn remove(conn: &Connection, removed: &[(KeyId, UnixTime)]) -> Result<()> {
     let mut delete = conn.prepare_cached("DELETE FROM keys WHERE id = ?1")?;
     let mut keep = conn.prepare_cached(
         "INSERT INTO removed_keys (id, removed_at) VALUES (?1, ?2)

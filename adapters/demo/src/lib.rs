@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use sitequest_auth::{Authorizer, KeyRecord, KeyStore, Quota};
+use sitequest_auth::{Authorizer, KeyRecord, KeyStore, Quota, UnixTime};
 use sitequest_auth_redis::{
     FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
 };
@@ -128,9 +128,9 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// The current Unix time.
+    /// The current time.
     #[must_use]
-    pub fn now(&self) -> u64 {
+    pub fn now(&self) -> UnixTime {
         self.clock.now()
     }
 

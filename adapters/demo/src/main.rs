@@ -291,7 +291,7 @@ fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
             };
             let mut new = NewKey::new(name, scopes);
             if let Some(t) = expires_at {
-                new = new.expires_at(t);
+                new = new.expires_at(sitequest_auth::UnixTime::from_secs(t));
             }
             let existing = KeyStore::new();
             db.load_into(&existing)?;

@@ -578,7 +578,7 @@ async fn an_endless_grace_is_capped_and_the_data_file_still_loads() {
         .find(|k| k["id"] == id.as_str())
         .unwrap()
         .clone();
-    assert_eq!(entry["expires_at"], sitequest_auth::MAX_TIME);
+    assert_eq!(entry["expires_at"], sitequest_auth::MAX_TIME.as_secs());
     assert_eq!(
         s.call(Method::GET, "/v1/servers", Some(&old), None)
             .await

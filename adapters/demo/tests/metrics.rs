@@ -454,7 +454,7 @@ async fn redis_checks_and_key_changes_are_counted_exactly() {
     .await
     .unwrap();
     let issued = NewKey::new("elsewhere", Preset::Full)
-        .generate(common::T0)
+        .generate(sitequest_auth::UnixTime::from_secs(common::T0))
         .unwrap();
     other.publish(&issued.record).await.unwrap();
     until_sample(

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures_util::future::join_all;
-use sitequest_auth::{KeyId, Quota, RateLimiter};
+use sitequest_auth::{KeyId, Quota, RateLimiter, UnixTime};
 use sitequest_auth_redis::testing::RedisServer;
 use sitequest_auth_redis::{FailurePolicy, RedisLimiter, RedisLimiterConfig};
 
-const NOW: u64 = 1_800_000_000;
+const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 const HUGE: Quota = match Quota::new(u32::MAX, 60) {
     Some(q) => q,
     None => panic!(),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use sitequest_auth::{
     AsyncLimiter, KeyId, LimitDecision, LimitFuture, LimiterUnavailable, Quota, RateLimit,
-    RateLimiter,
+    RateLimiter, UnixTime,
 };
 
 use crate::link::Link;
@@ -301,16 +301,16 @@ impl RedisLimiter {
         &self,
         key: KeyId,
         quota: Quota,
-        now: u64,
+        now: UnixTime,
     ) -> Result<LimitDecision, LimiterUnavailable> {
         self.check_guard()?;
         let period = u64::from(quota.period_secs());
-        let now = self.effective_time(now, period);
-        let reset_at = quota.window_end(now);
+        let now = self.effective_time(now.as_secs(), period);
+        let reset_at = quota.window_end(UnixTime::from_secs(now)).as_secs();
         let snapshot = |remaining| RateLimit {
             limit: quota.limit(),
             remaining,
-            reset_at,
+            reset_at: UnixTime::from_secs(reset_at),
             period_secs: quota.period_secs(),
         };
         if self.config.local_precheck {
@@ -393,14 +393,14 @@ impl RedisLimiter {
                         "Redis unavailable: using the per-process limit"
                     );
                 }
-                Ok(self.shadow.check(key, quota, now))
+                Ok(self.shadow.check(key, quota, UnixTime::from_secs(now)))
             }
         }
     }
 }
 
 impl AsyncLimiter for RedisLimiter {
-    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static> {
+    fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: UnixTime) -> LimitFuture<'static> {
         Box::pin(async move { RedisLimiter::check(&self, key, quota, now).await })
     }
 }

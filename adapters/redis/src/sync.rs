@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use sitequest_auth::{KeyId, KeyRecord, KeyStore};
+use sitequest_auth::{KeyId, KeyRecord, KeyStore, UnixTime};
 use zeroize::Zeroizing;
 
 use crate::link::{self, Link};
@@ -160,7 +160,7 @@ impl fmt::Debug for SyncSecret {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 enum Entry {
     Record { record: KeyRecord },
-    Removed { id: KeyId, removed_at: u64 },
+    Removed { id: KeyId, removed_at: UnixTime },
 }
 
 impl Entry {
@@ -207,7 +207,7 @@ pub enum KeyChange {
         /// The key.
         id: KeyId,
         /// When it was removed, Unix seconds.
-        removed_at: u64,
+        removed_at: UnixTime,
     },
 }
 
@@ -322,7 +322,7 @@ pub struct KeySync {
     pending: Mutex<HashMap<KeyId, Entry>>,
     /// Keys this instance knows to be removed, with the time: records for them are ignored,
     /// and a resync that finds one in the hash puts the tombstone back.
-    removed: Mutex<HashMap<KeyId, u64>>,
+    removed: Mutex<HashMap<KeyId, UnixTime>>,
     confirmed: Mutex<Option<Instant>>,
     counters: Counters,
 }
@@ -420,7 +420,7 @@ impl KeySync {
     /// # Errors
     ///
     /// As [`KeySync::publish`].
-    pub async fn publish_removal(&self, id: KeyId, now: u64) -> Result<(), SyncError> {
+    pub async fn publish_removal(&self, id: KeyId, now: UnixTime) -> Result<(), SyncError> {
         self.removed.lock().entry(id).or_insert(now);
         self.publish_entry(Entry::Removed {
             id,
@@ -434,7 +434,7 @@ impl KeySync {
     /// example in its database). Records for them are then ignored, and a resync puts their
     /// tombstones back if the hash lost them or holds an older record instead, so a replayed
     /// record cannot bring a removed key back. Call it before [`KeySync::spawn`].
-    pub fn remember_removed(&self, removed: impl IntoIterator<Item = (KeyId, u64)>) {
+    pub fn remember_removed(&self, removed: impl IntoIterator<Item = (KeyId, UnixTime)>) {
         let mut known = self.removed.lock();
         for (id, at) in removed {
             let t = known.entry(id).or_insert(at);
@@ -891,7 +891,7 @@ impl KeySync {
     }
 
     /// Whether a key stopped working (revoked or expired) longer than the retention ago.
-    fn past_retention(&self, record: &KeyRecord, now: u64) -> bool {
+    fn past_retention(&self, record: &KeyRecord, now: UnixTime) -> bool {
         let Some(retention) = self.config.retention else {
             return false;
         };
@@ -900,7 +900,7 @@ impl KeySync {
             (Some(t), None) | (None, Some(t)) => t,
             (None, None) => return false,
         };
-        dead_since.saturating_add(retention.as_secs()) <= now
+        dead_since + retention <= now
     }
 
     /// Queues an entry for publishing (merged with one already waiting for the same key) and
@@ -919,15 +919,13 @@ impl KeySync {
 
 /// The system clock in Unix seconds, for the retention of dead keys only: decisions never read
 /// it.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+fn unix_now() -> UnixTime {
+    UnixTime::from_system_time(std::time::SystemTime::now())
 }
 
 /// Whether `local` revokes or expires the key earlier than `shared` says.
 fn tighter(local: &KeyRecord, shared: &KeyRecord) -> bool {
-    let earlier = |a: Option<u64>, b: Option<u64>| match (a, b) {
+    let earlier = |a: Option<UnixTime>, b: Option<UnixTime>| match (a, b) {
         (Some(a), Some(b)) => a < b,
         (Some(_), None) => true,
         (None, _) => false,

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
-use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter};
+use sitequest_auth::{KeyId, LimitDecision, Quota, RateLimiter, UnixTime};
 use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
 use sitequest_auth_redis::{FailurePolicy, RedisLimiter, RedisLimiterConfig};
 
-const T0: u64 = 1_800_000_000;
+const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
 
 fn config(prefix: &str, policy: FailurePolicy) -> RedisLimiterConfig {
     RedisLimiterConfig {
@@ -36,7 +36,7 @@ async fn same_decisions_as_the_in_memory_limiter() {
         ];
         let mut now = T0;
         for _ in 0..1500 {
-            now += rng.gen_range(0..4);
+            now = now.plus_secs(rng.gen_range(0..4));
             let k: u64 = rng.gen_range(0..6);
             let key = KeyId::from_u64(k.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let quota = quotas[(k % 3) as usize];
@@ -66,7 +66,7 @@ async fn two_instances_many_tasks_one_key_never_exceed_the_limit() {
     let key = KeyId::from_u64(7);
     let quota = Quota::SPEC;
     for window in 0..2u64 {
-        let now = T0 + window * 60 + 5;
+        let now = T0.plus_secs(window * 60 + 5);
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let limiter = if i % 2 == 0 { a.clone() } else { b.clone() };
@@ -98,7 +98,7 @@ async fn outage_fail_closed_then_recovery() {
     redis.stop();
     for _ in 0..3 {
         let start = Instant::now();
-        let r = limiter.check(key, Quota::SPEC, T0 + 1).await;
+        let r = limiter.check(key, Quota::SPEC, T0.plus_secs(1)).await;
         assert!(r.is_err(), "{r:?}");
         assert!(
             start.elapsed() < Duration::from_millis(1500),
@@ -110,7 +110,7 @@ async fn outage_fail_closed_then_recovery() {
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(d) = limiter.check(key, Quota::SPEC, T0 + 2).await {
+        if let Ok(d) = limiter.check(key, Quota::SPEC, T0.plus_secs(2)).await {
             // A fresh server: the window starts over.
             assert!(d.is_allowed());
             break;
@@ -143,7 +143,7 @@ async fn outage_fail_open_serves_and_counts() {
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     while limiter.stats().redis_checks == 0 {
-        let _ = limiter.check(key, q, T0 + 1).await;
+        let _ = limiter.check(key, q, T0.plus_secs(1)).await;
         assert!(
             Instant::now() < deadline,
             "did not recover after Redis came back"
@@ -159,9 +159,15 @@ async fn counters_are_named_by_prefix_id_and_window_and_expire() {
         .await
         .unwrap();
     let key = KeyId::from_u64(0xab);
-    let _ = limiter.check(key, Quota::SPEC, T0 + 30).await.unwrap();
-    let name = limiter.counter_key(key, T0 / 60);
-    assert_eq!(name, format!("names:kid_00000000000000ab:{}", T0 / 60));
+    let _ = limiter
+        .check(key, Quota::SPEC, T0.plus_secs(30))
+        .await
+        .unwrap();
+    let name = limiter.counter_key(key, T0.as_secs() / 60);
+    assert_eq!(
+        name,
+        format!("names:kid_00000000000000ab:{}", T0.as_secs() / 60)
+    );
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let count: u64 = redis::cmd("GET")
@@ -186,13 +192,21 @@ async fn a_clock_corrected_back_by_more_than_a_window_does_not_freeze_the_quota(
         .unwrap();
     let key = KeyId::from_u64(99);
     let q = Quota::SPEC;
-    assert!(limiter.check(key, q, T0 + 3600).await.unwrap().is_allowed());
+    assert!(limiter
+        .check(key, q, T0.plus_secs(3600))
+        .await
+        .unwrap()
+        .is_allowed());
     for i in 0..60 {
-        let d = limiter.check(key, q, T0 + 1).await.unwrap();
+        let d = limiter.check(key, q, T0.plus_secs(1)).await.unwrap();
         assert!(d.is_allowed(), "request {i} after the correction");
-        assert_eq!(d.rate_limit().reset_at, T0 + 60);
+        assert_eq!(d.rate_limit().reset_at, T0.plus_secs(60));
     }
-    assert!(!limiter.check(key, q, T0 + 2).await.unwrap().is_allowed());
+    assert!(!limiter
+        .check(key, q, T0.plus_secs(2))
+        .await
+        .unwrap()
+        .is_allowed());
     // A small step back is held to the latest time: nothing extra.
     assert!(!limiter.check(key, q, T0).await.unwrap().is_allowed());
 }
@@ -289,7 +303,7 @@ async fn a_correction_for_short_windows_does_not_move_the_clock_of_long_ones() {
         .unwrap();
     let minute = KeyId::from_u64(61);
     let second = KeyId::from_u64(62);
-    let t = T0 + 10;
+    let t = T0.plus_secs(10);
     for _ in 0..60 {
         assert!(limiter
             .check(minute, Quota::SPEC, t)
@@ -300,11 +314,14 @@ async fn a_correction_for_short_windows_does_not_move_the_clock_of_long_ones() {
     // 25 s back: a correction for a key with 1 s windows, a small step back for a minute.
     let one_per_second = Quota::new(1, 1).unwrap();
     assert!(limiter
-        .check(second, one_per_second, t - 25)
+        .check(second, one_per_second, t.minus_secs(25))
         .await
         .unwrap()
         .is_allowed());
-    let d = limiter.check(minute, Quota::SPEC, t - 25).await.unwrap();
+    let d = limiter
+        .check(minute, Quota::SPEC, t.minus_secs(25))
+        .await
+        .unwrap();
     assert!(!d.is_allowed(), "{d:?}");
-    assert_eq!(d.rate_limit().reset_at, T0 + 60);
+    assert_eq!(d.rate_limit().reset_at, T0.plus_secs(60));
 }

@@ -6,11 +6,11 @@ use rand::SeedableRng;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use sitequest_auth::{KeyStatus, KeyStore, NewKey, Preset, Scopes};
+use sitequest_auth::{KeyStatus, KeyStore, NewKey, Preset, Scopes, UnixTime};
 use sitequest_auth_redis::testing::{FreezingProxy, RedisServer};
 use sitequest_auth_redis::{KeyChange, KeySync, KeySyncConfig, SyncSecret};
 
-const T0: u64 = 1_800_000_000;
+const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
 const SECRET: &[u8] = b"sync-test-secret-0123456789abcdef0123";
 
 fn config(secret: &[u8]) -> KeySyncConfig {
@@ -73,10 +73,10 @@ async fn issue_and_revoke_propagate_within_a_second() {
     assert_eq!(b.get(id).unwrap().digest, issued.record.digest);
 
     let start = Instant::now();
-    let revoked = a.revoke(id, T0 + 5).unwrap();
+    let revoked = a.revoke(id, T0.plus_secs(5)).unwrap();
     sync_a.publish(&revoked).await.unwrap();
     wait_for("revocation on b", Duration::from_secs(1), || {
-        b.get(id).unwrap().status(T0 + 6) == KeyStatus::Revoked
+        b.get(id).unwrap().status(T0.plus_secs(6)) == KeyStatus::Revoked
     })
     .await;
     let revoke_time = start.elapsed();
@@ -86,7 +86,7 @@ async fn issue_and_revoke_propagate_within_a_second() {
     // A stale copy published later cannot undo the revocation.
     sync_a.publish(&issued.record).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(b.get(id).unwrap().revoked_at, Some(T0 + 5));
+    assert_eq!(b.get(id).unwrap().revoked_at, Some(T0.plus_secs(5)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +101,7 @@ async fn a_change_made_during_an_outage_reaches_the_others_after_it() {
     wait_for("issue on b", Duration::from_secs(1), || b.get(id).is_some()).await;
 
     redis.stop();
-    let revoked = a.revoke(id, T0 + 1).unwrap();
+    let revoked = a.revoke(id, T0.plus_secs(1)).unwrap();
     assert!(sync_a.publish(&revoked).await.is_err());
     redis.restart();
     // On reconnection a pushes what it knows; b pulls it.
@@ -243,14 +243,14 @@ async fn a_removal_is_a_tombstone_that_resyncs_respect() {
     wait_for("issue on b", Duration::from_secs(1), || b.get(id).is_some()).await;
 
     a.remove(id);
-    sync_a.publish_removal(id, T0 + 5).await.unwrap();
+    sync_a.publish_removal(id, T0.plus_secs(5)).await.unwrap();
     wait_for("removal on b", Duration::from_secs(1), || {
         b.get(id).is_none()
     })
     .await;
     assert!(changes.lock().contains(&KeyChange::Removed {
         id,
-        removed_at: T0 + 5
+        removed_at: T0.plus_secs(5)
     }));
 
     // An instance that was away still has the record: its resync must not bring it back, and
@@ -287,7 +287,7 @@ async fn a_frozen_link_is_replaced_and_a_revocation_arrives_within_the_bound() {
 
     // Every connection a has is now frozen: open, silent. New connections work.
     proxy.freeze();
-    let revoked = b.revoke(id, T0 + 1).unwrap();
+    let revoked = b.revoke(id, T0.plus_secs(1)).unwrap();
     sync_b.publish(&revoked).await.unwrap();
     let took = wait_for("the revocation on a", Duration::from_secs(10), || {
         a.get(id).unwrap().revoked_at.is_some()
@@ -356,29 +356,26 @@ async fn two_hundred_thousand_records_resync_in_under_five_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_keys_are_pruned_after_the_retention_and_tombstones_stay() {
     let redis = RedisServer::start();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = UnixTime::from_system_time(std::time::SystemTime::now());
     let day = 24 * 3600;
     let store = Arc::new(KeyStore::new());
     let old = NewKey::new("old", Preset::Full)
-        .generate(now - 50 * day)
+        .generate(now.minus_secs(50 * day))
         .unwrap()
         .record;
     let recent = NewKey::new("recent", Preset::Full)
-        .generate(now - 50 * day)
+        .generate(now.minus_secs(50 * day))
         .unwrap()
         .record;
     let live = NewKey::new("live", Preset::Full)
-        .generate(now - 50 * day)
+        .generate(now.minus_secs(50 * day))
         .unwrap()
         .record;
     for r in [&old, &recent, &live] {
         store.insert(r.clone()).unwrap();
     }
-    store.revoke(old.id(), now - 31 * day).unwrap();
-    store.revoke(recent.id(), now - day).unwrap();
+    store.revoke(old.id(), now.minus_secs(31 * day)).unwrap();
+    store.revoke(recent.id(), now.minus_secs(day)).unwrap();
     let removed = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let sync = Arc::new(
         KeySync::connect(&redis.url(), config(SECRET))
@@ -510,7 +507,7 @@ async fn garbage_over_a_revoked_key_is_repaired_by_the_instance_that_knows() {
     let issued = a.issue(&NewKey::new("k", Preset::Full), T0).unwrap();
     let id = issued.record.id();
     sync_a.publish(&issued.record).await.unwrap();
-    let revoked = a.revoke(id, T0 + 1).unwrap();
+    let revoked = a.revoke(id, T0.plus_secs(1)).unwrap();
     sync_a.publish(&revoked).await.unwrap();
     // Garbage over the revoked record; then an instance returns that still has the key active.
     let mut conn = redis_conn(&redis.url()).await;
@@ -524,7 +521,7 @@ async fn garbage_over_a_revoked_key_is_repaired_by_the_instance_that_knows() {
     wait_for(
         "the revocation on the returning instance",
         Duration::from_secs(5),
-        || b.get(id).unwrap().revoked_at == Some(T0 + 1),
+        || b.get(id).unwrap().revoked_at == Some(T0.plus_secs(1)),
     )
     .await;
     let entry: String = conn
@@ -547,7 +544,7 @@ async fn a_replayed_record_cannot_revive_a_removed_key() {
         .await
         .unwrap();
     a.remove(id);
-    sync_a.publish_removal(id, T0 + 5).await.unwrap();
+    sync_a.publish_removal(id, T0.plus_secs(5)).await.unwrap();
     // The attacker puts the old, genuinely signed record back over the tombstone.
     let () = conn
         .hset("sync-test:records", id.to_string(), &genuine)
@@ -559,7 +556,7 @@ async fn a_replayed_record_cannot_revive_a_removed_key() {
     let keeper = KeySync::connect(&redis.url(), resyncing(Duration::from_millis(500)))
         .await
         .unwrap();
-    keeper.remember_removed([(id, T0 + 5)]);
+    keeper.remember_removed([(id, T0.plus_secs(5))]);
     let keeper = Arc::new(keeper);
     let kept = Arc::new(KeyStore::new());
     keeper.clone().spawn(kept.clone(), |_| {});
@@ -638,7 +635,7 @@ async fn last_use_alone_is_not_republished_at_a_resync() {
         .unwrap();
     // b has used the key since; its resyncs leave the shared entry alone.
     let mut used = issued.record.clone();
-    used.last_used_at = Some(T0 + 30);
+    used.last_used_at = Some(T0.plus_secs(30));
     let b_store = Arc::new(KeyStore::new());
     b_store.insert(used).unwrap();
     let (_b, sync_b) =

@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
-use sitequest_auth::{Authenticated, LimitFuture};
+use sitequest_auth::{Authenticated, LimitFuture, UnixTime};
 use tower_service::Service;
 
 use crate::layer::AuthLayer;
@@ -20,7 +20,7 @@ pub(crate) struct Waiting<S, R> {
     pub(crate) req: Request<R>,
     pub(crate) key: Authenticated,
     pub(crate) layer: AuthLayer,
-    pub(crate) now: u64,
+    pub(crate) now: UnixTime,
 }
 
 pin_project! {

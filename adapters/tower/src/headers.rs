@@ -3,7 +3,7 @@
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use sitequest_auth::{header, Denial, ErrorCode, Header, RateLimit, Realm};
+use sitequest_auth::{header, Denial, ErrorCode, Header, RateLimit, Realm, UnixTime};
 
 /// The `http` name of a header core renders, without parsing the common ones.
 fn name(n: &'static str) -> Option<HeaderName> {
@@ -31,7 +31,7 @@ pub fn insert_headers(headers: &mut HeaderMap, rendered: Vec<Header>) {
 
 /// Inserts the rate-limit fields of a known key into `headers` (see
 /// [`RateLimit::headers`](sitequest_auth::RateLimit::headers)).
-pub fn insert_rate_limit_headers(headers: &mut HeaderMap, r: &RateLimit, now: u64) {
+pub fn insert_rate_limit_headers(headers: &mut HeaderMap, r: &RateLimit, now: UnixTime) {
     insert_headers(headers, r.headers(now));
 }
 
@@ -48,7 +48,7 @@ pub fn json_response<B: From<&'static str>>(status: StatusCode, body: &'static s
 pub(crate) fn denial_response<B: From<&'static str>>(
     denial: &Denial,
     realm: &Realm,
-    now: u64,
+    now: UnixTime,
 ) -> Response<B> {
     let mut res = json_response(denial.status_code(), denial.body());
     insert_headers(res.headers_mut(), denial.headers(realm, now));

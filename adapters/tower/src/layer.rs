@@ -1,15 +1,17 @@
 //! The layer and the service.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Request, Response};
 use sitequest_auth::{
-    Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, Scopes,
+    AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, Scopes,
+    UnixTime,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -20,17 +22,16 @@ use crate::headers::{denial_response, insert_rate_limit_headers};
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
 
-/// Where a host reads the current Unix time, in seconds: the system clock
-/// ([`SystemClock`]), or one a test or simulation moves. The core crate never reads a clock;
-/// adapters read one through this trait (rustls's `TimeProvider` is the model). Any
-/// `Fn() -> u64` closure is one.
+/// Where a host reads the current time: the system clock ([`SystemClock`]), or one a test or
+/// simulation moves. The core crate never reads a clock; adapters read one through this trait
+/// (rustls's `TimeProvider` is the model). Any `Fn() -> UnixTime` closure is one.
 pub trait TimeProvider: Send + Sync {
-    /// The current Unix time, in seconds.
-    fn now(&self) -> u64;
+    /// The current time.
+    fn now(&self) -> UnixTime;
 }
 
-impl<F: Fn() -> u64 + Send + Sync> TimeProvider for F {
-    fn now(&self) -> u64 {
+impl<F: Fn() -> UnixTime + Send + Sync> TimeProvider for F {
+    fn now(&self) -> UnixTime {
         self()
     }
 }
@@ -40,7 +41,7 @@ impl<F: Fn() -> u64 + Send + Sync> TimeProvider for F {
 pub struct SystemClock;
 
 impl TimeProvider for SystemClock {
-    fn now(&self) -> u64 {
+    fn now(&self) -> UnixTime {
         system_clock()
     }
 }
@@ -48,13 +49,15 @@ impl TimeProvider for SystemClock {
 /// A shared [`TimeProvider`], as the layer and the demo server hold one.
 pub type Clock = Arc<dyn TimeProvider>;
 
-/// The system clock as Unix seconds (zero if the clock is before 1970).
+/// The system clock's time (the epoch if the clock is before 1970).
 #[must_use]
-pub fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+pub fn system_clock() -> UnixTime {
+    UnixTime::from_system_time(SystemTime::now())
 }
+
+/// Where the layer finds the client's address in a request's extensions, which the server put
+/// there (axum's `ConnectInfo`, say): it becomes [`AuthRequest::with_client_ip`].
+pub type ClientIp = fn(&http::Extensions) -> Option<IpAddr>;
 
 /// The "rate limiter unavailable" warnings of this process: while an outside limiter is down every
 /// request makes one, and logging each would let a flood of requests fill the disk and slow the
@@ -125,6 +128,7 @@ pub struct AuthLayer {
     clock: Clock,
     limiter: Option<Arc<dyn AsyncLimiter>>,
     observer: Option<Observer>,
+    client_ip: Option<ClientIp>,
 }
 
 impl AuthLayer {
@@ -137,7 +141,16 @@ impl AuthLayer {
             clock: Arc::new(SystemClock),
             limiter: None,
             observer: None,
+            client_ip: None,
         }
+    }
+
+    /// Reads the client's address with `client_ip` and passes it to the authorizer with each
+    /// request (see [`AuthRequest::client_ip`]).
+    #[must_use]
+    pub fn with_client_ip(mut self, client_ip: ClientIp) -> Self {
+        self.client_ip = Some(client_ip);
+        self
     }
 
     /// Counts requests in `limiter` (for example one shared by several servers through Redis)
@@ -225,10 +238,14 @@ where
             (Some(_), Some(_)) => Some(&[][..]),
         };
         let layer = &self.layer;
+        let mut request = AuthRequest::new(header, layer.required, now);
+        if let Some(ip) = layer.client_ip.and_then(|f| f(req.extensions())) {
+            request = request.with_client_ip(ip);
+        }
         let auth = &layer.auth;
         let observer = layer.observer.as_ref();
         let Some(limiter) = &layer.limiter else {
-            return match auth.authorize(header, layer.required, now) {
+            return match auth.authorize(&request) {
                 Decision::Granted(grant) => {
                     observe(observer, Outcome::Granted(&grant));
                     let headers = admit(&grant, &mut req, now);
@@ -240,7 +257,7 @@ where
                 }
             };
         };
-        let key = match auth.authenticate(header, now) {
+        let key = match auth.authenticate(&request) {
             Ok(key) => key,
             Err(denial) => {
                 observe(observer, Outcome::Denied(&denial));
@@ -321,7 +338,7 @@ where
 /// Puts the [`AuthenticatedKey`] in the request, marks its `Authorization` value sensitive (so
 /// header-logging layers inside print `Sensitive`, not the key), and returns the headers for
 /// its response.
-fn admit<B>(grant: &Grant, req: &mut Request<B>, now: u64) -> HeaderMap {
+fn admit<B>(grant: &Grant, req: &mut Request<B>, now: UnixTime) -> HeaderMap {
     if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
         value.set_sensitive(true);
     }
@@ -341,7 +358,7 @@ fn admit<B>(grant: &Grant, req: &mut Request<B>, now: u64) -> HeaderMap {
 ///
 /// At debug level: refusals are what a flood of bad requests is made of, and logging each at
 /// info would let any client fill the disk and slow the server.
-fn refuse<B: From<&'static str>>(auth: &Authorizer, denial: &Denial, now: u64) -> Response<B> {
+fn refuse<B: From<&'static str>>(auth: &Authorizer, denial: &Denial, now: UnixTime) -> Response<B> {
     let reason = denial.reason();
     match reason.key_id() {
         Some(id) => tracing::debug!(
@@ -370,7 +387,7 @@ mod tests {
     use super::*;
     use crate::LimitFuture;
 
-    const T0: u64 = 1_800_000_000;
+    const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
 
     /// (label, reason, status, limiter checked) of each outcome, in order.
     type Seen = Arc<Mutex<Vec<(&'static str, &'static str, u16, bool)>>>;
@@ -390,7 +407,7 @@ mod tests {
     struct Down;
 
     impl AsyncLimiter for Down {
-        fn check(self: Arc<Self>, _: KeyId, _: Quota, _: u64) -> LimitFuture<'static> {
+        fn check(self: Arc<Self>, _: KeyId, _: Quota, _: UnixTime) -> LimitFuture<'static> {
             Box::pin(async {
                 Err(LimiterUnavailable {
                     reason: "down".to_owned(),
@@ -403,7 +420,7 @@ mod tests {
     struct Shared(sitequest_auth::RateLimiter);
 
     impl AsyncLimiter for Shared {
-        fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: u64) -> LimitFuture<'static> {
+        fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: UnixTime) -> LimitFuture<'static> {
             let decision = self.0.check(key, quota, now);
             Box::pin(async move { Ok(decision) })
         }
@@ -431,7 +448,7 @@ mod tests {
         let store = Arc::new(KeyStore::new());
         let auth = Arc::new(Authorizer::new(store.clone()).with_quota(Quota::per_minute(1)));
         let (seen, observer) = recorder();
-        let clock: Clock = Arc::new(|| T0 + 10);
+        let clock: Clock = Arc::new(|| T0.plus_secs(10));
         let read = AuthLayer::new(auth.clone(), Scopes::VPS_READ)
             .with_clock(clock.clone())
             .with_observer(observer.clone());
@@ -529,7 +546,7 @@ mod tests {
     async fn services_need_not_be_send_and_are_called_only_once_granted() {
         let store = Arc::new(KeyStore::new());
         let auth = Arc::new(Authorizer::new(store.clone()));
-        let clock: Clock = Arc::new(|| T0 + 10);
+        let clock: Clock = Arc::new(|| T0.plus_secs(10));
         let calls = std::rc::Rc::new(std::cell::Cell::new(0u32));
         let body = String::from("ok");
         let local = &body;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use axum::routing::get;
 use axum::Router;
 use reqwest::StatusCode;
-use sitequest_auth::{Authorizer, KeyStore, NewKey, Preset, Quota, Scopes};
+use sitequest_auth::{Authorizer, KeyStore, NewKey, Preset, Quota, Scopes, UnixTime};
 use sitequest_auth_tower::{AuthLayer, AuthenticatedKey};
 
-const T0: u64 = 1_800_000_000;
+const T0: UnixTime = UnixTime::from_secs(1_800_000_000);
 
 struct App {
     base: String,
@@ -25,11 +25,13 @@ async fn whoami(key: AuthenticatedKey) -> String {
 async fn start(quota: Quota) -> App {
     let store = Arc::new(KeyStore::new());
     let auth = Arc::new(Authorizer::new(store.clone()).with_quota(quota));
-    let clock = Arc::new(AtomicU64::new(T0 + 10));
+    let clock = Arc::new(AtomicU64::new(T0.plus_secs(10).as_secs()));
     let c = clock.clone();
     let layer = |s: Scopes| {
         let c = c.clone();
-        AuthLayer::new(auth.clone(), s).with_clock(Arc::new(move || c.load(Ordering::SeqCst)))
+        AuthLayer::new(auth.clone(), s).with_clock(Arc::new(move || {
+            UnixTime::from_secs(c.load(Ordering::SeqCst))
+        }))
     };
     let app = Router::new()
         .route("/read", get(whoami).layer(layer(Scopes::VPS_READ)))
@@ -201,7 +203,8 @@ async fn over_the_limit_is_429_with_retry_after_then_resets() {
         assert_eq!(res.status(), StatusCode::OK);
         assert_eq!(header(&res, "x-ratelimit-remaining"), Some(left));
     }
-    app.clock.store(T0 + 45, Ordering::SeqCst);
+    app.clock
+        .store(T0.plus_secs(45).as_secs(), Ordering::SeqCst);
     let res = app.get("/read", Some(&bearer)).await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&res, "x-ratelimit-limit"), Some("3"));
@@ -217,7 +220,8 @@ async fn over_the_limit_is_429_with_retry_after_then_resets() {
         json(res).await,
         serde_json::json!({"error": "Too many requests", "code": "RATE_LIMITED", "status": 429})
     );
-    app.clock.store(T0 + 60, Ordering::SeqCst);
+    app.clock
+        .store(T0.plus_secs(60).as_secs(), Ordering::SeqCst);
     let res = app.get("/read", Some(&bearer)).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some("2"));
@@ -265,7 +269,7 @@ impl sitequest_auth_tower::AsyncLimiter for Outside {
         self: Arc<Self>,
         key: sitequest_auth::KeyId,
         quota: Quota,
-        now: u64,
+        now: UnixTime,
     ) -> sitequest_auth_tower::LimitFuture<'static> {
         Box::pin(async move {
             tokio::task::yield_now().await;
@@ -289,7 +293,7 @@ async fn outside_limiter_decides_and_its_outage_is_a_503() {
     });
     let layer = |s: Scopes| {
         AuthLayer::new(auth.clone(), s)
-            .with_clock(Arc::new(|| T0 + 10))
+            .with_clock(Arc::new(|| T0.plus_secs(10)))
             .with_limiter(outside.clone())
     };
     let app = Router::new()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
-use sitequest_auth::{InvalidRecord, IssuedKey, KeyId, KeyRecord, KeyStore, Rotation};
+use sitequest_auth::{InvalidRecord, IssuedKey, KeyId, KeyRecord, KeyStore, Rotation, UnixTime};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::Db;
@@ -174,7 +174,7 @@ impl DbHandle {
     ///
     /// [`ChangeError::NotFound`] when neither the file nor the store has the key;
     /// [`ChangeError::Db`] when it could not be saved.
-    pub async fn revoke(&self, id: KeyId, now: u64) -> Result<KeyRecord, ChangeError> {
+    pub async fn revoke(&self, id: KeyId, now: UnixTime) -> Result<KeyRecord, ChangeError> {
         self.submit(|reply| {
             Box::new(Revoke {
                 id,
@@ -198,13 +198,13 @@ impl DbHandle {
     pub async fn rotate(
         &self,
         id: KeyId,
-        grace_secs: u64,
-        now: u64,
+        grace: Duration,
+        now: UnixTime,
     ) -> Result<Rotated, ChangeError> {
         self.submit(|reply| {
             Box::new(Rotate {
                 id,
-                grace_secs,
+                grace,
                 now,
                 reply,
                 outcome: None,
@@ -224,7 +224,7 @@ impl DbHandle {
     pub async fn save(
         &self,
         records: Vec<KeyRecord>,
-        removed: Vec<(KeyId, u64)>,
+        removed: Vec<(KeyId, UnixTime)>,
     ) -> Result<(), DbError> {
         self.submit_waiting(move |reply| {
             Box::new(Save {
@@ -241,7 +241,7 @@ impl DbHandle {
     /// # Errors
     ///
     /// When the worker stopped or SQLite failed.
-    pub async fn touch(&self, used: Vec<(KeyId, u64)>) -> Result<(), DbError> {
+    pub async fn touch(&self, used: Vec<(KeyId, UnixTime)>) -> Result<(), DbError> {
         self.submit_waiting(move |reply| {
             Box::new(Touch {
                 used: used.clone(),
@@ -386,7 +386,7 @@ impl Job for Create {
 
 struct Revoke {
     id: KeyId,
-    now: u64,
+    now: UnixTime,
     reply: oneshot::Sender<Result<KeyRecord, ChangeError>>,
     outcome: Option<Result<KeyRecord, ChangeError>>,
 }
@@ -424,8 +424,8 @@ impl Job for Revoke {
 
 struct Rotate {
     id: KeyId,
-    grace_secs: u64,
-    now: u64,
+    grace: Duration,
+    now: UnixTime,
     reply: oneshot::Sender<Result<Rotated, ChangeError>>,
     outcome: Option<Result<Rotated, ChangeError>>,
     /// The key as found when it could not be rotated, for the store to learn from.
@@ -445,7 +445,7 @@ impl Job for Rotate {
             return self.refuse(ChangeError::NotFound);
         };
         let Rotation { new, old, .. } = loop {
-            let plan = match Rotation::plan(&old, self.grace_secs, self.now) {
+            let plan = match Rotation::plan(&old, self.grace, self.now) {
                 Ok(plan) => plan,
                 Err(_) => {
                     self.found = Some(old);
@@ -487,7 +487,7 @@ impl Job for Rotate {
 
 struct Save {
     records: Vec<KeyRecord>,
-    removed: Vec<(KeyId, u64)>,
+    removed: Vec<(KeyId, UnixTime)>,
     reply: oneshot::Sender<Result<(), DbError>>,
 }
 
@@ -503,7 +503,7 @@ impl Job for Save {
 }
 
 struct Touch {
-    used: Vec<(KeyId, u64)>,
+    used: Vec<(KeyId, UnixTime)>,
     reply: oneshot::Sender<Result<(), DbError>>,
 }
 
@@ -659,7 +659,7 @@ mod tests {
 
     use super::*;
 
-    const NOW: u64 = 1_800_000_000;
+    const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
 
     fn record(name: &str) -> KeyRecord {
         NewKey::new(name, Preset::Full)
@@ -690,17 +690,17 @@ mod tests {
         let (gone, kept) = (record("gone"), record("kept"));
         db.create(gone.clone()).await.unwrap();
         db.create(kept.clone()).await.unwrap();
-        db.save(Vec::new(), vec![(gone.id(), NOW + 5)])
+        db.save(Vec::new(), vec![(gone.id(), NOW.plus_secs(5))])
             .await
             .unwrap();
         // Learned again, earlier: the earliest removal time stays.
-        db.save(Vec::new(), vec![(gone.id(), NOW + 3)])
+        db.save(Vec::new(), vec![(gone.id(), NOW.plus_secs(3))])
             .await
             .unwrap();
         db.close().await.unwrap();
         let file = Db::open(&path).unwrap();
         assert_eq!(file.load().unwrap(), vec![kept]);
-        assert_eq!(file.removed().unwrap(), vec![(gone.id(), NOW + 3)]);
+        assert_eq!(file.removed().unwrap(), vec![(gone.id(), NOW.plus_secs(3))]);
     }
 
     #[tokio::test]
@@ -711,19 +711,27 @@ mod tests {
         let key = record("k");
         db.create(key.clone()).await.unwrap();
         // Revoked by another connection; the store has not looked and still sees it active.
-        assert!(Db::open(&path).unwrap().revoke(key.id(), NOW + 1).unwrap());
+        assert!(Db::open(&path)
+            .unwrap()
+            .revoke(key.id(), NOW.plus_secs(1))
+            .unwrap());
         assert_eq!(
-            store.get(key.id()).unwrap().status(NOW + 2),
+            store.get(key.id()).unwrap().status(NOW.plus_secs(2)),
             KeyStatus::Active
         );
 
-        let refused = db.rotate(key.id(), 60, NOW + 2).await;
+        let refused = db
+            .rotate(key.id(), Duration::from_secs(60), NOW.plus_secs(2))
+            .await;
         assert!(
             matches!(refused, Err(ChangeError::NotActive)),
             "{refused:?}"
         );
         // The store learned the revocation, and no replacement was saved.
-        assert_eq!(store.get(key.id()).unwrap().revoked_at, Some(NOW + 1));
+        assert_eq!(
+            store.get(key.id()).unwrap().revoked_at,
+            Some(NOW.plus_secs(1))
+        );
         assert_eq!(store.len(), 1);
         assert_eq!(Db::open(&path).unwrap().load().unwrap().len(), 1);
     }
@@ -738,7 +746,7 @@ mod tests {
             Err(ChangeError::NotFound)
         ));
         assert!(matches!(
-            db.rotate(id, 0, NOW).await,
+            db.rotate(id, Duration::from_secs(0), NOW).await,
             Err(ChangeError::NotFound)
         ));
     }
@@ -835,7 +843,7 @@ mod tests {
         let added = record("added");
         let mut other = Db::open(&path).unwrap();
         other.upsert(&[&added]).unwrap();
-        assert!(other.revoke(gone.id(), NOW + 5).unwrap());
+        assert!(other.revoke(gone.id(), NOW.plus_secs(5)).unwrap());
 
         let mut seen = Vec::new();
         while seen.len() < 2 {
@@ -849,9 +857,12 @@ mod tests {
         assert_eq!(seen[0].id(), added.id());
         assert_eq!(
             (seen[1].id(), seen[1].revoked_at),
-            (gone.id(), Some(NOW + 5))
+            (gone.id(), Some(NOW.plus_secs(5)))
         );
-        assert_eq!(store.get(gone.id()).unwrap().revoked_at, Some(NOW + 5));
+        assert_eq!(
+            store.get(gone.id()).unwrap().revoked_at,
+            Some(NOW.plus_secs(5))
+        );
         assert!(store.get(added.id()).is_some());
         assert_eq!(store.get(kept.id()).unwrap(), kept);
         assert!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use sitequest_auth::Quota;
+use sitequest_auth::{Quota, UnixTime};
 use sitequest_demo::{Config, Demo};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -49,7 +49,7 @@ impl Server {
             quota,
         );
         config.admin_token = Some(ADMIN.to_string());
-        config.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        config.clock = Arc::new(move || UnixTime::from_secs(c.load(Ordering::SeqCst)));
         configure(&mut config);
         let demo = Demo::bind(config).await.unwrap();
         let addr = demo.local_addr().unwrap();
