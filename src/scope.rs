@@ -276,7 +276,7 @@ mod serde_impls {
                         scopes |= Scopes::parse_name(&name).map_err(serde::de::Error::custom)?;
                     }
                     if scopes.is_empty() {
-                        return Err(serde::de::Error::custom(super::ScopeParseError::EmptyList));
+                        return Err(serde::de::Error::custom("scopes must not be empty"));
                     }
                     Ok(scopes)
                 }

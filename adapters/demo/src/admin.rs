@@ -118,28 +118,36 @@ async fn json_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, String
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
     name: String,
+    /// Read as a value first, then as [`Scopes`] by core's serde implementation: that way a scope
+    /// error is core's message alone (`unknown scope "vps:admin"`), without a JSON position.
     #[serde(default)]
-    scopes: Option<Vec<String>>,
+    scopes: Option<serde_json::Value>,
     #[serde(default)]
     preset: Option<String>,
     #[serde(default)]
     expires_at: Option<u64>,
 }
 
+/// A `scopes` list as core reads it; the error is the 400 message: core's for a list of names,
+/// a JSON error for anything else.
+fn scopes(list: &serde_json::Value) -> Result<Scopes, String> {
+    Scopes::deserialize(list).map_err(|e| {
+        let names = list
+            .as_array()
+            .is_some_and(|a| a.iter().all(serde_json::Value::is_string));
+        if names {
+            e.to_string()
+        } else {
+            format!("invalid JSON body: {e}")
+        }
+    })
+}
+
 impl CreateRequest {
     /// The key settings; the error is the 400 message.
     fn new_key(&self) -> Result<NewKey, String> {
         let scopes = match (&self.scopes, &self.preset) {
-            (Some(list), None) => {
-                if list.is_empty() {
-                    return Err("scopes must not be empty".into());
-                }
-                let mut set = Scopes::empty();
-                for name in list {
-                    set |= Scopes::parse_name(name).map_err(|e| e.to_string())?;
-                }
-                set
-            }
+            (Some(list), None) => scopes(list)?,
             (None, Some(p)) => Preset::from_name(p).map_err(|e| e.to_string())?.scopes(),
             (Some(_), Some(_)) => return Err("give either scopes or preset, not both".into()),
             (None, None) => return Err("scopes or preset is required".into()),

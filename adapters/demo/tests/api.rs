@@ -213,6 +213,8 @@ async fn admin_input_errors_are_400_invalid_request() {
         "[]",
         "null",
         r#"{"name":"a","preset":"full","extra":1}"#,
+        r#"{"name":"a","scopes":[1]}"#,
+        r#"{"name":"a","scopes":"vps:read"}"#,
         "\u{0}",
     ] {
         let (status, v) = s
