@@ -103,7 +103,7 @@ impl Authorizer {
         match self.authenticate(request) {
             Ok(key) => {
                 let limit = self.limiter.check(key.key_id, key.quota, request.now);
-                self.decide(&key, limit, request.required, request.now)
+                self.decide(key, limit, request.required, request.now)
             }
             Err(denial) => Decision::Denied(denial),
         }
@@ -140,11 +140,12 @@ impl Authorizer {
 
     /// Steps 4 to 6 of [the order of checks](Authorizer#order-of-checks), given the limiter's
     /// answer for this request: a 429 if it was limited, then a 403 if the key lacks a required
-    /// scope, else a grant.
+    /// scope, else a grant, which takes the key's name from `key` (no reference count is
+    /// touched).
     #[inline]
     pub fn decide(
         &self,
-        key: &Authenticated,
+        key: Authenticated,
         limit: LimitDecision,
         required: Scopes,
         now: UnixTime,
@@ -172,7 +173,7 @@ impl Authorizer {
         }
         Decision::Granted(Grant {
             key_id: key.key_id,
-            name: key.name.clone(),
+            name: key.name,
             scopes: key.scopes,
             rate_limit: rate,
         })

@@ -25,6 +25,9 @@ pub enum ErrorCode {
     /// 503: the rate limiter (an [`AsyncLimiter`](crate::AsyncLimiter) outside the process)
     /// could not decide, and the host fails closed.
     ServiceUnavailable,
+    /// 500: the host is set up wrong. An adapter answers it when a handler asks for the
+    /// authenticated key on a route its middleware does not guard.
+    Internal,
 }
 
 impl ErrorCode {
@@ -36,11 +39,12 @@ impl ErrorCode {
             Self::InsufficientScope => 403,
             Self::RateLimited => 429,
             Self::ServiceUnavailable => 503,
+            Self::Internal => 500,
         }
     }
 
-    /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED` or
-    /// `SERVICE_UNAVAILABLE`.
+    /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED`,
+    /// `SERVICE_UNAVAILABLE` or `INTERNAL`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +52,7 @@ impl ErrorCode {
             Self::InsufficientScope => "INSUFFICIENT_SCOPE",
             Self::RateLimited => "RATE_LIMITED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            Self::Internal => "INTERNAL",
         }
     }
 
@@ -59,6 +64,7 @@ impl ErrorCode {
             Self::InsufficientScope => "API key lacks the required scope(s)",
             Self::RateLimited => "Too many requests",
             Self::ServiceUnavailable => "Rate limiter unavailable",
+            Self::Internal => "Authentication layer missing on this route",
         }
     }
 
@@ -77,6 +83,9 @@ impl ErrorCode {
             }
             Self::ServiceUnavailable => {
                 r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
+            }
+            Self::Internal => {
+                r#"{"error":"Authentication layer missing on this route","code":"INTERNAL","status":500}"#
             }
         }
     }
@@ -99,6 +108,8 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::InsufficientScope,
             ErrorCode::RateLimited,
+            ErrorCode::ServiceUnavailable,
+            ErrorCode::Internal,
         ] {
             let v: serde_json::Value = serde_json::from_str(code.json()).unwrap();
             assert_eq!(

@@ -95,6 +95,118 @@ impl fmt::Debug for Realm {
     }
 }
 
+/// A header value being rendered, on the stack: the longest field (`RateLimit` with both
+/// numbers at their maximum) is 45 bytes.
+struct Text {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl Text {
+    const fn new() -> Self {
+        Self {
+            bytes: [0; 64],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, s: &str) -> &mut Self {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        self
+    }
+
+    fn number(&mut self, mut n: u64) -> &mut Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let d = &digits[i..];
+        self.bytes[self.len..self.len + d.len()].copy_from_slice(d);
+        self.len += d.len();
+        self
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII is ever pushed.
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Zero-padded decimal triplets of 0 to 999, for values rendered without a copy.
+static SMALL: [u8; 3000] = {
+    let mut t = [0u8; 3000];
+    let mut n = 0;
+    while n < 1000 {
+        t[n * 3] = b'0' + (n / 100) as u8;
+        t[n * 3 + 1] = b'0' + (n / 10 % 10) as u8;
+        t[n * 3 + 2] = b'0' + (n % 10) as u8;
+        n += 1;
+    }
+    t
+};
+
+/// The text of `n` as a `'static` string when it is below 1,000.
+fn small_number(n: u32) -> Option<&'static str> {
+    let n = n as usize;
+    if n >= 1000 {
+        return None;
+    }
+    let skip = if n >= 100 {
+        0
+    } else if n >= 10 {
+        1
+    } else {
+        2
+    };
+    core::str::from_utf8(&SMALL[n * 3 + skip..n * 3 + 3]).ok()
+}
+
+/// The `RateLimit-Policy` value of the spec's quota, 60 requests a minute.
+const SPEC_POLICY: &str = "\"default\";q=60;w=60";
+
+/// A rendered header value: a `'static` string (the common small numbers and the spec's policy),
+/// or text in a stack buffer. [`RateLimit::for_each_field`] lends these to its caller.
+pub struct FieldValue<'a>(FieldRepr<'a>);
+
+enum FieldRepr<'a> {
+    Static(&'static str),
+    Rendered(&'a str),
+}
+
+impl<'a> FieldValue<'a> {
+    /// The value's text: printable ASCII.
+    #[must_use]
+    pub fn as_str(&self) -> &'a str {
+        match self.0 {
+            FieldRepr::Static(s) => s,
+            FieldRepr::Rendered(s) => s,
+        }
+    }
+
+    /// The value as a `'static` string when it is one, so that an adapter can use it without a
+    /// copy (as `http::HeaderValue::from_static`).
+    #[must_use]
+    pub fn as_static(&self) -> Option<&'static str> {
+        match self.0 {
+            FieldRepr::Static(s) => Some(s),
+            FieldRepr::Rendered(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for FieldValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 impl RateLimit {
     /// The five rate-limit fields of a response to a known key, at `now`.
     #[must_use]
@@ -104,22 +216,64 @@ impl RateLimit {
         h
     }
 
-    fn push_headers(&self, h: &mut Vec<Header>, now: UnixTime) {
-        h.push((header::X_RATELIMIT_LIMIT, self.limit.to_string()));
-        h.push((header::X_RATELIMIT_REMAINING, self.remaining.to_string()));
-        h.push((header::X_RATELIMIT_RESET, self.reset_at.to_string()));
-        h.push((
-            header::RATELIMIT_POLICY,
-            format!("\"default\";q={};w={}", self.limit, self.period_secs),
-        ));
-        h.push((
+    /// Renders the five rate-limit fields at `now` and hands each to `sink`, in the order of
+    /// [`RateLimit::headers`], without allocating: the renderer behind every other form, for
+    /// adapters that copy values straight into their framework's header map.
+    ///
+    /// ```
+    /// use sitequest_auth::{Quota, RateLimiter, KeyId, UnixTime};
+    /// let now = UnixTime::from_secs(1_800_000_000);
+    /// let r = RateLimiter::new().check(KeyId::from_u64(1), Quota::SPEC, now).rate_limit();
+    /// let mut seen = Vec::new();
+    /// r.for_each_field(now, |name, value| seen.push(format!("{name}: {}", value.as_str())));
+    /// assert_eq!(seen[3], r#"RateLimit-Policy: "default";q=60;w=60"#);
+    /// ```
+    pub fn for_each_field(
+        &self,
+        now: UnixTime,
+        mut sink: impl FnMut(&'static str, FieldValue<'_>),
+    ) {
+        let mut emit_number =
+            |name: &'static str, n: u64| match u32::try_from(n).ok().and_then(small_number) {
+                Some(s) => sink(name, FieldValue(FieldRepr::Static(s))),
+                None => {
+                    let mut t = Text::new();
+                    t.number(n);
+                    sink(name, FieldValue(FieldRepr::Rendered(t.as_str())));
+                }
+            };
+        emit_number(header::X_RATELIMIT_LIMIT, u64::from(self.limit));
+        emit_number(header::X_RATELIMIT_REMAINING, u64::from(self.remaining));
+        emit_number(header::X_RATELIMIT_RESET, self.reset_at.as_secs());
+        if (self.limit, self.period_secs) == (60, 60) {
+            sink(
+                header::RATELIMIT_POLICY,
+                FieldValue(FieldRepr::Static(SPEC_POLICY)),
+            );
+        } else {
+            let mut t = Text::new();
+            t.push("\"default\";q=")
+                .number(u64::from(self.limit))
+                .push(";w=")
+                .number(u64::from(self.period_secs));
+            sink(
+                header::RATELIMIT_POLICY,
+                FieldValue(FieldRepr::Rendered(t.as_str())),
+            );
+        }
+        let mut t = Text::new();
+        t.push("\"default\";r=")
+            .number(u64::from(self.remaining))
+            .push(";t=")
+            .number(self.seconds_to_reset(now));
+        sink(
             header::RATELIMIT,
-            format!(
-                "\"default\";r={};t={}",
-                self.remaining,
-                self.seconds_to_reset(now)
-            ),
-        ));
+            FieldValue(FieldRepr::Rendered(t.as_str())),
+        );
+    }
+
+    fn push_headers(&self, h: &mut Vec<Header>, now: UnixTime) {
+        self.for_each_field(now, |name, value| h.push((name, value.as_str().to_owned())));
     }
 }
 
@@ -179,21 +333,77 @@ impl Decision {
 
 #[cfg(feature = "http")]
 mod http_impls {
-    use super::{Decision, Realm, UnixTime};
+    use http::{HeaderMap, HeaderName, HeaderValue};
+
+    use super::{header, Decision, Denial, FieldValue, Grant, RateLimit, Realm, UnixTime};
+
+    /// The `http` name of a header this crate renders, without parsing the common ones.
+    fn name(n: &'static str) -> Option<HeaderName> {
+        Some(match n {
+            header::X_RATELIMIT_LIMIT => HeaderName::from_static("x-ratelimit-limit"),
+            header::X_RATELIMIT_REMAINING => HeaderName::from_static("x-ratelimit-remaining"),
+            header::X_RATELIMIT_RESET => HeaderName::from_static("x-ratelimit-reset"),
+            header::RATELIMIT_POLICY => HeaderName::from_static("ratelimit-policy"),
+            header::RATELIMIT => HeaderName::from_static("ratelimit"),
+            header::RETRY_AFTER => http::header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE => http::header::WWW_AUTHENTICATE,
+            other => return HeaderName::from_bytes(other.as_bytes()).ok(),
+        })
+    }
+
+    /// The `http` value, without a copy when it is a `'static` string.
+    fn value(v: &FieldValue<'_>) -> Option<HeaderValue> {
+        match v.as_static() {
+            Some(s) => Some(HeaderValue::from_static(s)),
+            None => HeaderValue::from_str(v.as_str()).ok(),
+        }
+    }
+
+    /// Inserts headers rendered as strings; names are static ASCII and values printable ASCII
+    /// (see [`Header`](super::Header)), so every conversion succeeds.
+    fn insert_all(map: &mut HeaderMap, headers: Vec<super::Header>) {
+        for (n, v) in headers {
+            if let (Some(n), Ok(v)) = (name(n), HeaderValue::try_from(v)) {
+                map.insert(n, v);
+            }
+        }
+    }
+
+    impl RateLimit {
+        /// Inserts the five rate-limit fields at `now` into `map`, with no allocation beyond
+        /// the values' own (none for the spec's quota except the reset time and `RateLimit`).
+        pub fn insert_headers(&self, now: UnixTime, map: &mut HeaderMap) {
+            map.reserve(5);
+            self.for_each_field(now, |n, v| {
+                if let (Some(n), Some(v)) = (name(n), value(&v)) {
+                    map.insert(n, v);
+                }
+            });
+        }
+    }
+
+    impl Grant {
+        /// Inserts the grant's headers ([`Grant::headers`]) into `map`.
+        pub fn insert_headers(&self, now: UnixTime, map: &mut HeaderMap) {
+            self.rate_limit.insert_headers(now, map);
+        }
+    }
+
+    impl Denial {
+        /// Inserts the denial's headers ([`Denial::headers`]) into `map`.
+        pub fn insert_headers(&self, realm: &Realm, now: UnixTime, map: &mut HeaderMap) {
+            insert_all(map, self.headers(realm, now));
+        }
+    }
 
     impl Decision {
         /// The response headers as an [`http::HeaderMap`].
         #[must_use]
-        pub fn header_map(&self, realm: &Realm, now: UnixTime) -> http::HeaderMap {
-            let mut map = http::HeaderMap::with_capacity(7);
-            for (name, value) in self.headers(realm, now) {
-                // Names are static ASCII and values printable ASCII (see `Header`).
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::try_from(value),
-                ) {
-                    map.insert(n, v);
-                }
+        pub fn header_map(&self, realm: &Realm, now: UnixTime) -> HeaderMap {
+            let mut map = HeaderMap::with_capacity(7);
+            match self {
+                Self::Granted(g) => g.insert_headers(now, &mut map),
+                Self::Denied(d) => d.insert_headers(realm, now, &mut map),
             }
             map
         }

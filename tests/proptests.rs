@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use sitequest_auth::{
-    parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimiter, Scopes, UnixTime,
+    parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimit, RateLimiter, Scopes, UnixTime,
 };
 
 fn any_secret() -> impl Strategy<Value = [u8; 32]> {
@@ -12,6 +12,27 @@ fn any_secret() -> impl Strategy<Value = [u8; 32]> {
 }
 
 proptest! {
+    /// The allocation-free renderer writes exactly what `format!` writes, including the
+    /// values it serves from its static table and the spec's static policy.
+    #[test]
+    fn rate_limit_fields_render_like_format(
+        limit in prop_oneof![Just(60u32), 0u32..2000, any::<u32>()],
+        remaining in prop_oneof![0u32..1001, any::<u32>()],
+        period in prop_oneof![Just(60u32), 1u32..4000, any::<u32>()],
+        reset in any::<u64>(),
+        now in any::<u64>(),
+    ) {
+        let r = RateLimit { limit, remaining, reset_at: at(reset), period_secs: period };
+        let expected = vec![
+            ("X-RateLimit-Limit", limit.to_string()),
+            ("X-RateLimit-Remaining", remaining.to_string()),
+            ("X-RateLimit-Reset", reset.to_string()),
+            ("RateLimit-Policy", format!("\"default\";q={limit};w={period}")),
+            ("RateLimit", format!("\"default\";r={remaining};t={}", reset.saturating_sub(now))),
+        ];
+        prop_assert_eq!(r.headers(at(now)), expected);
+    }
+
     #[test]
     fn generate_print_parse_round_trip(secret in any_secret()) {
         let text = format!("sq_live_{}", hex::encode(secret));

@@ -501,14 +501,14 @@ fn authenticate_then_decide_with_an_outside_limiter() {
     // Any limiter will do; here a separate one stands in for a shared backend.
     let outside = RateLimiter::new();
     let d = auth.decide(
-        &key,
+        key.clone(),
         outside.check(key.key_id, key.quota, T0),
         Scopes::VPS_READ,
         T0,
     );
     assert_eq!(d.into_result().unwrap().rate_limit.remaining, 1);
     let d = auth.decide(
-        &key,
+        key.clone(),
         outside.check(key.key_id, key.quota, T0),
         Scopes::VPS_MANAGE,
         T0,
@@ -516,7 +516,7 @@ fn authenticate_then_decide_with_an_outside_limiter() {
     assert_eq!(d.status(), 403);
     let limited = outside.check(key.key_id, key.quota, T0.plus_secs(3));
     assert!(matches!(limited, LimitDecision::Limited(_)));
-    let d = auth.decide(&key, limited, Scopes::VPS_READ, T0.plus_secs(3));
+    let d = auth.decide(key.clone(), limited, Scopes::VPS_READ, T0.plus_secs(3));
     let denial = d.into_result().unwrap_err();
     assert_eq!(denial.status(), 429);
     assert_eq!(denial.retry_after(), Some(7));

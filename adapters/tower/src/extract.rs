@@ -26,10 +26,6 @@ mod axum_impl {
     use axum_core::extract::FromRequestParts;
     use axum_core::response::{IntoResponse, Response};
     use http::request::Parts;
-    use http::StatusCode;
-
-    const NO_LAYER: &str =
-        r#"{"error":"Authentication layer missing on this route","code":"INTERNAL","status":500}"#;
 
     /// Extracts the [`AuthenticatedKey`] set by [`AuthLayer`](crate::AuthLayer). On a route
     /// without the layer this is a server bug, answered with a 500.
@@ -42,11 +38,7 @@ mod axum_impl {
         ) -> Result<Self, Self::Rejection> {
             parts.extensions.get::<Self>().cloned().ok_or_else(|| {
                 tracing::error!("AuthenticatedKey extracted on a route without AuthLayer");
-                crate::json_response::<axum_core::body::Body>(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    NO_LAYER,
-                )
-                .into_response()
+                crate::headers::missing_layer::<axum_core::body::Body>().into_response()
             })
         }
     }

@@ -6,9 +6,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
-use sitequest_auth::{Authenticated, LimitFuture, UnixTime};
+use sitequest_auth::{Authenticated, LimitFuture, RateLimit, UnixTime};
 use tower_service::Service;
 
 use crate::layer::AuthLayer;
@@ -42,7 +42,7 @@ pin_project! {
         S: Service<Request<R>>,
     {
         Limiting { limit: LimitFuture<'static>, waiting: Option<Waiting<S, R>> },
-        Granted { #[pin] future: S::Future, headers: Option<HeaderMap> },
+        Granted { #[pin] future: S::Future, rate: RateLimit, now: UnixTime },
         Denied { response: Option<Response<B>> },
     }
 }
@@ -51,12 +51,9 @@ impl<S, R, B> ResponseFuture<S, R, B>
 where
     S: Service<Request<R>>,
 {
-    pub(crate) fn granted(future: S::Future, headers: HeaderMap) -> Self {
+    pub(crate) fn granted(future: S::Future, rate: RateLimit, now: UnixTime) -> Self {
         Self {
-            kind: Kind::Granted {
-                future,
-                headers: Some(headers),
-            },
+            kind: Kind::Granted { future, rate, now },
         }
     }
 
@@ -94,19 +91,16 @@ where
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");
+                    let now = w.now;
                     match crate::layer::after_limit(w, answer) {
-                        Ok((future, headers)) => kind.set(Kind::Granted {
-                            future,
-                            headers: Some(headers),
-                        }),
+                        Ok((future, rate)) => kind.set(Kind::Granted { future, rate, now }),
                         Err(response) => return Poll::Ready(Ok(response)),
                     }
                 }
-                KindProj::Granted { future, headers } => {
+                KindProj::Granted { future, rate, now } => {
                     let mut res = ready!(future.poll(cx))?;
-                    if let Some(h) = headers.take() {
-                        res.headers_mut().extend(h);
-                    }
+                    // Core renders the fields straight into the response's own map.
+                    rate.insert_headers(*now, res.headers_mut());
                     return Poll::Ready(Ok(res));
                 }
                 KindProj::Denied { response } => {

@@ -8,17 +8,17 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use sitequest_auth::{
-    AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, Scopes,
-    UnixTime,
+    AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, RateLimit,
+    Scopes, UnixTime,
 };
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::extract::AuthenticatedKey;
 use crate::future::{ResponseFuture, Waiting};
-use crate::headers::{denial_response, insert_rate_limit_headers};
+use crate::headers::denial_response;
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
 
@@ -123,6 +123,13 @@ impl LogThrottle {
 /// rate-limit headers; refused ones are answered by the layer with the spec's JSON body.
 #[derive(Clone)]
 pub struct AuthLayer {
+    /// One reference count for the whole configuration: axum clones a route's service for
+    /// every request.
+    shared: Arc<Shared>,
+}
+
+#[derive(Clone)]
+struct Shared {
     auth: Arc<Authorizer>,
     required: Scopes,
     clock: Clock,
@@ -136,20 +143,26 @@ impl AuthLayer {
     #[must_use]
     pub fn new(auth: Arc<Authorizer>, required: Scopes) -> Self {
         Self {
-            auth,
-            required,
-            clock: Arc::new(SystemClock),
-            limiter: None,
-            observer: None,
-            client_ip: None,
+            shared: Arc::new(Shared {
+                auth,
+                required,
+                clock: Arc::new(SystemClock),
+                limiter: None,
+                observer: None,
+                client_ip: None,
+            }),
         }
+    }
+
+    fn config(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// Reads the client's address with `client_ip` and passes it to the authorizer with each
     /// request (see [`AuthRequest::client_ip`]).
     #[must_use]
     pub fn with_client_ip(mut self, client_ip: ClientIp) -> Self {
-        self.client_ip = Some(client_ip);
+        self.config().client_ip = Some(client_ip);
         self
     }
 
@@ -157,7 +170,7 @@ impl AuthLayer {
     /// instead of the authorizer's own. When it is unavailable the layer answers 503.
     #[must_use]
     pub fn with_limiter(mut self, limiter: Arc<dyn AsyncLimiter>) -> Self {
-        self.limiter = Some(limiter);
+        self.config().limiter = Some(limiter);
         self
     }
 
@@ -167,14 +180,14 @@ impl AuthLayer {
     /// it should only count; the layer itself allocates nothing for it.
     #[must_use]
     pub fn with_observer(mut self, observer: Observer) -> Self {
-        self.observer = Some(observer);
+        self.config().observer = Some(observer);
         self
     }
 
     /// Reads the time from `clock` instead of the system clock (for tests and simulations).
     #[must_use]
     pub fn with_clock(mut self, clock: Clock) -> Self {
-        self.clock = clock;
+        self.config().clock = clock;
         self
     }
 }
@@ -182,9 +195,9 @@ impl AuthLayer {
 impl fmt::Debug for AuthLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthLayer")
-            .field("required", &self.required)
-            .field("shared_limiter", &self.limiter.is_some())
-            .field("observed", &self.observer.is_some())
+            .field("required", &self.shared.required)
+            .field("shared_limiter", &self.shared.limiter.is_some())
+            .field("observed", &self.shared.observer.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -229,7 +242,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        let now = self.layer.clock.now();
+        let layer = &*self.layer.shared;
+        let now = layer.clock.now();
         let mut values = req.headers().get_all(AUTHORIZATION).iter();
         let header = match (values.next(), values.next()) {
             (None, _) => None,
@@ -237,7 +251,6 @@ where
             // Two Authorization fields are ambiguous: refuse as malformed.
             (Some(_), Some(_)) => Some(&[][..]),
         };
-        let layer = &self.layer;
         let mut request = AuthRequest::new(header, layer.required, now);
         if let Some(ip) = layer.client_ip.and_then(|f| f(req.extensions())) {
             request = request.with_client_ip(ip);
@@ -248,8 +261,9 @@ where
             return match auth.authorize(&request) {
                 Decision::Granted(grant) => {
                     observe(observer, Outcome::Granted(&grant));
-                    let headers = admit(&grant, &mut req, now);
-                    ResponseFuture::granted(self.take_ready().call(req), headers)
+                    let rate = admit(grant, &mut req);
+                    // The service polled ready is called at once, so no clone is needed.
+                    ResponseFuture::granted(self.inner.call(req), rate, now)
                 }
                 Decision::Denied(denial) => {
                     observe(observer, Outcome::Denied(&denial));
@@ -266,7 +280,7 @@ where
         };
         let limit = limiter.clone().check(key.key_id, key.quota, now);
         let waiting = Waiting {
-            layer: layer.clone(),
+            layer: self.layer.clone(),
             inner: self.take_ready(),
             req,
             key,
@@ -289,7 +303,7 @@ impl<S: Clone> AuthService<S> {
 pub(crate) fn after_limit<S, R, B>(
     w: Waiting<S, R>,
     answer: Result<LimitDecision, LimiterUnavailable>,
-) -> Result<(S::Future, HeaderMap), Response<B>>
+) -> Result<(S::Future, RateLimit), Response<B>>
 where
     S: Service<Request<R>, Response = Response<B>>,
     B: From<&'static str>,
@@ -301,6 +315,7 @@ where
         layer,
         now,
     } = w;
+    let layer = &*layer.shared;
     let auth = &layer.auth;
     let observer = layer.observer.as_ref();
     let limit = match answer {
@@ -322,11 +337,11 @@ where
             ));
         }
     };
-    match auth.decide(&key, limit, layer.required, now) {
+    match auth.decide(key, limit, layer.required, now) {
         Decision::Granted(grant) => {
             observe(observer, Outcome::Granted(&grant));
-            let headers = admit(&grant, &mut req, now);
-            Ok((inner.call(req), headers))
+            let rate = admit(grant, &mut req);
+            Ok((inner.call(req), rate))
         }
         Decision::Denied(denial) => {
             observe(observer, Outcome::Denied(&denial));
@@ -335,23 +350,22 @@ where
     }
 }
 
-/// Puts the [`AuthenticatedKey`] in the request, marks its `Authorization` value sensitive (so
-/// header-logging layers inside print `Sensitive`, not the key), and returns the headers for
-/// its response.
-fn admit<B>(grant: &Grant, req: &mut Request<B>, now: UnixTime) -> HeaderMap {
+/// Puts the [`AuthenticatedKey`] in the request (the grant's name moves into it), marks its
+/// `Authorization` value sensitive (so header-logging layers inside print `Sensitive`, not the
+/// key), and returns the window for the response's headers.
+fn admit<B>(grant: Grant, req: &mut Request<B>) -> RateLimit {
     if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
         value.set_sensitive(true);
     }
     tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
+    let rate = grant.rate_limit;
     req.extensions_mut().insert(AuthenticatedKey {
         id: grant.key_id,
-        name: grant.name.clone(),
+        name: grant.name,
         scopes: grant.scopes,
-        rate_limit: grant.rate_limit,
+        rate_limit: rate,
     });
-    let mut headers = HeaderMap::with_capacity(5);
-    insert_rate_limit_headers(&mut headers, &grant.rate_limit, now);
-    headers
+    rate
 }
 
 /// Logs a denial (key id and reason, never the key) and builds its response.

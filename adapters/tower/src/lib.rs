@@ -40,7 +40,6 @@ mod observe;
 
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
-pub use headers::{insert_headers, insert_rate_limit_headers, json_response, UNAVAILABLE};
 pub use layer::{system_clock, AuthLayer, AuthService, ClientIp, Clock, SystemClock, TimeProvider};
 pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use observe::{Observer, Outcome};

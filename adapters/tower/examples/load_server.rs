@@ -1,0 +1,142 @@
+//! The server of the adapter's load test (`bash scripts/load.sh`): one trivial handler served
+//! three ways, in one process, so that a load generator compares them in the same run.
+//!
+//! | route | what runs |
+//! |---|---|
+//! | `GET /plain` | the handler alone |
+//! | `GET /auth` | the handler behind an `AuthLayer` (a store of `--store-keys` keys, a quota no load test can exhaust): every request with a valid key is granted |
+//! | `GET /auth401` | the same layer: requests without a valid key are refused with a 401 |
+//!
+//! The runtime is tokio's current-thread one, so the server does all its work on one thread;
+//! the script pins the process to one core (`taskset -c 0`) and the load generator to another.
+//!
+//! ```text
+//! cargo build --release -p sitequest-auth-tower --example load_server
+//! target/release/examples/load_server [--port N] [--store-keys N] [--keys-out PATH] [--key-count N]
+//! ```
+//!
+//! It writes `--key-count` valid keys (default 16) to `--keys-out`, one per line (mode 0600;
+//! they are throwaway keys of this process), then prints `listening on http://ADDR` when it
+//! accepts connections.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::routing::get;
+use axum::Router;
+use sitequest_auth::{Authorizer, KeyStore, NewKey, Quota, Scopes, UnixTime};
+use sitequest_auth_tower::AuthLayer;
+
+/// The same handler for every route.
+async fn ok() -> &'static str {
+    "ok"
+}
+
+#[derive(Debug)]
+struct Args {
+    port: u16,
+    store_keys: usize,
+    keys_out: Option<PathBuf>,
+    key_count: usize,
+}
+
+impl Args {
+    fn parse() -> Result<Self, String> {
+        let mut args = Self {
+            port: 0,
+            store_keys: 1_000,
+            keys_out: None,
+            key_count: 16,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--port" => args.port = number(&flag, &value)?,
+                "--store-keys" => args.store_keys = number::<usize>(&flag, &value)?.max(1),
+                "--key-count" => args.key_count = number(&flag, &value)?,
+                "--keys-out" => args.keys_out = Some(PathBuf::from(value)),
+                _ => return Err(format!("unknown flag {flag}")),
+            }
+        }
+        args.key_count = args.key_count.min(args.store_keys);
+        Ok(args)
+    }
+}
+
+/// The value of a numeric flag.
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{flag}: not a number: {value}"))
+}
+
+/// Writes the keys, one per line, to a file only this user can read.
+fn write_keys(path: &Path, keys: &[String]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    for key in keys {
+        writeln!(file, "{key}")?;
+    }
+    file.sync_all()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse()?;
+    let now = UnixTime::from_system_time(SystemTime::now());
+
+    // The keys: read only (the routes require `vps:read`), no expiry.
+    let store = Arc::new(KeyStore::with_capacity(args.store_keys));
+    let new = NewKey::new("load", Scopes::READ_ONLY);
+    let mut shown = Vec::with_capacity(args.key_count);
+    while store.len() < args.store_keys {
+        let issued = new.generate(now)?;
+        // Two keys sharing an id (a 2^-64 chance): draw another.
+        if store.insert(issued.record).is_err() {
+            continue;
+        }
+        if shown.len() < args.key_count {
+            shown.push(issued.key.expose_secret().as_str().to_owned());
+        }
+    }
+    if let Some(path) = &args.keys_out {
+        write_keys(path, &shown)?;
+    }
+
+    // A quota no load test can exhaust: the test measures the grant path, not the 429.
+    let huge = Quota::new(u32::MAX, 60).ok_or("quota")?;
+    let auth = Arc::new(Authorizer::new(store).with_quota(huge));
+    let app: Router = Router::new()
+        .route("/plain", get(ok))
+        .route(
+            "/auth",
+            get(ok).layer(AuthLayer::new(auth.clone(), Scopes::VPS_READ)),
+        )
+        .route(
+            "/auth401",
+            get(ok).layer(AuthLayer::new(auth, Scopes::VPS_READ)),
+        );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on http://{}", listener.local_addr()?)?;
+        out.flush()?;
+        drop(out);
+        axum::serve(listener, app).await
+    })?;
+    Ok(())
+}
