@@ -75,7 +75,7 @@ pub use quota::{Quota, QuotaParseError};
 pub use rate_limit::{LimitDecision, RateLimit};
 pub use record::{InvalidRecord, KeyRecord, KeyStatus, MAX_NAME_LEN, MAX_TIME};
 pub use request::AuthRequest;
-pub use response::{header, FieldValue, Header, InvalidRealm, Realm};
+pub use response::{header, FieldValue, Header, InvalidRealm, RateLimitField, Realm};
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{KeyStore, Rotation, StoreError};
 pub use time::UnixTime;

@@ -171,6 +171,36 @@ fn small_number(n: u32) -> Option<&'static str> {
 /// The `RateLimit-Policy` value of the spec's quota, 60 requests a minute.
 const SPEC_POLICY: &str = "\"default\";q=60;w=60";
 
+/// One of the five rate-limit fields, in the order [`RateLimit::for_each_field`] renders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RateLimitField {
+    /// `X-RateLimit-Limit`.
+    Limit,
+    /// `X-RateLimit-Remaining`.
+    Remaining,
+    /// `X-RateLimit-Reset`.
+    Reset,
+    /// `RateLimit-Policy`.
+    Policy,
+    /// `RateLimit`.
+    RateLimit,
+}
+
+impl RateLimitField {
+    /// The header's name, as in [`header`].
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Limit => header::X_RATELIMIT_LIMIT,
+            Self::Remaining => header::X_RATELIMIT_REMAINING,
+            Self::Reset => header::X_RATELIMIT_RESET,
+            Self::Policy => header::RATELIMIT_POLICY,
+            Self::RateLimit => header::RATELIMIT,
+        }
+    }
+}
+
 /// A rendered header value: a `'static` string (the common small numbers and the spec's policy),
 /// or text in a stack buffer. [`RateLimit::for_each_field`] lends these to its caller.
 pub struct FieldValue<'a>(FieldRepr<'a>);
@@ -188,6 +218,12 @@ impl<'a> FieldValue<'a> {
             FieldRepr::Static(s) => s,
             FieldRepr::Rendered(s) => s,
         }
+    }
+
+    /// The value's bytes.
+    #[must_use]
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.as_str().as_bytes()
     }
 
     /// The value as a `'static` string when it is one, so that an adapter can use it without a
@@ -225,16 +261,18 @@ impl RateLimit {
     /// let now = UnixTime::from_secs(1_800_000_000);
     /// let r = RateLimiter::new().check(KeyId::from_u64(1), Quota::SPEC, now).rate_limit();
     /// let mut seen = Vec::new();
-    /// r.for_each_field(now, |name, value| seen.push(format!("{name}: {}", value.as_str())));
+    /// r.for_each_field(now, |field, value| {
+    ///     seen.push(format!("{}: {}", field.name(), value.as_str()))
+    /// });
     /// assert_eq!(seen[3], r#"RateLimit-Policy: "default";q=60;w=60"#);
     /// ```
     pub fn for_each_field(
         &self,
         now: UnixTime,
-        mut sink: impl FnMut(&'static str, FieldValue<'_>),
+        mut sink: impl FnMut(RateLimitField, FieldValue<'_>),
     ) {
         let mut emit_number =
-            |name: &'static str, n: u64| match u32::try_from(n).ok().and_then(small_number) {
+            |name: RateLimitField, n: u64| match u32::try_from(n).ok().and_then(small_number) {
                 Some(s) => sink(name, FieldValue(FieldRepr::Static(s))),
                 None => {
                     let mut t = Text::new();
@@ -242,12 +280,12 @@ impl RateLimit {
                     sink(name, FieldValue(FieldRepr::Rendered(t.as_str())));
                 }
             };
-        emit_number(header::X_RATELIMIT_LIMIT, u64::from(self.limit));
-        emit_number(header::X_RATELIMIT_REMAINING, u64::from(self.remaining));
-        emit_number(header::X_RATELIMIT_RESET, self.reset_at.as_secs());
+        emit_number(RateLimitField::Limit, u64::from(self.limit));
+        emit_number(RateLimitField::Remaining, u64::from(self.remaining));
+        emit_number(RateLimitField::Reset, self.reset_at.as_secs());
         if (self.limit, self.period_secs) == (60, 60) {
             sink(
-                header::RATELIMIT_POLICY,
+                RateLimitField::Policy,
                 FieldValue(FieldRepr::Static(SPEC_POLICY)),
             );
         } else {
@@ -257,7 +295,7 @@ impl RateLimit {
                 .push(";w=")
                 .number(u64::from(self.period_secs));
             sink(
-                header::RATELIMIT_POLICY,
+                RateLimitField::Policy,
                 FieldValue(FieldRepr::Rendered(t.as_str())),
             );
         }
@@ -267,13 +305,15 @@ impl RateLimit {
             .push(";t=")
             .number(self.seconds_to_reset(now));
         sink(
-            header::RATELIMIT,
+            RateLimitField::RateLimit,
             FieldValue(FieldRepr::Rendered(t.as_str())),
         );
     }
 
     fn push_headers(&self, h: &mut Vec<Header>, now: UnixTime) {
-        self.for_each_field(now, |name, value| h.push((name, value.as_str().to_owned())));
+        self.for_each_field(now, |field, value| {
+            h.push((field.name(), value.as_str().to_owned()));
+        });
     }
 }
 
@@ -335,16 +375,34 @@ impl Decision {
 mod http_impls {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
-    use super::{header, Decision, Denial, FieldValue, Grant, RateLimit, Realm, UnixTime};
+    use super::{
+        header, Decision, Denial, FieldValue, Grant, RateLimit, RateLimitField, Realm, UnixTime,
+    };
+
+    const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+    const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+    const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+    const POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+    fn field_name(f: RateLimitField) -> HeaderName {
+        match f {
+            RateLimitField::Limit => LIMIT,
+            RateLimitField::Remaining => REMAINING,
+            RateLimitField::Reset => RESET,
+            RateLimitField::Policy => POLICY,
+            RateLimitField::RateLimit => RATELIMIT,
+        }
+    }
 
     /// The `http` name of a header this crate renders, without parsing the common ones.
     fn name(n: &'static str) -> Option<HeaderName> {
         Some(match n {
-            header::X_RATELIMIT_LIMIT => HeaderName::from_static("x-ratelimit-limit"),
-            header::X_RATELIMIT_REMAINING => HeaderName::from_static("x-ratelimit-remaining"),
-            header::X_RATELIMIT_RESET => HeaderName::from_static("x-ratelimit-reset"),
-            header::RATELIMIT_POLICY => HeaderName::from_static("ratelimit-policy"),
-            header::RATELIMIT => HeaderName::from_static("ratelimit"),
+            header::X_RATELIMIT_LIMIT => LIMIT,
+            header::X_RATELIMIT_REMAINING => REMAINING,
+            header::X_RATELIMIT_RESET => RESET,
+            header::RATELIMIT_POLICY => POLICY,
+            header::RATELIMIT => RATELIMIT,
             header::RETRY_AFTER => http::header::RETRY_AFTER,
             header::WWW_AUTHENTICATE => http::header::WWW_AUTHENTICATE,
             other => return HeaderName::from_bytes(other.as_bytes()).ok(),
@@ -355,7 +413,7 @@ mod http_impls {
     fn value(v: &FieldValue<'_>) -> Option<HeaderValue> {
         match v.as_static() {
             Some(s) => Some(HeaderValue::from_static(s)),
-            None => HeaderValue::from_str(v.as_str()).ok(),
+            None => HeaderValue::from_bytes(v.as_bytes()).ok(),
         }
     }
 
@@ -373,10 +431,12 @@ mod http_impls {
         /// Inserts the five rate-limit fields at `now` into `map`, with no allocation beyond
         /// the values' own (none for the spec's quota except the reset time and `RateLimit`).
         pub fn insert_headers(&self, now: UnixTime, map: &mut HeaderMap) {
-            map.reserve(5);
-            self.for_each_field(now, |n, v| {
-                if let (Some(n), Some(v)) = (name(n), value(&v)) {
-                    map.insert(n, v);
+            // Room for one more, as servers add `content-length` after the layers have run:
+            // growing the map once, now, is cheaper than rehashing it then.
+            map.reserve(6);
+            self.for_each_field(now, |field, v| {
+                if let Some(v) = value(&v) {
+                    map.insert(field_name(field), v);
                 }
             });
         }

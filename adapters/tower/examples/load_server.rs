@@ -1,10 +1,13 @@
 //! The server of the adapter's load test (`bash scripts/load.sh`): one trivial handler served
-//! three ways, in one process, so that a load generator compares them in the same run.
+//! four ways, in one process, so that a load generator compares them in the same run.
 //!
 //! | route | what runs |
 //! |---|---|
 //! | `GET /plain` | the handler alone |
-//! | `GET /auth` | the handler behind an `AuthLayer` (a store of `--store-keys` keys, a quota no load test can exhaust): every request with a valid key is granted |
+//! | `GET /plain-headers` | the handler alone, answering with the five rate-limit fields as fixed strings of the spec's lengths: what sending the spec's headers costs by itself |
+//! | `GET /noop` | the handler behind a layer that does nothing (`tower`'s `Identity`): what axum itself costs for any layer on a route |
+//! | `GET /auth` | the handler behind an `AuthLayer` (a store of `--store-keys` keys, the spec's quota of 60 a minute, and a clock that moves one window ahead every 60 requests, so that a key never runs out and every response carries the spec's header values): every request with a valid key is granted |
+//! | `GET /auth-huge` | the same with a quota of 4,294,967,295 a minute on the system clock: every number in the headers is ten digits long, the most expensive to render |
 //! | `GET /auth401` | the same layer: requests without a valid key are refused with a 401 |
 //!
 //! The runtime is tokio's current-thread one, so the server does all its work on one thread;
@@ -22,17 +25,48 @@
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::http::{HeaderName, HeaderValue};
 use axum::routing::get;
 use axum::Router;
 use sitequest_auth::{Authorizer, KeyStore, NewKey, Quota, Scopes, UnixTime};
-use sitequest_auth_tower::AuthLayer;
+use sitequest_auth_tower::{AuthLayer, TimeProvider};
+
+/// A clock that moves one 60-second window ahead every 60 readings: the layer reads it once a
+/// request, so one key's 60 requests a window never run out however fast the load comes.
+struct WindowPerSixty {
+    start: u64,
+    readings: AtomicU64,
+}
+
+impl TimeProvider for WindowPerSixty {
+    fn now(&self) -> UnixTime {
+        let n = self.readings.fetch_add(1, Ordering::Relaxed);
+        UnixTime::from_secs(self.start + n / 60 * 60)
+    }
+}
 
 /// The same handler for every route.
 async fn ok() -> &'static str {
     "ok"
+}
+
+/// The handler with the five rate-limit fields of a granted request, as fixed strings.
+async fn ok_with_headers() -> ([(HeaderName, HeaderValue); 5], &'static str) {
+    const FIELDS: [(&str, &str); 5] = [
+        ("x-ratelimit-limit", "60"),
+        ("x-ratelimit-remaining", "59"),
+        ("x-ratelimit-reset", "1800000060"),
+        ("ratelimit-policy", "\"default\";q=60;w=60"),
+        ("ratelimit", "\"default\";r=59;t=60"),
+    ];
+    (
+        FIELDS.map(|(n, v)| (HeaderName::from_static(n), HeaderValue::from_static(v))),
+        "ok",
+    )
 }
 
 #[derive(Debug)]
@@ -114,11 +148,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A quota no load test can exhaust: the test measures the grant path, not the 429.
     let huge = Quota::new(u32::MAX, 60).ok_or("quota")?;
+    let spec = Arc::new(Authorizer::new(store.clone()));
     let auth = Arc::new(Authorizer::new(store).with_quota(huge));
+    let clock = Arc::new(WindowPerSixty {
+        start: now.as_secs() - now.as_secs() % 60,
+        readings: AtomicU64::new(0),
+    });
     let app: Router = Router::new()
         .route("/plain", get(ok))
+        .route("/plain-headers", get(ok_with_headers))
+        .route("/noop", get(ok).layer(tower::layer::util::Identity::new()))
         .route(
             "/auth",
+            get(ok).layer(AuthLayer::new(spec, Scopes::VPS_READ).with_clock(clock)),
+        )
+        .route(
+            "/auth-huge",
             get(ok).layer(AuthLayer::new(auth.clone(), Scopes::VPS_READ)),
         )
         .route(
