@@ -60,6 +60,7 @@ mod request;
 mod response;
 mod scope;
 mod store;
+mod throttle;
 mod time;
 
 pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
@@ -78,7 +79,8 @@ pub use request::AuthRequest;
 pub use response::{header, FieldValue, Header, InvalidRealm, RateLimitField, Realm};
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{KeyStore, Rotation, StoreError};
-pub use time::UnixTime;
+pub use throttle::Throttle;
+pub use time::{TimeProvider, UnixTime};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

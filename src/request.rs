@@ -24,8 +24,8 @@ use crate::time::UnixTime;
 #[non_exhaustive]
 pub struct AuthRequest<'a> {
     /// The raw `Authorization` field value, which may not be UTF-8; `None` if the request had
-    /// none. A request with more than one `Authorization` field has no single credential: pass
-    /// a value that is not a bearer key (an empty one), so that it is refused as malformed.
+    /// none. A request with more than one `Authorization` field has no single credential:
+    /// [`AuthRequest::from_fields`] makes it an empty value, refused as malformed.
     pub authorization: Option<&'a [u8]>,
     /// The scopes the route requires (all of them).
     pub required: Scopes,
@@ -47,6 +47,35 @@ impl<'a> AuthRequest<'a> {
             now,
             client_ip: None,
         }
+    }
+
+    /// A request from its `Authorization` field values as received, in any number: none is a
+    /// request without credentials, and more than one has no single credential, so it is
+    /// refused as malformed, like any value that is not a bearer key. Every adapter applies this
+    /// one rule through here.
+    ///
+    /// ```
+    /// use sitequest_auth::{AuthRequest, Scopes, UnixTime};
+    /// let now = UnixTime::from_secs(1_800_000_000);
+    /// let two: [&[u8]; 2] = [b"Bearer a", b"Bearer b"];
+    /// let request = AuthRequest::from_fields(two, Scopes::VPS_READ, now);
+    /// assert_eq!(request.authorization, Some(&b""[..]));
+    /// assert_eq!(AuthRequest::from_fields([], Scopes::VPS_READ, now).authorization, None);
+    /// ```
+    #[must_use]
+    #[inline]
+    pub fn from_fields(
+        fields: impl IntoIterator<Item = &'a [u8]>,
+        required: Scopes,
+        now: UnixTime,
+    ) -> Self {
+        let mut fields = fields.into_iter();
+        let authorization = match (fields.next(), fields.next()) {
+            (None, _) => None,
+            (Some(value), None) => Some(value),
+            (Some(_), Some(_)) => Some(&b""[..]),
+        };
+        Self::new(authorization, required, now)
     }
 
     /// Names the client's address.

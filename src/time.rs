@@ -74,6 +74,28 @@ impl UnixTime {
     }
 }
 
+/// Where a host reads the current time: the system clock, or one a test or simulation moves.
+///
+/// The crate itself never reads a clock; adapters read one through this trait and pass the time
+/// to the authorizer (rustls's `TimeProvider` is the model). Any `Fn() -> UnixTime` closure is
+/// one:
+///
+/// ```
+/// use sitequest_auth::{TimeProvider, UnixTime};
+/// let fixed = || UnixTime::from_secs(1_800_000_000);
+/// assert_eq!(fixed.now().as_secs(), 1_800_000_000);
+/// ```
+pub trait TimeProvider: Send + Sync {
+    /// The current time.
+    fn now(&self) -> UnixTime;
+}
+
+impl<F: Fn() -> UnixTime + Send + Sync> TimeProvider for F {
+    fn now(&self) -> UnixTime {
+        self()
+    }
+}
+
 impl Add<Duration> for UnixTime {
     type Output = Self;
 

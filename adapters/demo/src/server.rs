@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use prometheus_client::metrics::gauge::Gauge;
+use sitequest_auth::Throttle;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -173,7 +174,8 @@ pub async fn serve(
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
     let (stop, stopped) = watch::channel(());
-    let mut accept_log = Throttle::new(ACCEPT_LOG_INTERVAL);
+    let accept_log = Throttle::new(ACCEPT_LOG_INTERVAL);
+    let started = Instant::now();
     tokio::pin!(shutdown);
     loop {
         // The permit comes first: with every slot taken, new connections wait in the backlog
@@ -189,7 +191,8 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    if let Some(suppressed) = accept_log.allow(Instant::now()) {
+                    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    if let Some(suppressed) = accept_log.allow(ms) {
                         tracing::warn!(error = %e, suppressed, "accept failed");
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
@@ -530,53 +533,9 @@ fn client_of(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Lets an event through at most once per interval, and counts the ones held back.
-#[derive(Debug)]
-struct Throttle {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl Throttle {
-    fn new(interval: Duration) -> Self {
-        Self {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(events held back since the last one let through)` when this one may be logged.
-    fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now < last + self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_errors_are_let_through_once_a_second() {
-        let t0 = Instant::now();
-        let mut log = Throttle::new(Duration::from_secs(1));
-        assert_eq!(log.allow(t0), Some(0));
-        assert_eq!(log.allow(t0 + Duration::from_millis(10)), None);
-        assert_eq!(log.allow(t0 + Duration::from_millis(999)), None);
-        assert_eq!(log.allow(t0 + Duration::from_secs(1)), Some(2));
-        assert_eq!(log.allow(t0 + Duration::from_millis(1500)), None);
-        assert_eq!(log.allow(t0 + Duration::from_secs(5)), Some(1));
-    }
 
     #[test]
     fn per_ip_slots_are_capped_and_given_back() {

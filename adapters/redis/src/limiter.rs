@@ -11,7 +11,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use sitequest_auth::{
     AsyncLimiter, KeyId, LimitDecision, LimitFuture, LimiterUnavailable, Quota, RateLimit,
-    RateLimiter, UnixTime,
+    RateLimiter, Throttle, UnixTime,
 };
 
 use crate::link::Link;
@@ -40,58 +40,13 @@ const EXPIRY_SLACK: u64 = 5;
 /// The fail-open warnings of this process: while Redis is down every check makes one, and logging
 /// each would let a flood of requests fill the disk and slow the server. At most one a second,
 /// with the count of those held back.
-static FAIL_OPEN_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+static FAIL_OPEN_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
-/// Lets a log line through at most once per interval, from any thread without a lock, and counts
-/// the ones held back.
-#[derive(Debug)]
-struct LogThrottle {
-    interval_ms: u64,
-    /// Milliseconds since [`LogThrottle::now_ms`]'s origin from which the next line may go.
-    next: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    const fn new(interval: Duration) -> Self {
-        Self {
-            interval_ms: interval.as_millis() as u64,
-            next: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Milliseconds since the first call in this process.
-    fn now_ms() -> u64 {
-        static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
-        u64::try_from(elapsed).unwrap_or(u64::MAX)
-    }
-
-    /// `Some(lines held back since the last one let through)` when this one may be logged now.
-    fn allow(&self) -> Option<u64> {
-        self.allow_at(Self::now_ms())
-    }
-
-    fn allow_at(&self, now_ms: u64) -> Option<u64> {
-        let next = self.next.load(Ordering::Relaxed);
-        let due = now_ms >= next
-            && self
-                .next
-                .compare_exchange(
-                    next,
-                    now_ms.saturating_add(self.interval_ms),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok();
-        if due {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
+/// Milliseconds since the first call in this process, for [`Throttle::allow`].
+fn monotonic_ms() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(elapsed).unwrap_or(u64::MAX)
 }
 
 /// What to do when Redis cannot answer in time.
@@ -385,7 +340,7 @@ impl RedisLimiter {
             }
             FailurePolicy::FailOpen => {
                 self.counters.fail_open.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = FAIL_OPEN_LOG.allow() {
+                if let Some(suppressed) = FAIL_OPEN_LOG.allow(monotonic_ms()) {
                     tracing::warn!(
                         key_id = %key,
                         reason,
@@ -402,36 +357,5 @@ impl RedisLimiter {
 impl AsyncLimiter for RedisLimiter {
     fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: UnixTime) -> LimitFuture<'static> {
         Box::pin(async move { RedisLimiter::check(&self, key, quota, now).await })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fail_open_warnings_are_let_through_once_a_second() {
-        let log = LogThrottle::new(Duration::from_secs(1));
-        assert_eq!(log.allow_at(0), Some(0));
-        assert_eq!(log.allow_at(10), None);
-        assert_eq!(log.allow_at(999), None);
-        assert_eq!(log.allow_at(1000), Some(2));
-        assert_eq!(log.allow_at(1500), None);
-        assert_eq!(log.allow_at(5000), Some(1));
-        assert_eq!(log.allow_at(5000), None);
-
-        // From many threads at once: one line, and every other call counted once.
-        let log = Arc::new(LogThrottle::new(Duration::from_secs(1)));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let log = log.clone();
-                std::thread::spawn(move || {
-                    (0..1000).filter(|_| log.allow_at(20_000).is_some()).count()
-                })
-            })
-            .collect();
-        let let_through: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(let_through, 1);
-        assert_eq!(log.allow_at(21_000), Some(7999));
     }
 }

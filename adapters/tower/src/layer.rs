@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -11,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use sitequest_auth::{
     AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, RateLimit,
-    Scopes, UnixTime,
+    Scopes, Throttle, TimeProvider, UnixTime,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -21,20 +20,6 @@ use crate::future::{ResponseFuture, Waiting};
 use crate::headers::denial_response;
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
-
-/// Where a host reads the current time: the system clock ([`SystemClock`]), or one a test or
-/// simulation moves. The core crate never reads a clock; adapters read one through this trait
-/// (rustls's `TimeProvider` is the model). Any `Fn() -> UnixTime` closure is one.
-pub trait TimeProvider: Send + Sync {
-    /// The current time.
-    fn now(&self) -> UnixTime;
-}
-
-impl<F: Fn() -> UnixTime + Send + Sync> TimeProvider for F {
-    fn now(&self) -> UnixTime {
-        self()
-    }
-}
 
 /// The system clock, as [`system_clock`] reads it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,58 +47,13 @@ pub type ClientIp = fn(&http::Extensions) -> Option<IpAddr>;
 /// The "rate limiter unavailable" warnings of this process: while an outside limiter is down every
 /// request makes one, and logging each would let a flood of requests fill the disk and slow the
 /// server. At most one a second, with the count of those held back.
-static UNAVAILABLE_LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
-/// Lets a log line through at most once per interval, from any thread without a lock, and counts
-/// the ones held back.
-#[derive(Debug)]
-struct LogThrottle {
-    interval_ms: u64,
-    /// Milliseconds since [`LogThrottle::now_ms`]'s origin from which the next line may go.
-    next: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogThrottle {
-    const fn new(interval: Duration) -> Self {
-        Self {
-            interval_ms: interval.as_millis() as u64,
-            next: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-
-    /// Milliseconds since the first call in this process.
-    fn now_ms() -> u64 {
-        static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
-        u64::try_from(elapsed).unwrap_or(u64::MAX)
-    }
-
-    /// `Some(lines held back since the last one let through)` when this one may be logged now.
-    fn allow(&self) -> Option<u64> {
-        self.allow_at(Self::now_ms())
-    }
-
-    fn allow_at(&self, now_ms: u64) -> Option<u64> {
-        let next = self.next.load(Ordering::Relaxed);
-        let due = now_ms >= next
-            && self
-                .next
-                .compare_exchange(
-                    next,
-                    now_ms.saturating_add(self.interval_ms),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok();
-        if due {
-            Some(self.suppressed.swap(0, Ordering::Relaxed))
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
+/// Milliseconds since the first call in this process, for [`Throttle::allow`].
+fn monotonic_ms() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(elapsed).unwrap_or(u64::MAX)
 }
 
 /// Authorizes every request with an [`Authorizer`], requiring the given scopes.
@@ -244,14 +184,9 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let layer = &*self.layer.shared;
         let now = layer.clock.now();
-        let mut values = req.headers().get_all(AUTHORIZATION).iter();
-        let header = match (values.next(), values.next()) {
-            (None, _) => None,
-            (Some(v), None) => Some(v.as_bytes()),
-            // Two Authorization fields are ambiguous: refuse as malformed.
-            (Some(_), Some(_)) => Some(&[][..]),
-        };
-        let mut request = AuthRequest::new(header, layer.required, now);
+        let fields = req.headers().get_all(AUTHORIZATION).iter();
+        let mut request =
+            AuthRequest::from_fields(fields.map(http::HeaderValue::as_bytes), layer.required, now);
         if let Some(ip) = layer.client_ip.and_then(|f| f(req.extensions())) {
             request = request.with_client_ip(ip);
         }
@@ -322,7 +257,7 @@ where
         Ok(limit) => limit,
         Err(e) => {
             observe(observer, Outcome::Unavailable(&e));
-            if let Some(suppressed) = UNAVAILABLE_LOG.allow() {
+            if let Some(suppressed) = UNAVAILABLE_LOG.allow(monotonic_ms()) {
                 tracing::warn!(
                     key_id = %key.key_id,
                     error = %e,
@@ -525,32 +460,6 @@ mod tests {
                 ("unavailable", "limiter_unavailable", 503, true),
             ]
         );
-    }
-
-    #[test]
-    fn unavailable_warnings_are_let_through_once_a_second() {
-        let log = LogThrottle::new(Duration::from_secs(1));
-        assert_eq!(log.allow_at(0), Some(0));
-        assert_eq!(log.allow_at(10), None);
-        assert_eq!(log.allow_at(999), None);
-        assert_eq!(log.allow_at(1000), Some(2));
-        assert_eq!(log.allow_at(1500), None);
-        assert_eq!(log.allow_at(5000), Some(1));
-        assert_eq!(log.allow_at(5000), None);
-
-        // From many threads at once: one line, and every other call counted once.
-        let log = Arc::new(LogThrottle::new(Duration::from_secs(1)));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let log = log.clone();
-                std::thread::spawn(move || {
-                    (0..1000).filter(|_| log.allow_at(20_000).is_some()).count()
-                })
-            })
-            .collect();
-        let let_through: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(let_through, 1);
-        assert_eq!(log.allow_at(21_000), Some(7999));
     }
 
     /// A service that is neither `Send` nor `'static` (it holds an `Rc` and borrows a local)

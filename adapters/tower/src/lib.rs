@@ -40,6 +40,7 @@ mod observe;
 
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
-pub use layer::{system_clock, AuthLayer, AuthService, ClientIp, Clock, SystemClock, TimeProvider};
+pub use layer::{system_clock, AuthLayer, AuthService, ClientIp, Clock, SystemClock};
 pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use observe::{Observer, Outcome};
+pub use sitequest_auth::TimeProvider;
