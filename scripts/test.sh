@@ -21,6 +21,15 @@ if cargo tree -p sitequest-auth-redis -e normal --prefix none | grep -E '^(axum|
     echo "sitequest-auth-redis must depend on sitequest-auth alone, not on an HTTP adapter" >&2
     exit 1
 fi
+step "each framework adapter depends on core, not on another adapter"
+if cargo tree -p sitequest-auth-actix -e normal --prefix none | grep -E '^(axum|axum-core|tower|sitequest-auth-tower) '; then
+    echo "sitequest-auth-actix must not depend on the tower adapter or axum" >&2
+    exit 1
+fi
+if cargo tree -p sitequest-auth-tower -e normal --prefix none | grep -E '^(actix-web|sitequest-auth-actix) '; then
+    echo "sitequest-auth-tower must not depend on the actix adapter" >&2
+    exit 1
+fi
 
 step "redis-server for the Redis backend's tests"
 bash scripts/install-redis.sh

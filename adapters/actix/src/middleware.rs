@@ -1,0 +1,260 @@
+//! The middleware (an actix `Transform`) and the service it wraps around a scope or resource.
+
+use std::fmt;
+use std::future::{ready, Ready};
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{Error, HttpMessage};
+use sitequest_auth::{
+    AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant, LimitDecision,
+    LimiterUnavailable, RateLimit, Scopes, Throttle, UnixTime,
+};
+
+use crate::clock::{Clock, SystemClock};
+use crate::extract::AuthenticatedKey;
+use crate::future::ResponseFuture;
+use crate::response::denial_response;
+
+/// The "rate limiter unavailable" warnings of this process: while an outside limiter is down every
+/// request makes one, and logging each would let a flood of requests fill the disk and slow the
+/// server. At most one a second, with the count of those held back.
+static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
+
+/// Milliseconds since the first call in this process, for [`Throttle::allow`].
+fn monotonic_ms() -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
+    u64::try_from(elapsed).unwrap_or(u64::MAX)
+}
+
+/// Authorizes every request with an [`Authorizer`], requiring the given scopes.
+///
+/// Wrap each scope or resource with one, with the scopes it needs
+/// (`web::scope("/v1/servers").wrap(AuthMiddleware::new(auth, Scopes::VPS_READ))`). Granted
+/// requests reach the wrapped service with an [`AuthenticatedKey`] in their extensions and leave
+/// with the rate-limit headers; refused ones are answered by the middleware with the spec's JSON
+/// body, and the wrapped service is not called.
+#[derive(Clone)]
+pub struct AuthMiddleware {
+    auth: Arc<Authorizer>,
+    required: Scopes,
+    clock: Clock,
+    limiter: Option<Arc<dyn AsyncLimiter>>,
+}
+
+impl AuthMiddleware {
+    /// A middleware requiring `required` (all of them) on what it wraps.
+    #[must_use]
+    pub fn new(auth: Arc<Authorizer>, required: Scopes) -> Self {
+        Self {
+            auth,
+            required,
+            clock: Arc::new(SystemClock),
+            limiter: None,
+        }
+    }
+
+    /// Counts requests in `limiter` (for example one shared by several servers through Redis)
+    /// instead of the authorizer's own. When it cannot decide the middleware answers core's 503.
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: Arc<dyn AsyncLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests and simulations).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+impl fmt::Debug for AuthMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthMiddleware")
+            .field("required", &self.required)
+            .field("shared_limiter", &self.limiter.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for AuthMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<EitherBody<B, &'static str>>;
+    type Error = Error;
+    type Transform = AuthService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AuthService {
+            inner: Rc::new(service),
+            config: Rc::new(self.clone()),
+        }))
+    }
+}
+
+/// The service made by [`AuthMiddleware`].
+///
+/// The wrapped service is shared by `Rc` (actix services are called through `&self`), so that a
+/// request waiting for an outside limiter can call it once granted.
+pub struct AuthService<S> {
+    inner: Rc<S>,
+    config: Rc<AuthMiddleware>,
+}
+
+impl<S> fmt::Debug for AuthService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthService")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<ServiceRequest> for AuthService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<EitherBody<B, &'static str>>;
+    type Error = Error;
+    type Future = ResponseFuture<S, B>;
+
+    forward_ready!(inner);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let config = &self.config;
+        let auth = &config.auth;
+        let now = config.clock.now();
+        let fields = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
+        let mut request = AuthRequest::from_fields(fields, config.required, now);
+        if let Some(peer) = req.peer_addr() {
+            request = request.with_client_ip(peer.ip());
+        }
+        let Some(limiter) = &config.limiter else {
+            return match auth.authorize(&request) {
+                Decision::Granted(grant) => {
+                    let rate = admit(grant, &req);
+                    ResponseFuture::granted(self.inner.call(req), rate, now)
+                }
+                Decision::Denied(denial) => ResponseFuture::denied(refuse(auth, &denial, req, now)),
+            };
+        };
+        let key = match auth.authenticate(&request) {
+            Ok(key) => key,
+            Err(denial) => return ResponseFuture::denied(refuse(auth, &denial, req, now)),
+        };
+        let limit = Arc::clone(limiter).check(key.key_id, key.quota, now);
+        let waiting = Waiting {
+            inner: Rc::clone(&self.inner),
+            config: Rc::clone(&self.config),
+            req,
+            key,
+            now,
+        };
+        ResponseFuture::limiting(limit, waiting)
+    }
+}
+
+/// What a request waiting for the outside limiter keeps: the wrapped service, the request, and
+/// what authentication found.
+pub(crate) struct Waiting<S> {
+    inner: Rc<S>,
+    config: Rc<AuthMiddleware>,
+    req: ServiceRequest,
+    key: Authenticated,
+    pub(crate) now: UnixTime,
+}
+
+/// Finishes a request that waited for the outside limiter: the wrapped service's future and the
+/// headers for its response for a grant, else the refusal.
+pub(crate) fn after_limit<S>(
+    w: Waiting<S>,
+    answer: Result<LimitDecision, LimiterUnavailable>,
+) -> Result<(S::Future, RateLimit), ServiceResponse<&'static str>>
+where
+    S: Service<ServiceRequest>,
+{
+    let Waiting {
+        inner,
+        config,
+        req,
+        key,
+        now,
+    } = w;
+    let auth = &config.auth;
+    let limit = match answer {
+        Ok(limit) => limit,
+        Err(e) => {
+            if let Some(suppressed) = UNAVAILABLE_LOG.allow(monotonic_ms()) {
+                tracing::warn!(
+                    key_id = %key.key_id,
+                    error = %e,
+                    suppressed,
+                    "rate limiter unavailable"
+                );
+            }
+            let denial = Denial::limiter_unavailable(&key);
+            return Err(req.into_response(denial_response(&denial, auth.realm(), now)));
+        }
+    };
+    match auth.decide(key, limit, config.required, now) {
+        Decision::Granted(grant) => {
+            let rate = admit(grant, &req);
+            Ok((inner.call(req), rate))
+        }
+        Decision::Denied(denial) => Err(refuse(auth, &denial, req, now)),
+    }
+}
+
+/// Puts the [`AuthenticatedKey`] in the request's extensions (the grant's name moves into it)
+/// and returns the window for the response's headers.
+///
+/// Unlike the tower layer it does not mark the `Authorization` value sensitive: actix gives
+/// mutable access to request headers only through `ServiceRequest::headers_mut`, which panics
+/// when the request is shared (an outer middleware holding a clone of the `HttpRequest`).
+fn admit(grant: Grant, req: &ServiceRequest) -> RateLimit {
+    tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
+    let rate = grant.rate_limit;
+    req.extensions_mut().insert(AuthenticatedKey {
+        id: grant.key_id,
+        name: grant.name,
+        scopes: grant.scopes,
+        rate_limit: rate,
+    });
+    rate
+}
+
+/// Logs a denial (key id and reason, never the key) and builds its response.
+///
+/// At debug level: refusals are what a flood of bad requests is made of, and logging each at
+/// info would let any client fill the disk and slow the server.
+fn refuse(
+    auth: &Authorizer,
+    denial: &Denial,
+    req: ServiceRequest,
+    now: UnixTime,
+) -> ServiceResponse<&'static str> {
+    let reason = denial.reason();
+    match reason.key_id() {
+        Some(id) => tracing::debug!(
+            key_id = %id,
+            reason = reason.label(),
+            status = denial.status(),
+            "request refused"
+        ),
+        None => tracing::debug!(
+            reason = reason.label(),
+            status = denial.status(),
+            "request refused"
+        ),
+    }
+    req.into_response(denial_response(denial, auth.realm(), now))
+}

@@ -1,0 +1,54 @@
+//! The shared adapter-conformance table (`tests/data/adapter_conformance.json` at the
+//! repository root) against the tower layer in an axum app on a real socket, driven by an HTTP
+//! client; the actix middleware is run against the same table.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use sitequest_auth::UnixTime;
+use sitequest_auth_tower::{AuthLayer, AuthenticatedKey, TimeProvider};
+
+include!("../../../tests/data/adapter_conformance.rs");
+
+use conformance::{run_table, whoami, Fixture};
+
+/// The table's clock: a time that does not move.
+struct Fixed(UnixTime);
+
+impl TimeProvider for Fixed {
+    fn now(&self) -> UnixTime {
+        self.0
+    }
+}
+
+#[tokio::test]
+async fn every_case_of_the_shared_table() {
+    let fixture = Fixture::load();
+    let mut app = Router::new();
+    for route in &fixture.routes {
+        let handled = fixture.handled.clone();
+        let handler = get(move |key: AuthenticatedKey| {
+            handled.fetch_add(1, Ordering::SeqCst);
+            async move { whoami(key.id, &key.name, key.scopes) }
+        });
+        let handler = match route.guard {
+            None => handler,
+            Some(guard) => {
+                let layer = AuthLayer::new(fixture.auth.clone(), guard.scopes)
+                    .with_clock(Arc::new(Fixed(fixture.clock)));
+                let layer = match fixture.limiter(guard.limiter) {
+                    Some(limiter) => layer.with_limiter(limiter),
+                    None => layer,
+                };
+                handler.layer(layer)
+            }
+        };
+        app = app.route(&route.path, handler);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    run_table(&base, &fixture).await;
+}
