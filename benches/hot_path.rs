@@ -658,8 +658,37 @@ fn run_parallel(keys: &Keys, threads: usize, iters: u64, limit: bool) -> Duratio
     })
 }
 
+/// Runs `iters` SHA-256s of 32 bytes split over `threads` threads: the scaling of the hot
+/// path's unavoidable cost on this machine, for comparison with `run_parallel`'s.
+fn run_parallel_sha256(threads: usize, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads + 1);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let mut block = [t as u8; 32];
+                barrier.wait();
+                for i in 0..iters / threads as u64 {
+                    block[0] = i as u8;
+                    black_box(Sha256::digest(black_box(&block)));
+                }
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        barrier.wait();
+        start.elapsed()
+    })
+}
+
 fn parallel(c: &mut Criterion) {
     let mut g = c.benchmark_group("parallel");
+    for threads in [1usize, 2] {
+        g.bench_function(BenchmarkId::new("sha256_threads", threads), |b| {
+            b.iter_custom(|iters| run_parallel_sha256(threads, iters.max(threads as u64)))
+        });
+    }
     let keys = Keys::new(2_000, 11);
     g.throughput(Throughput::Elements(1));
     for threads in [1usize, 2] {

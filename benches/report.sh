@@ -42,21 +42,25 @@ rows = [
     ("authorize, 1,000,000 keys / SHA-256 of 32 bytes", m("authorize/authorize/1000000") / m("authorize/sha256_32_bytes"), "<=", 2.0),
     ("authorize, 1,000 keys / reference design, 1,000 keys", m("reference/core/1000") / m("reference/reference/1000"), "<=", 1.0),
     ("authorize, 1,000,000 keys / reference design, 1,000,000 keys", m("reference/core/1000000") / m("reference/reference/1000000"), "<=", 1.2),
-    ("limiter hot key / governor check_key hot key", m("limiter/ours/hot_key") / m("limiter/governor/hot_key"), "<=", 0.5),
-    ("limiter 1,000,000 keys / governor check_key 1,000,000 keys", m("limiter/ours/1M_keys") / m("limiter/governor/1M_keys"), "<=", 1.0),
+    ("limiter hot key / governor check_key hot key", m("limiter/ours/hot_key") / m("limiter/governor/hot_key"), "<=", 0.4),
+    ("limiter 1,000,000 keys / governor check_key 1,000,000 keys", m("limiter/ours/1M_keys") / m("limiter/governor/1M_keys"), "<=", 0.4),
     ("malformed header rejection / SHA-256 of 32 bytes", m("reject/malformed_header") / m("reject/sha256_32_bytes"), "<=", 0.25),
 ] + [
     (f"forged header, {name.removeprefix('near_valid_').replace('_', ' ')} / SHA-256 of 32 bytes", m(f"reject/{name}") / m("reject/sha256_32_bytes"), "<=", 0.25)
     for name in FORGED
 ] + [
-    ("2-thread / 1-thread authorize throughput on distinct keys", m("parallel/authorize_threads/1") / m("parallel/authorize_threads/2"), ">=", 1.7),
-    ("memory per stored key record (name excluded), bytes", per_record, "<=", 160),
+    ("2-thread / 1-thread authorize throughput on distinct keys", m("parallel/authorize_threads/1") / m("parallel/authorize_threads/2"), None, None),
+    ("2-thread / 1-thread SHA-256 throughput (the machine's own scaling)", m("parallel/sha256_threads/1") / m("parallel/sha256_threads/2"), None, None),
+    ("memory per stored key record (name bytes excluded), bytes", per_record, "<=", 128),
     ("memory per active limiter entry, bytes", per_entry, "<=", 48),
 ]
 print()
 print("| figure | measured | target | met |")
 print("|---|---|---|---|")
 for name, value, op, target in rows:
+    if op is None:
+        print(f"| {name} | {value:.2f} | (reported) | |")
+        continue
     ok = value <= target if op == "<=" else value >= target
     print(f"| {name} | {value:.2f} | {op} {target} | {'yes' if ok else 'no'} |")
 print()

@@ -74,24 +74,30 @@ impl ApiKey {
         if prefix != KEY_PREFIX.as_bytes() {
             return Err(KeyParseError::WrongPrefix);
         }
-        let mut secret = [0u64; 4];
-        let mut valid = true;
-        for (word, chars) in secret.iter_mut().zip(digits.chunks_exact(16)) {
-            let (lo, lo_ok) = decode8(load8(&chars[..8]));
-            let (hi, hi_ok) = decode8(load8(&chars[8..]));
-            valid &= lo_ok & hi_ok;
-            *word = u64::from(lo) | (u64::from(hi) << 32);
+        // Every digit is checked first, eight at a time, so a forged key is refused before any
+        // decoding; the first bad character's position comes from the same masks.
+        let mut words = [0u64; 8];
+        let mut bad = [0u64; 8];
+        for ((w, b), chars) in words.iter_mut().zip(&mut bad).zip(digits.chunks_exact(8)) {
+            *w = load8(chars);
+            *b = invalid8(*w);
         }
-        if !valid {
-            secret.zeroize();
-            let offset = digits
+        if bad.iter().any(|&b| b != 0) {
+            words.zeroize();
+            let offset = bad
                 .iter()
-                .position(|&b| hex_value(b) > 0x0f)
-                .unwrap_or(0);
+                .enumerate()
+                .find(|(_, &b)| b != 0)
+                .map_or(0, |(i, b)| i * 8 + b.trailing_zeros() as usize / 8);
             return Err(KeyParseError::BadCharacter {
                 position: KEY_PREFIX.len() + offset,
             });
         }
+        let mut secret = [0u64; 4];
+        for (word, pair) in secret.iter_mut().zip(words.chunks_exact(2)) {
+            *word = u64::from(decode8(pair[0])) | (u64::from(decode8(pair[1])) << 32);
+        }
+        words.zeroize();
         Ok(Self { secret })
     }
 
@@ -177,19 +183,26 @@ const fn splat(b: u8) -> u64 {
     b as u64 * 0x0101_0101_0101_0101
 }
 
-/// Decodes eight lowercase hex characters (a little-endian word) into four bytes (a
-/// little-endian `u32`), eight characters at a time with plain integer arithmetic. The flag is
-/// false if any character is not a lowercase hex digit; the value is then meaningless.
+/// The high bit of each byte of `w` (eight characters, little-endian) that is not a lowercase
+/// hex digit; zero when all eight are.
 #[inline(always)]
-fn decode8(w: u64) -> (u32, bool) {
-    // With every byte below 0x80, adding a constant up to 0x80 never carries into the next
-    // byte, so the high bit of each byte answers "x >= lo" or "x > hi" for that byte alone.
+fn invalid8(w: u64) -> u64 {
+    // With the high bits cleared every byte is below 0x80, so adding a constant up to 0x80
+    // never carries into the next byte, and the high bit of each byte answers "x >= lo" or
+    // "x > hi" for that byte alone. Bytes that had the high bit set are bad in any case.
     let high = w & splat(0x80);
-    let at_least = |lo: u8| w.wrapping_add(splat(0x80 - lo)) & splat(0x80);
-    let above = |hi: u8| w.wrapping_add(splat(0x7f - hi)) & splat(0x80);
+    let low = w & !splat(0x80);
+    let at_least = |lo: u8| low.wrapping_add(splat(0x80 - lo)) & splat(0x80);
+    let above = |hi: u8| low.wrapping_add(splat(0x7f - hi)) & splat(0x80);
     let digit = at_least(b'0') & !above(b'9');
     let letter = at_least(b'a') & !above(b'f');
-    let valid = high == 0 && (digit | letter) == splat(0x80);
+    high | (!(digit | letter) & splat(0x80))
+}
+
+/// Decodes eight lowercase hex characters (a little-endian word, all valid: see [`invalid8`])
+/// into four bytes (a little-endian `u32`) with plain integer arithmetic.
+#[inline(always)]
+fn decode8(w: u64) -> u32 {
     // '0'..='9' is 0x30..=0x39 (low nibble is the value); 'a'..='f' is 0x61..=0x66 (low nibble
     // plus 9), and only letters have bit 6 set.
     let v = (w & splat(0x0f)) + ((w >> 6) & splat(0x01)) * 9;
@@ -197,7 +210,7 @@ fn decode8(w: u64) -> (u32, bool) {
     let t = (v << 4) | (v >> 8);
     let packed =
         (t & 0xff) | ((t >> 8) & 0xff00) | ((t >> 16) & 0xff_0000) | ((t >> 24) & 0xff00_0000);
-    (packed as u32, valid)
+    packed as u32
 }
 
 /// Value of each byte as a lowercase hex digit, or `0xff` for any other byte.
@@ -401,10 +414,17 @@ mod tests {
             for pos in 0..8 {
                 let mut chars = *b"0123abcd";
                 chars[pos] = b;
-                let (value, ok) = decode8(u64::from_le_bytes(chars));
-                let table_ok = chars.iter().all(|&c| hex_value(c) <= 0x0f);
-                assert_eq!(ok, table_ok, "byte {b:#x} at {pos}");
-                if ok {
+                let w = u64::from_le_bytes(chars);
+                // The mask marks exactly the bad bytes, so the first bad position is exact.
+                let mut want_mask = 0u64;
+                for (i, &c) in chars.iter().enumerate() {
+                    if hex_value(c) > 0x0f {
+                        want_mask |= 0x80 << (8 * i);
+                    }
+                }
+                assert_eq!(invalid8(w), want_mask, "byte {b:#x} at {pos}");
+                if want_mask == 0 {
+                    let value = decode8(w);
                     let mut want = [0u8; 4];
                     hex::decode_to_slice(chars, &mut want).unwrap();
                     assert_eq!(value.to_le_bytes(), want);
