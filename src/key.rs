@@ -61,6 +61,9 @@ impl ApiKey {
     /// # Errors
     ///
     /// As for [`ApiKey::parse`].
+    // Always inlined: returned through memory from a call, an error was read back wider than it
+    // was written, and every refusal stalled on a store-forwarding miss.
+    #[inline(always)]
     pub fn parse_bytes(bytes: &[u8]) -> Result<Self, KeyParseError> {
         if bytes.len() != KEY_LEN {
             // A wrong prefix is the more useful message when the input is not a key at all.
@@ -74,30 +77,37 @@ impl ApiKey {
         if prefix != KEY_PREFIX.as_bytes() {
             return Err(KeyParseError::WrongPrefix);
         }
-        // Every digit is checked first, eight at a time, so a forged key is refused before any
-        // decoding; the first bad character's position comes from the same masks.
-        let mut words = [0u64; 8];
-        let mut bad = [0u64; 8];
-        for ((w, b), chars) in words.iter_mut().zip(&mut bad).zip(digits.chunks_exact(8)) {
-            *w = load8(chars);
-            *b = invalid8(*w);
+        // Every digit is checked first, in a loop the compiler turns into vector compares, so a
+        // forged key is refused before any decoding; the first bad character's position is
+        // then found eight flags at a time.
+        let Ok(digits) = <&[u8; 64]>::try_from(digits) else {
+            return Err(KeyParseError::WrongLength { found: bytes.len() });
+        };
+        let mut flags = [0u8; 64];
+        for (flag, &b) in flags.iter_mut().zip(digits) {
+            let digit = b.wrapping_sub(b'0') < 10;
+            let letter = b.wrapping_sub(b'a') < 6;
+            *flag = u8::from(!(digit | letter));
         }
-        if bad.iter().any(|&b| b != 0) {
-            words.zeroize();
-            let offset = bad
-                .iter()
+        if flags.iter().fold(0u8, |any, &f| any | f) != 0 {
+            let offset = flags
+                .chunks_exact(8)
                 .enumerate()
-                .find(|(_, &b)| b != 0)
-                .map_or(0, |(i, b)| i * 8 + b.trailing_zeros() as usize / 8);
+                .find_map(|(i, eight)| {
+                    let w = load8(eight);
+                    (w != 0).then(|| i * 8 + w.trailing_zeros() as usize / 8)
+                })
+                .unwrap_or(0);
             return Err(KeyParseError::BadCharacter {
                 position: KEY_PREFIX.len() + offset,
             });
         }
         let mut secret = [0u64; 4];
-        for (word, pair) in secret.iter_mut().zip(words.chunks_exact(2)) {
-            *word = u64::from(decode8(pair[0])) | (u64::from(decode8(pair[1])) << 32);
+        for (word, sixteen) in secret.iter_mut().zip(digits.chunks_exact(16)) {
+            let lo = decode8(load8(&sixteen[..8]));
+            let hi = decode8(load8(&sixteen[8..]));
+            *word = u64::from(lo) | (u64::from(hi) << 32);
         }
-        words.zeroize();
         Ok(Self { secret })
     }
 
@@ -183,23 +193,7 @@ const fn splat(b: u8) -> u64 {
     b as u64 * 0x0101_0101_0101_0101
 }
 
-/// The high bit of each byte of `w` (eight characters, little-endian) that is not a lowercase
-/// hex digit; zero when all eight are.
-#[inline(always)]
-fn invalid8(w: u64) -> u64 {
-    // With the high bits cleared every byte is below 0x80, so adding a constant up to 0x80
-    // never carries into the next byte, and the high bit of each byte answers "x >= lo" or
-    // "x > hi" for that byte alone. Bytes that had the high bit set are bad in any case.
-    let high = w & splat(0x80);
-    let low = w & !splat(0x80);
-    let at_least = |lo: u8| low.wrapping_add(splat(0x80 - lo)) & splat(0x80);
-    let above = |hi: u8| low.wrapping_add(splat(0x7f - hi)) & splat(0x80);
-    let digit = at_least(b'0') & !above(b'9');
-    let letter = at_least(b'a') & !above(b'f');
-    high | (!(digit | letter) & splat(0x80))
-}
-
-/// Decodes eight lowercase hex characters (a little-endian word, all valid: see [`invalid8`])
+/// Decodes eight lowercase hex characters (a little-endian word, all valid)
 /// into four bytes (a little-endian `u32`) with plain integer arithmetic.
 #[inline(always)]
 fn decode8(w: u64) -> u32 {
@@ -415,15 +409,17 @@ mod tests {
                 let mut chars = *b"0123abcd";
                 chars[pos] = b;
                 let w = u64::from_le_bytes(chars);
-                // The mask marks exactly the bad bytes, so the first bad position is exact.
-                let mut want_mask = 0u64;
-                for (i, &c) in chars.iter().enumerate() {
-                    if hex_value(c) > 0x0f {
-                        want_mask |= 0x80 << (8 * i);
+                // A whole key made of these eight characters: refused at the first bad one.
+                let text: Vec<u8> = KEY_PREFIX.bytes().chain(chars.repeat(8)).collect();
+                let first_bad = chars.iter().position(|&c| hex_value(c) > 0x0f);
+                match (ApiKey::parse_bytes(&text), first_bad) {
+                    (Ok(_), None) => {}
+                    (Err(KeyParseError::BadCharacter { position }), Some(i)) => {
+                        assert_eq!(position, KEY_PREFIX.len() + i, "byte {b:#x} at {pos}");
                     }
+                    (other, _) => panic!("byte {b:#x} at {pos}: {other:?}"),
                 }
-                assert_eq!(invalid8(w), want_mask, "byte {b:#x} at {pos}");
-                if want_mask == 0 {
+                if first_bad.is_none() {
                     let value = decode8(w);
                     let mut want = [0u8; 4];
                     hex::decode_to_slice(chars, &mut want).unwrap();
