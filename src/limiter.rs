@@ -37,6 +37,10 @@ struct StripeState {
     /// one, so a slot dropped by a sweep can never be counted again by a clock that went back a
     /// little; see [`StripeState::effective`].
     latest: u64,
+    /// The last window computed, as (period, start, end): the next check in the same window
+    /// reuses its end instead of dividing (a 64-bit division costs more than the rest of a
+    /// check).
+    window: (u32, u64, u64),
 }
 
 /// A per-key fixed-window rate limiter.
@@ -89,6 +93,7 @@ impl RateLimiter {
                     slots: HashMap::default(),
                     sweep_due: u32::MAX,
                     latest: 0,
+                    window: (0, 0, 0),
                 }),
             })
             .collect();
@@ -121,7 +126,7 @@ impl RateLimiter {
         let period = quota.period_secs();
         let mut stripe = self.stripe(key).inner.lock();
         let now = stripe.advance(now, period);
-        let end = clamp32(quota.window_end_secs(now));
+        let end = clamp32(stripe.window_end(now, quota));
         if now >= u64::from(stripe.sweep_due) {
             stripe.sweep(now);
         }
@@ -226,6 +231,23 @@ impl StripeState {
         } else {
             self.latest
         }
+    }
+
+    /// The end of the window of `quota` holding `now`, from the last one computed when `now` is
+    /// in it.
+    #[inline]
+    fn window_end(&mut self, now: u64, quota: Quota) -> u64 {
+        let (period, start, end) = self.window;
+        if period == quota.period_secs() && now >= start && now < end {
+            return end;
+        }
+        let end = quota.window_end_secs(now);
+        self.window = (
+            quota.period_secs(),
+            end.saturating_sub(u64::from(quota.period_secs())),
+            end,
+        );
+        end
     }
 
     /// Moves this stripe's clock to the effective time of `now` and returns it.
