@@ -12,9 +12,13 @@ cargo fmt --manifest-path fuzz/Cargo.toml --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# What hosts without the optional features build: the core alone, the tower layer without axum.
+cargo clippy -p sitequest-auth --all-targets --no-default-features -- -D warnings
+cargo clippy -p sitequest-auth-tower --no-default-features -- -D warnings
 
 step "cargo doc (every intra-doc link resolves)"
 RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links" cargo doc --workspace --no-deps --all-features --quiet
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links" cargo doc -p sitequest-auth --no-deps --quiet
 
 step "backends depend on core only (no axum or tower in the Redis backend)"
 if cargo tree -p sitequest-auth-redis -e normal --prefix none | grep -E '^(axum|tower|sitequest-auth-tower) '; then

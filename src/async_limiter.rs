@@ -6,11 +6,17 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::digest::KeyId;
 use crate::quota::Quota;
 use crate::rate_limit::LimitDecision;
 use crate::time::UnixTime;
+
+/// How long an adapter waits for an [`AsyncLimiter`] before it answers the 503 of
+/// [`Denial::limiter_unavailable`](crate::Denial::limiter_unavailable), unless the host sets
+/// another deadline: one second.
+pub const LIMITER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The future returned by [`AsyncLimiter::check`].
 pub type LimitFuture<'a> =
@@ -24,6 +30,14 @@ pub type LimitFuture<'a> =
 /// awaits the check, and finishes with [`Authorizer::decide`](crate::Authorizer::decide), or
 /// refuses with [`Denial::limiter_unavailable`](crate::Denial::limiter_unavailable) when the
 /// limiter cannot answer.
+///
+/// # Bounded time
+///
+/// A check must finish in bounded time: a backend that waits on the network answers
+/// [`LimiterUnavailable`] once its own deadline passes (as `sitequest-auth-redis`'s limiter does
+/// after 250 ms). The adapters of this project also stop waiting after a deadline of their own
+/// ([`LIMITER_TIMEOUT`] unless the host sets another) and answer the 503, so a limiter that
+/// never answers cannot hold requests, connections and file descriptors forever.
 pub trait AsyncLimiter: Send + Sync + 'static {
     /// Counts one request, or says the limiter cannot decide. The limiter comes by `Arc` so the
     /// future owns what it needs: an adapter can keep it in its own response future, without

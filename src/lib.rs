@@ -39,7 +39,8 @@
 //!
 //! - `serde`: (de)serialize [`Scopes`] (as a list of names), [`KeyId`], [`KeyDigest`],
 //!   [`Quota`], [`Last4`] and [`KeyRecord`].
-//! - `http`: [`Decision::header_map`] and [`Denial::status_code`].
+//! - `http`: the `http` crate's types: `Decision::header_map`, `RateLimit::insert_headers`,
+//!   `Grant::insert_headers`, `Denial::insert_headers` and `Denial::status_code`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -63,7 +64,7 @@ mod store;
 mod throttle;
 mod time;
 
-pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable};
+pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable, LIMITER_TIMEOUT};
 pub use authorize::Authorizer;
 pub use bearer::{bearer_token, parse_bearer, BearerError};
 pub use decision::{Authenticated, Decision, Denial, DenialReason, Grant};

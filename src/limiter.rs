@@ -241,12 +241,10 @@ impl StripeState {
         if period == quota.period_secs() && now >= start && now < end {
             return end;
         }
-        let end = quota.window_end_secs(now);
-        self.window = (
-            quota.period_secs(),
-            end.saturating_sub(u64::from(quota.period_secs())),
-            end,
-        );
+        let period = u64::from(quota.period_secs());
+        let start = now - now % period;
+        let end = start.saturating_add(period);
+        self.window = (quota.period_secs(), start, end);
         end
     }
 

@@ -116,11 +116,11 @@ impl Sub<Duration> for UnixTime {
     }
 }
 
-impl From<UnixTime> for SystemTime {
-    fn from(t: UnixTime) -> Self {
-        UNIX_EPOCH
-            .checked_add(Duration::from_secs(t.0))
-            .unwrap_or(UNIX_EPOCH)
+impl UnixTime {
+    /// This time as a [`SystemTime`]; `None` when the platform cannot represent it.
+    #[must_use]
+    pub fn to_system_time(self) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_secs(self.0))
     }
 }
 
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn system_time_round_trip() {
         let t = UnixTime::from_secs(1_800_000_000);
-        assert_eq!(UnixTime::from_system_time(SystemTime::from(t)), t);
+        assert_eq!(UnixTime::from_system_time(t.to_system_time().unwrap()), t);
         let before = UNIX_EPOCH - Duration::from_secs(5);
         assert_eq!(UnixTime::from_system_time(before), UnixTime::EPOCH);
     }

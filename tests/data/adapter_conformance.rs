@@ -43,6 +43,8 @@ mod conformance {
         Outside,
         /// An outside limiter that is down.
         Down,
+        /// An outside limiter that never answers.
+        Hang,
     }
 
     /// What a guarded route requires, and where it counts.
@@ -70,6 +72,8 @@ mod conformance {
         pub(crate) handled: Arc<AtomicUsize>,
         /// The routes to mount.
         pub(crate) routes: Vec<Route>,
+        /// How long every guarded route waits for its outside limiter.
+        pub(crate) limiter_timeout: std::time::Duration,
         store: Arc<KeyStore>,
         outside: Arc<TableLimiter>,
         down: Arc<TableLimiter>,
@@ -92,6 +96,11 @@ mod conformance {
                 clock: time(&table["clock"]),
                 handled: Arc::default(),
                 routes,
+                limiter_timeout: std::time::Duration::from_millis(
+                    table["limiter_timeout_ms"]
+                        .as_u64()
+                        .expect("the limiter timeout"),
+                ),
                 store,
                 outside: Arc::new(TableLimiter {
                     counts: RateLimiter::new(),
@@ -111,6 +120,7 @@ mod conformance {
                 Limiter::Local => None,
                 Limiter::Outside => Some(self.outside.clone() as Arc<dyn AsyncLimiter>),
                 Limiter::Down => Some(self.down.clone() as Arc<dyn AsyncLimiter>),
+                Limiter::Hang => Some(Arc::new(Hang) as Arc<dyn AsyncLimiter>),
             }
         }
 
@@ -248,7 +258,11 @@ mod conformance {
     pub(crate) async fn run_table(base: &str, fixture: &Fixture) {
         let table = &fixture.table;
         check_table(table);
-        let client = reqwest::Client::new();
+        // A case the adapter never answers fails instead of hanging the test.
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("an HTTP client");
         let cases = table["cases"].as_array().expect("the table's cases");
         assert!(cases.len() >= 30);
         let mut failures = Vec::new();
@@ -318,6 +332,7 @@ mod conformance {
             "local" => Limiter::Local,
             "outside" => Limiter::Outside,
             "down" => Limiter::Down,
+            "hang" => Limiter::Hang,
             other => panic!("unknown limiter {other:?}"),
         };
         let scopes = r["scopes"].as_str().expect("a guarded route's scopes");
@@ -458,6 +473,15 @@ mod conformance {
                 }
                 Ok(self.counts.check(key, quota, now))
             })
+        }
+    }
+
+    /// An outside limiter that never answers.
+    struct Hang;
+
+    impl AsyncLimiter for Hang {
+        fn check(self: Arc<Self>, _: KeyId, _: Quota, _: UnixTime) -> LimitFuture<'static> {
+            Box::pin(std::future::pending())
         }
     }
 

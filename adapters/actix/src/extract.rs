@@ -35,7 +35,16 @@ impl FromRequest for AuthenticatedKey {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let key = req.extensions().get::<Self>().cloned();
         ready(key.ok_or_else(|| {
-            tracing::error!("AuthenticatedKey extracted on a route without AuthMiddleware");
+            // A server bug that any client can trigger as often as it likes: logged at most
+            // once a second.
+            if let Some(suppressed) =
+                crate::middleware::MISSING_MIDDLEWARE_LOG.allow(crate::middleware::monotonic_ms())
+            {
+                tracing::error!(
+                    suppressed,
+                    "AuthenticatedKey extracted on a route without AuthMiddleware"
+                );
+            }
             InternalError::from_response(
                 "AuthenticatedKey extracted on a route without AuthMiddleware",
                 missing_middleware().map_into_boxed_body(),

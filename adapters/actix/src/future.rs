@@ -9,9 +9,10 @@ use std::task::{ready, Context, Poll};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
+use actix_web::rt::time::Sleep;
 use actix_web::Error;
 use pin_project_lite::pin_project;
-use sitequest_auth::{LimitFuture, RateLimit, UnixTime};
+use sitequest_auth::{LimitFuture, LimiterUnavailable, RateLimit, UnixTime};
 
 use crate::middleware::{after_limit, Waiting};
 use crate::response::insert_rate_limit;
@@ -35,7 +36,13 @@ pin_project! {
     where
         S: Service<ServiceRequest>,
     {
-        Limiting { limit: LimitFuture<'static>, waiting: Option<Waiting<S>> },
+        Limiting {
+            limit: LimitFuture<'static>,
+            // The limiter's deadline: past it the request is answered with core's 503.
+            #[pin]
+            deadline: Sleep,
+            waiting: Option<Waiting<S>>,
+        },
         Granted { #[pin] future: S::Future, rate: RateLimit, now: UnixTime },
         Denied { response: Option<ServiceResponse<&'static str>> },
     }
@@ -62,9 +69,14 @@ where
         })
     }
 
-    pub(crate) fn limiting(limit: LimitFuture<'static>, waiting: Waiting<S>) -> Self {
+    pub(crate) fn limiting(
+        limit: LimitFuture<'static>,
+        deadline: Sleep,
+        waiting: Waiting<S>,
+    ) -> Self {
         Self::new(State::Limiting {
             limit,
+            deadline,
             waiting: Some(waiting),
         })
     }
@@ -80,8 +92,20 @@ where
         let mut state = self.project().state;
         loop {
             match state.as_mut().project() {
-                StateProj::Limiting { limit, waiting } => {
-                    let answer = ready!(limit.as_mut().poll(cx));
+                StateProj::Limiting {
+                    limit,
+                    deadline,
+                    waiting,
+                } => {
+                    let answer = match limit.as_mut().poll(cx) {
+                        Poll::Ready(answer) => answer,
+                        Poll::Pending => {
+                            ready!(deadline.poll(cx));
+                            Err(LimiterUnavailable {
+                                reason: "no answer before the deadline".to_owned(),
+                            })
+                        }
+                    };
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");

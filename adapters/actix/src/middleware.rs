@@ -12,7 +12,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{Error, HttpMessage};
 use sitequest_auth::{
     AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant, LimitDecision,
-    LimiterUnavailable, RateLimit, Scopes, Throttle, UnixTime,
+    LimiterUnavailable, RateLimit, Scopes, Throttle, UnixTime, LIMITER_TIMEOUT,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -25,8 +25,12 @@ use crate::response::denial_response;
 /// server. At most one a second, with the count of those held back.
 static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
+/// The "extractor on a route without the middleware" errors of this process, at most one a
+/// second.
+pub(crate) static MISSING_MIDDLEWARE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
+
 /// Milliseconds since the first call in this process, for [`Throttle::allow`].
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
     u64::try_from(elapsed).unwrap_or(u64::MAX)
@@ -45,6 +49,7 @@ pub struct AuthMiddleware {
     required: Scopes,
     clock: Clock,
     limiter: Option<Arc<dyn AsyncLimiter>>,
+    limiter_timeout: Duration,
 }
 
 impl AuthMiddleware {
@@ -56,14 +61,25 @@ impl AuthMiddleware {
             required,
             clock: Arc::new(SystemClock),
             limiter: None,
+            limiter_timeout: LIMITER_TIMEOUT,
         }
     }
 
     /// Counts requests in `limiter` (for example one shared by several servers through Redis)
-    /// instead of the authorizer's own. When it cannot decide the middleware answers core's 503.
+    /// instead of the authorizer's own. When it cannot decide, or has not answered within the
+    /// limiter timeout, the middleware answers core's 503.
     #[must_use]
     pub fn with_limiter(mut self, limiter: Arc<dyn AsyncLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// How long to wait for the outside limiter before answering the 503
+    /// ([`LIMITER_TIMEOUT`], one second, unless set). A request whose client has gone is
+    /// otherwise kept until the limiter answers.
+    #[must_use]
+    pub fn with_limiter_timeout(mut self, timeout: Duration) -> Self {
+        self.limiter_timeout = timeout;
         self
     }
 
@@ -159,7 +175,8 @@ where
             key,
             now,
         };
-        ResponseFuture::limiting(limit, waiting)
+        let deadline = actix_web::rt::time::sleep(config.limiter_timeout);
+        ResponseFuture::limiting(limit, deadline, waiting)
     }
 }
 

@@ -33,7 +33,8 @@ async fn every_case_of_the_shared_table() {
         .map(|route| {
             let middleware = route.guard.map(|guard| {
                 let middleware = AuthMiddleware::new(fixture.auth.clone(), guard.scopes)
-                    .with_clock(clock.clone());
+                    .with_clock(clock.clone())
+                    .with_limiter_timeout(fixture.limiter_timeout);
                 match fixture.limiter(guard.limiter) {
                     Some(limiter) => middleware.with_limiter(limiter),
                     None => middleware,

@@ -23,7 +23,9 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sitequest_auth::{ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes, UnixTime};
+use sitequest_auth::{
+    AuthRequest, ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes, UnixTime,
+};
 
 use crate::db::{ChangeError, DbError};
 use crate::{AppState, MAX_BODY};
@@ -92,7 +94,13 @@ fn refused(e: ChangeError) -> Response {
 }
 
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+    // The one rule for Authorization fields: two of them are no credential.
+    let fields = req
+        .headers()
+        .get_all(AUTHORIZATION)
+        .iter()
+        .map(|v| v.as_bytes());
+    let header = AuthRequest::from_fields(fields, Scopes::empty(), state.now()).authorization;
     if state.admin.check(header) {
         next.run(req).await
     } else {

@@ -257,6 +257,17 @@ async fn admin_api_requires_the_admin_token() {
             assert_eq!(body(res).await, expected);
         }
     }
+    // Two Authorization fields are no credential, even when the first holds the admin token.
+    let res = s
+        .client
+        .get(format!("{}/admin/v1/keys", s.base))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("authorization", "Bearer something-else")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(res).await, expected);
 }
 
 #[tokio::test]

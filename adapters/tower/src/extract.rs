@@ -37,7 +37,16 @@ mod axum_impl {
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
             parts.extensions.get::<Self>().cloned().ok_or_else(|| {
-                tracing::error!("AuthenticatedKey extracted on a route without AuthLayer");
+                // A server bug that any client can trigger as often as it likes: logged at
+                // most once a second.
+                if let Some(suppressed) =
+                    crate::layer::MISSING_LAYER_LOG.allow(crate::layer::monotonic_ms())
+                {
+                    tracing::error!(
+                        suppressed,
+                        "AuthenticatedKey extracted on a route without AuthLayer"
+                    );
+                }
                 crate::headers::missing_layer::<axum_core::body::Body>().into_response()
             })
         }

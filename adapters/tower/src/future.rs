@@ -8,7 +8,8 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use sitequest_auth::{Authenticated, LimitFuture, RateLimit, UnixTime};
+use sitequest_auth::{Authenticated, LimitFuture, LimiterUnavailable, RateLimit, UnixTime};
+use tokio::time::Sleep;
 use tower_service::Service;
 
 use crate::layer::AuthLayer;
@@ -41,7 +42,13 @@ pin_project! {
     where
         S: Service<Request<R>>,
     {
-        Limiting { limit: LimitFuture<'static>, waiting: Option<Waiting<S, R>> },
+        Limiting {
+            limit: LimitFuture<'static>,
+            // The limiter's deadline: past it the request is answered with core's 503.
+            #[pin]
+            deadline: Sleep,
+            waiting: Option<Waiting<S, R>>,
+        },
         Granted { #[pin] future: S::Future, rate: RateLimit, now: UnixTime },
         Denied { response: Option<Response<B>> },
     }
@@ -65,10 +72,15 @@ where
         }
     }
 
-    pub(crate) fn limiting(limit: LimitFuture<'static>, waiting: Waiting<S, R>) -> Self {
+    pub(crate) fn limiting(
+        limit: LimitFuture<'static>,
+        deadline: Sleep,
+        waiting: Waiting<S, R>,
+    ) -> Self {
         Self {
             kind: Kind::Limiting {
                 limit,
+                deadline,
                 waiting: Some(waiting),
             },
         }
@@ -86,8 +98,20 @@ where
         let mut kind = self.project().kind;
         loop {
             match kind.as_mut().project() {
-                KindProj::Limiting { limit, waiting } => {
-                    let answer = ready!(limit.as_mut().poll(cx));
+                KindProj::Limiting {
+                    limit,
+                    deadline,
+                    waiting,
+                } => {
+                    let answer = match limit.as_mut().poll(cx) {
+                        Poll::Ready(answer) => answer,
+                        Poll::Pending => {
+                            ready!(deadline.poll(cx));
+                            Err(LimiterUnavailable {
+                                reason: "no answer before the deadline".to_owned(),
+                            })
+                        }
+                    };
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");

@@ -3,7 +3,7 @@
 
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Response, StatusCode};
-use sitequest_auth::{Denial, ErrorCode, Realm, UnixTime};
+use sitequest_auth::{Denial, Realm, UnixTime};
 
 /// A JSON response with the given status and static body.
 pub(crate) fn json_response<B: From<&'static str>>(
@@ -29,9 +29,10 @@ pub(crate) fn denial_response<B: From<&'static str>>(
 }
 
 /// The response for a handler that asked for the key on a route without the layer.
+#[cfg(feature = "axum")]
 pub(crate) fn missing_layer<B: From<&'static str>>() -> Response<B> {
     json_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Internal.json(),
+        sitequest_auth::ErrorCode::Internal.json(),
     )
 }

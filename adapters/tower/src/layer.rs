@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use sitequest_auth::{
     AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, RateLimit,
-    Scopes, Throttle, TimeProvider, UnixTime,
+    Scopes, Throttle, TimeProvider, UnixTime, LIMITER_TIMEOUT,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -49,8 +49,12 @@ pub type ClientIp = fn(&http::Extensions) -> Option<IpAddr>;
 /// server. At most one a second, with the count of those held back.
 static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
+/// The "extractor on a route without the layer" errors of this process, at most one a second.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) static MISSING_LAYER_LOG: Throttle = Throttle::new(Duration::from_secs(1));
+
 /// Milliseconds since the first call in this process, for [`Throttle::allow`].
-fn monotonic_ms() -> u64 {
+pub(crate) fn monotonic_ms() -> u64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
     u64::try_from(elapsed).unwrap_or(u64::MAX)
@@ -74,6 +78,7 @@ struct Shared {
     required: Scopes,
     clock: Clock,
     limiter: Option<Arc<dyn AsyncLimiter>>,
+    limiter_timeout: Duration,
     observer: Option<Observer>,
     client_ip: Option<ClientIp>,
 }
@@ -88,6 +93,7 @@ impl AuthLayer {
                 required,
                 clock: Arc::new(SystemClock),
                 limiter: None,
+                limiter_timeout: LIMITER_TIMEOUT,
                 observer: None,
                 client_ip: None,
             }),
@@ -107,10 +113,22 @@ impl AuthLayer {
     }
 
     /// Counts requests in `limiter` (for example one shared by several servers through Redis)
-    /// instead of the authorizer's own. When it is unavailable the layer answers 503.
+    /// instead of the authorizer's own. When it is unavailable, or has not answered within the
+    /// limiter timeout, the layer answers core's 503.
+    ///
+    /// The deadline is a `tokio` timer: with an outside limiter the layer runs on a tokio
+    /// runtime with its time driver enabled (axum's and hyper's usual one).
     #[must_use]
     pub fn with_limiter(mut self, limiter: Arc<dyn AsyncLimiter>) -> Self {
         self.config().limiter = Some(limiter);
+        self
+    }
+
+    /// How long to wait for the outside limiter before answering the 503
+    /// ([`LIMITER_TIMEOUT`], one second, unless set).
+    #[must_use]
+    pub fn with_limiter_timeout(mut self, timeout: Duration) -> Self {
+        self.config().limiter_timeout = timeout;
         self
     }
 
@@ -214,6 +232,7 @@ where
             }
         };
         let limit = limiter.clone().check(key.key_id, key.quota, now);
+        let deadline = tokio::time::sleep(layer.limiter_timeout);
         let waiting = Waiting {
             layer: self.layer.clone(),
             inner: self.take_ready(),
@@ -221,7 +240,7 @@ where
             key,
             now,
         };
-        ResponseFuture::limiting(limit, waiting)
+        ResponseFuture::limiting(limit, deadline, waiting)
     }
 }
 

@@ -37,7 +37,8 @@ async fn every_case_of_the_shared_table() {
             None => handler,
             Some(guard) => {
                 let layer = AuthLayer::new(fixture.auth.clone(), guard.scopes)
-                    .with_clock(Arc::new(Fixed(fixture.clock)));
+                    .with_clock(Arc::new(Fixed(fixture.clock)))
+                    .with_limiter_timeout(fixture.limiter_timeout);
                 let layer = match fixture.limiter(guard.limiter) {
                     Some(limiter) => layer.with_limiter(limiter),
                     None => layer,

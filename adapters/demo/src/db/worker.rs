@@ -186,7 +186,7 @@ impl DbHandle {
         .await?
     }
 
-    /// Issues a replacement for an active key and makes the old one expire `grace_secs` after
+    /// Issues a replacement for an active key and makes the old one expire `grace` after
     /// `now` (or at its own expiry, if sooner): saved in one transaction that first re-reads the
     /// key, so a revocation committed before it, by this server or any other connection, is
     /// honoured.
