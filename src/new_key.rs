@@ -43,6 +43,12 @@ impl NewKey {
         self
     }
 
+    /// When the key will expire, if it will.
+    #[must_use]
+    pub fn expiry(&self) -> Option<UnixTime> {
+        self.expires_at
+    }
+
     /// Gives the key its own rate limit instead of the default.
     #[must_use]
     pub fn rate_limit(mut self, quota: Quota) -> Self {

@@ -236,4 +236,7 @@ pub enum InvalidRecord {
     /// A time is later than [`MAX_TIME`](crate::MAX_TIME) (the end of year 9999).
     #[error("time is out of range (after the year 9999)")]
     TimeOutOfRange,
+    /// The store's [`KeyPolicy`](crate::KeyPolicy) refuses the new key.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }

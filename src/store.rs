@@ -12,6 +12,7 @@ use crate::digest::{KeyDigest, KeyId};
 use crate::id_hasher::IdBuildHasher;
 use crate::key::Last4;
 use crate::new_key::{IssuedKey, NewKey};
+use crate::policy::KeyPolicy;
 use crate::quota::Quota;
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
@@ -147,6 +148,7 @@ pub(crate) enum Lookup {
 /// whose SHA-256 matches 64 bits of a stored digest and tells nothing about the other 192 bits.
 pub struct KeyStore {
     map: DashMap<KeyId, Box<Entry>, IdBuildHasher>,
+    policy: KeyPolicy,
 }
 
 impl KeyStore {
@@ -169,7 +171,23 @@ impl KeyStore {
                 IdBuildHasher::default(),
                 Self::SHARDS,
             ),
+            policy: KeyPolicy::default(),
         }
+    }
+
+    /// Checks every key issued from now on ([`KeyStore::issue`], [`KeyStore::prepare`]) against
+    /// `policy`. Records stored with [`insert`](KeyStore::insert) or
+    /// [`load`](KeyStore::load) are not checked: they were created already.
+    #[must_use]
+    pub fn with_policy(mut self, policy: KeyPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The policy new keys are checked against.
+    #[must_use]
+    pub fn policy(&self) -> KeyPolicy {
+        self.policy
     }
 
     /// Creates a key, stores its record and returns both. The plaintext exists only in the
@@ -177,8 +195,10 @@ impl KeyStore {
     ///
     /// # Errors
     ///
-    /// As for [`NewKey::generate`].
+    /// As for [`NewKey::generate`], and [`InvalidRecord::Policy`] for a key the store's
+    /// [`KeyPolicy`] refuses.
     pub fn issue(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
+        self.policy.check(new.expiry(), now)?;
         loop {
             let issued = new.generate(now)?;
             match self.insert_new(&issued.record) {
@@ -197,8 +217,9 @@ impl KeyStore {
     ///
     /// # Errors
     ///
-    /// As for [`NewKey::generate`].
+    /// As for [`KeyStore::issue`].
     pub fn prepare(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
+        self.policy.check(new.expiry(), now)?;
         loop {
             let issued = new.generate(now)?;
             if !self.map.contains_key(&issued.record.id()) {
@@ -568,6 +589,31 @@ mod tests {
                 .unwrap_err(),
             StoreError::NotFound
         );
+    }
+
+    #[test]
+    fn the_policy_checks_new_keys_only() {
+        let day = Duration::from_secs(86_400);
+        let store = KeyStore::new().with_policy(KeyPolicy::default().with_max_lifetime(day));
+        let never = NewKey::new("a", Preset::Full);
+        let late = NewKey::new("a", Preset::Full).expires_at(NOW.plus_secs(86_401));
+        for new in [&never, &late] {
+            assert!(matches!(
+                store.issue(new, NOW),
+                Err(InvalidRecord::Policy(_))
+            ));
+            assert!(matches!(
+                store.prepare(new, NOW),
+                Err(InvalidRecord::Policy(_))
+            ));
+        }
+        assert!(store.is_empty());
+        let ok = NewKey::new("a", Preset::Full).expires_at(NOW.plus_secs(86_400));
+        assert!(store.issue(&ok, NOW).is_ok());
+        // A record created elsewhere (or before the policy) is stored as it is.
+        let old = never.generate(NOW).unwrap().record;
+        assert_eq!(store.insert(old), Ok(()));
+        assert_eq!(store.len(), 2);
     }
 
     #[test]

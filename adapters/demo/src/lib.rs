@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use sitequest_auth::{Authorizer, KeyRecord, KeyStore, Quota, UnixTime};
+use sitequest_auth::{Authorizer, KeyPolicy, KeyRecord, KeyStore, Quota, UnixTime};
 use sitequest_auth_redis::{
     FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
 };
@@ -60,6 +60,8 @@ pub struct Config {
     /// Serve `/metrics`, `/healthz` and `/readyz` on this address only (with the same
     /// connection limits), instead of on [`Config::listen`].
     pub metrics_listen: Option<SocketAddr>,
+    /// What every new key must satisfy (`--max-key-lifetime`), however it is created.
+    pub key_policy: KeyPolicy,
 }
 
 impl std::fmt::Debug for Config {
@@ -71,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("redis", &self.redis.as_deref().map(redact_url))
             .field("limits", &self.limits)
             .field("metrics_listen", &self.metrics_listen)
+            .field("key_policy", &self.key_policy)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +95,7 @@ impl Config {
             limits: server::ConnectionLimits::DEFAULT,
             db_queue: db::QUEUE_CAPACITY,
             metrics_listen: None,
+            key_policy: KeyPolicy::default(),
         }
     }
 }
@@ -189,7 +193,7 @@ impl Demo {
             }
             None => (None, None),
         };
-        let store = Arc::new(KeyStore::new());
+        let store = Arc::new(KeyStore::new().with_policy(config.key_policy));
         let options = db::WorkerOptions {
             queue: config.db_queue,
             ..db::WorkerOptions::default()

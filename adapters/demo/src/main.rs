@@ -89,6 +89,11 @@ struct Cli {
     /// HTTP/2 window of zero).
     #[arg(long, value_name = "SECONDS", default_value_t = ConnectionLimits::DEFAULT.response_timeout.as_secs(), value_parser = parse_seconds)]
     response_timeout: u64,
+    /// Require every new key to expire, at most this long after it is created (as 90d, 12h,
+    /// 30m or 3600s), whether it is created through the admin API or `keys create`. Without it
+    /// keys may have no expiry.
+    #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
+    max_key_lifetime: Option<std::time::Duration>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -155,6 +160,10 @@ fn parse_policy(s: &str) -> Result<FailurePolicy, String> {
     }
 }
 
+fn parse_lifetime(s: &str) -> Result<std::time::Duration, String> {
+    sitequest_auth::KeyPolicy::parse_lifetime(s).map_err(|e| e.to_string())
+}
+
 fn parse_cap(s: &str) -> Result<usize, String> {
     match s.parse::<u32>() {
         Ok(n) if n > 0 => Ok(n as usize),
@@ -190,10 +199,11 @@ async fn main() -> Result<()> {
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     let redis_on_command_line = matches.value_source("redis") == Some(ValueSource::CommandLine);
     if let Some(Command::Keys(cmd)) = cli.command {
-        return keys(&cli.data, cmd);
+        return keys(&cli.data, key_policy(cli.max_key_lifetime), cmd);
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.metrics_listen = cli.metrics_listen;
+    config.key_policy = key_policy(cli.max_key_lifetime);
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
     // Command line, then file, then environment: an explicit flag beats a variable set for the
     // whole service, but two explicit sources are a mistake.
@@ -274,7 +284,15 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
+/// The key policy of `--max-key-lifetime`.
+fn key_policy(max_lifetime: Option<std::time::Duration>) -> sitequest_auth::KeyPolicy {
+    match max_lifetime {
+        Some(max) => sitequest_auth::KeyPolicy::default().with_max_lifetime(max),
+        None => sitequest_auth::KeyPolicy::default(),
+    }
+}
+
+fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Result<()> {
     let mut db = Db::open(data)?;
     let now = sitequest_auth_tower::system_clock();
     match cmd {
@@ -293,7 +311,7 @@ fn keys(data: &Path, cmd: KeysCommand) -> Result<()> {
             if let Some(t) = expires_at {
                 new = new.expires_at(sitequest_auth::UnixTime::from_secs(t));
             }
-            let existing = KeyStore::new();
+            let existing = KeyStore::new().with_policy(policy);
             db.load_into(&existing)?;
             let issued = existing.prepare(&new, now)?;
             db.upsert(&[&issued.record])?;

@@ -599,3 +599,41 @@ async fn an_endless_grace_is_capped_and_the_data_file_still_loads() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_lifetime_policy_requires_and_caps_expiry_in_the_admin_api() {
+    let s = Server::start_configured(tempfile::tempdir().unwrap(), Quota::SPEC, |c| {
+        c.key_policy = sitequest_auth::KeyPolicy::default()
+            .with_max_lifetime(std::time::Duration::from_secs(90 * 86_400));
+    })
+    .await;
+    let now = T0 + 10;
+    for (req, message) in [
+        (
+            r#"{"name":"ci","preset":"full"}"#.to_string(),
+            "this server requires keys to expire: give an expiry at most 90 days away",
+        ),
+        (
+            format!(
+                r#"{{"name":"ci","preset":"full","expires_at":{}}}"#,
+                now + 90 * 86_400 + 1
+            ),
+            "expiry is too far away: this server allows keys to live at most 90 days",
+        ),
+    ] {
+        let (status, v) = s.admin(Method::POST, "/admin/v1/keys", Some(&req)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{req}");
+        assert_eq!(
+            v,
+            json!({"error": message, "code": "INVALID_REQUEST", "status": 400})
+        );
+    }
+    let ok = format!(
+        r#"{{"name":"ci","preset":"full","expires_at":{}}}"#,
+        now + 90 * 86_400
+    );
+    let (status, v) = s.admin(Method::POST, "/admin/v1/keys", Some(&ok)).await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (_, list) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(list["keys"].as_array().unwrap().len(), 1);
+}

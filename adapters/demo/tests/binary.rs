@@ -196,3 +196,64 @@ fn cli_changes_reach_a_running_server_within_a_second() {
     assert_eq!(list.matches("\"id\"").count(), 2, "{list}");
     server.terminate();
 }
+
+#[test]
+fn the_lifetime_policy_applies_to_keys_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    let create = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--max-key-lifetime",
+                "30d",
+                "keys",
+                "create",
+                "--name",
+                "ci",
+            ])
+            .args(["--preset", "read_only"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = create(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this server requires keys to expire: give an expiry at most 30 days away"),
+        "{err}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let far = (now + 31 * 86_400).to_string();
+    let out = create(&["--expires-at", &far]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expiry is too far away: this server allows keys to live at most 30 days"),
+        "{err}"
+    );
+    // Nothing was written; a key within the cap is.
+    assert!(!keys_cmd(&data, &["list"]).contains("ci"));
+    let near = (now + 29 * 86_400).to_string();
+    let out = create(&["--expires-at", &near]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(keys_cmd(&data, &["list"]).contains("ci"));
+    // A malformed lifetime is refused by the flag's parser.
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["--max-key-lifetime", "90 days", "keys", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a lifetime is a positive number"));
+}
