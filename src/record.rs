@@ -122,6 +122,13 @@ impl KeyRecord {
         status(self.revoked_at.is_some(), self.expires_at, now)
     }
 
+    /// Whether the key has gone unused since `since`: last used before then, or never used and
+    /// created before then (the spec's tip "revoke unused ones", as a filter).
+    #[must_use]
+    pub fn unused_since(&self, since: UnixTime) -> bool {
+        self.last_used_at.unwrap_or(self.created_at) < since
+    }
+
     /// Combines this record, the version already held, with another version of the same key so
     /// that changes only ever tighten it: the earliest revocation and the earliest expiry win,
     /// and the latest use is kept. What a key is (digest, name, scopes, rate limit, creation

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -24,7 +24,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sitequest_auth::{
-    AuthRequest, ErrorCode, IssuedKey, KeyId, KeyRecord, NewKey, Preset, Scopes, UnixTime,
+    AuthRequest, ErrorCode, IssuedKey, KeyId, KeyPolicy, KeyRecord, NewKey, Preset, Scopes,
+    UnixTime,
 };
 
 use crate::db::{ChangeError, DbError};
@@ -217,8 +218,32 @@ fn listed(r: &KeyRecord) -> Value {
     })
 }
 
-async fn list(State(state): State<AppState>) -> Response {
-    let keys: Vec<Value> = state.store().list().iter().map(listed).collect();
+/// `GET /admin/v1/keys[?unused_since=30d]`: every key, or those unused for that long (never
+/// used counts from creation).
+async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let mut unused_for = None;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("unused_since", value)) => match KeyPolicy::parse_lifetime(value) {
+                Ok(d) => unused_for = Some(d),
+                Err(e) => return invalid(format!("unused_since: {e}")),
+            },
+            _ => return invalid("the only query parameter is unused_since"),
+        }
+    }
+    let since = unused_for.map(|d| state.now() - d);
+    let keys: Vec<Value> = state
+        .store()
+        .list()
+        .iter()
+        .filter(|r| since.is_none_or(|t| r.unused_since(t)))
+        .map(listed)
+        .collect();
     Json(json!({ "keys": keys })).into_response()
 }
 

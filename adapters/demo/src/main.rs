@@ -123,8 +123,13 @@ enum KeysCommand {
         #[arg(long)]
         expires_at: Option<u64>,
     },
-    /// List keys (no secrets).
-    List,
+    /// List keys (no secrets), with their age and last use.
+    List {
+        /// Only the keys unused for at least this long (as 30d; a key never used counts from
+        /// its creation): the spec's "revoke unused ones".
+        #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
+        unused_since: Option<std::time::Duration>,
+    },
     /// Revoke a key by id.
     Revoke {
         /// The key id (kid_...).
@@ -284,6 +289,16 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// A length of time for people: whole days, else hours, else minutes, else seconds.
+fn days(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 => format!("{}d", s / 86_400),
+        s if s >= 3_600 => format!("{}h", s / 3_600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// The key policy of `--max-key-lifetime`.
 fn key_policy(max_lifetime: Option<std::time::Duration>) -> sitequest_auth::KeyPolicy {
     match max_lifetime {
@@ -318,20 +333,29 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             println!("id:  {}", issued.record.id());
             println!("key: {}", &*issued.key.expose_secret());
         }
-        KeysCommand::List => {
+        KeysCommand::List { unused_since } => {
+            let since = unused_since.map(|d| now - d);
             for r in db.load()? {
+                if since.is_some_and(|t| !r.unused_since(t)) {
+                    continue;
+                }
                 let state = match r.status(now) {
                     sitequest_auth::KeyStatus::Active => "active",
                     sitequest_auth::KeyStatus::Revoked => "revoked",
                     sitequest_auth::KeyStatus::Expired => "expired",
                 };
+                let last_used = match r.last_used_at {
+                    Some(t) => format!("last used {} ago", days(now.secs_since(t))),
+                    None => "never used".to_owned(),
+                };
                 println!(
-                    "{}  {:<8} …{}  {}  [{}]",
+                    "{}  {:<8} …{}  {}  [{}]  created {} ago, {last_used}",
                     r.id(),
                     state,
                     r.last4,
                     r.name,
-                    r.scopes
+                    r.scopes,
+                    days(now.secs_since(r.created_at)),
                 );
             }
         }

@@ -637,3 +637,55 @@ async fn the_lifetime_policy_requires_and_caps_expiry_in_the_admin_api() {
     let (_, list) = s.admin(Method::GET, "/admin/v1/keys", None).await;
     assert_eq!(list["keys"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn the_admin_list_filters_keys_unused_for_a_while() {
+    let s = Server::start(Quota::SPEC).await;
+    let day = 86_400;
+    // At T0 + 10: "used" is created, then used at T0 + 20 * day; "idle" is never used.
+    let (used_id, used_key) = s.create(r#"{"name":"used","preset":"full"}"#).await;
+    let (idle_id, _) = s.create(r#"{"name":"idle","preset":"full"}"#).await;
+    s.set_time(T0 + 20 * day);
+    let res = s
+        .call(Method::GET, "/v1/servers", Some(&used_key), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // A fresh key, never used but created yesterday.
+    s.set_time(T0 + 39 * day);
+    let (fresh_id, _) = s.create(r#"{"name":"fresh","preset":"full"}"#).await;
+    s.set_time(T0 + 40 * day);
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<&String>| {
+        v.sort();
+        v.into_iter().cloned().collect::<Vec<String>>()
+    };
+    let (status, v) = s
+        .admin(Method::GET, "/admin/v1/keys?unused_since=30d", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&v), sorted(vec![&idle_id]));
+    let (_, v) = s
+        .admin(Method::GET, "/admin/v1/keys?unused_since=10d", None)
+        .await;
+    assert_eq!(ids(&v), sorted(vec![&idle_id, &used_id]));
+    let (_, v) = s
+        .admin(Method::GET, "/admin/v1/keys?unused_since=12h", None)
+        .await;
+    assert_eq!(ids(&v), sorted(vec![&idle_id, &used_id, &fresh_id]));
+    for bad in ["unused_since=soon", "unused_since=", "since=30d"] {
+        let (status, v) = s
+            .admin(Method::GET, &format!("/admin/v1/keys?{bad}"), None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(v["code"], "INVALID_REQUEST");
+    }
+}

@@ -257,3 +257,17 @@ fn the_lifetime_policy_applies_to_keys_create() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("a lifetime is a positive number"));
 }
+
+#[test]
+fn keys_list_shows_age_and_last_use_and_filters_unused_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    keys_cmd(&data, &["create", "--name", "old", "--preset", "read_only"]);
+    let listed = keys_cmd(&data, &["list"]);
+    assert!(listed.contains("old"), "{listed}");
+    assert!(listed.contains("created 0s ago, never used"), "{listed}");
+    // Never used, created over a second ago: unused for a second.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert!(keys_cmd(&data, &["list", "--unused-since", "1s"]).contains("old"));
+    assert!(!keys_cmd(&data, &["list", "--unused-since", "1h"]).contains("old"));
+}
