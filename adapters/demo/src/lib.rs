@@ -10,6 +10,7 @@ pub mod api;
 pub mod db;
 pub mod health;
 pub mod metrics;
+pub mod scan;
 pub mod server;
 pub mod token;
 

@@ -135,6 +135,18 @@ enum KeysCommand {
         /// The key id (kid_...).
         id: String,
     },
+    /// Find keys (sq_live_ and 64 hex digits) in files and directories (recursively, skipping
+    /// .git and binary files), print where each is (shown as sq_live_…last4, never whole) and
+    /// whether it is live in the data file, and exit with status 1 if any was found: a
+    /// pre-commit hook or a CI step. The data file is only read, unless --revoke.
+    Scan {
+        /// Files or directories to scan.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Revoke every live key found, in the data file.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 /// The sync secret from `--sync-secret-file`, else from `SITEQUEST_SYNC_SECRET`.
@@ -308,6 +320,9 @@ fn key_policy(max_lifetime: Option<std::time::Duration>) -> sitequest_auth::KeyP
 }
 
 fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Result<()> {
+    if let KeysCommand::Scan { paths, revoke } = cmd {
+        return scan(data, &paths, revoke);
+    }
     let mut db = Db::open(data)?;
     let now = sitequest_auth_tower::system_clock();
     match cmd {
@@ -366,6 +381,69 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             }
             println!("revoked {id}");
         }
+        KeysCommand::Scan { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// `keys scan`: exits with status 1 when a key was found.
+fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
+    use sitequest_demo::scan;
+    for path in paths {
+        if !scan::exists(path) {
+            bail!("{}: no such file or directory", path.display());
+        }
+    }
+    let result = scan::scan(paths);
+    for (path, why) in &result.skipped {
+        eprintln!("skipped {}: {why}", path.display());
+    }
+    if result.found.is_empty() {
+        eprintln!("no keys found");
+        return Ok(());
+    }
+    // Without a data file there is nothing to look keys up in (and none is created).
+    let db = if data.exists() {
+        Some(Db::open(data)?)
+    } else {
+        None
+    };
+    let records = match &db {
+        Some(db) => db.load()?,
+        None => Vec::new(),
+    };
+    let now = sitequest_auth_tower::system_clock();
+    let mut live = 0;
+    for found in &result.found {
+        let id = found.key.digest().id();
+        let record = records.iter().find(|r| r.digest == found.key.digest());
+        let state = match record.map(|r| r.status(now)) {
+            Some(sitequest_auth::KeyStatus::Active) => {
+                live += 1;
+                if revoke {
+                    if let Some(db) = &db {
+                        db.revoke(id, now)?;
+                    }
+                    format!("LIVE, now revoked ({id})")
+                } else {
+                    format!("LIVE ({id})")
+                }
+            }
+            Some(sitequest_auth::KeyStatus::Revoked) => format!("revoked ({id})"),
+            Some(sitequest_auth::KeyStatus::Expired) => format!("expired ({id})"),
+            None => "not in the data file".to_owned(),
+        };
+        println!(
+            "{}:{}: {}  {state}",
+            found.path.display(),
+            found.line,
+            scan::shown(&found.key)
+        );
+    }
+    eprintln!(
+        "found {} key(s), {live} live{}",
+        result.found.len(),
+        if revoke && live > 0 { ", revoked" } else { "" }
+    );
+    std::process::exit(1);
 }

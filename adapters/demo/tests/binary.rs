@@ -271,3 +271,91 @@ fn keys_list_shows_age_and_last_use_and_filters_unused_keys() {
     assert!(keys_cmd(&data, &["list", "--unused-since", "1s"]).contains("old"));
     assert!(!keys_cmd(&data, &["list", "--unused-since", "1h"]).contains("old"));
 }
+
+#[test]
+fn keys_scan_finds_committed_keys_and_revokes_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    let created = |name: &str| {
+        let out = keys_cmd(&data, &["create", "--name", name, "--preset", "read_only"]);
+        let key = out
+            .lines()
+            .find_map(|l| l.strip_prefix("key: "))
+            .unwrap()
+            .to_owned();
+        let id = out
+            .lines()
+            .find_map(|l| l.strip_prefix("id:  "))
+            .unwrap()
+            .to_owned();
+        (id, key)
+    };
+    let (live_id, live) = created("live");
+    let (dead_id, dead) = created("dead");
+    keys_cmd(&data, &["revoke", &dead_id]);
+    let tree = dir.path().join("repo");
+    std::fs::create_dir_all(tree.join("src/.git")).unwrap();
+    std::fs::write(tree.join("README"), "nothing here\n").unwrap();
+    std::fs::write(
+        tree.join("src/config.env"),
+        format!("# deploy\nSQ_KEY={live}\nOLD={dead}\n"),
+    )
+    .unwrap();
+    // A near miss (63 digits), a key inside .git and one in a binary file are not reported.
+    std::fs::write(tree.join("src/notes.txt"), format!("{}\n", &live[..71])).unwrap();
+    std::fs::write(tree.join("src/.git/ORIG"), format!("{live}\n")).unwrap();
+    std::fs::write(
+        tree.join("src/blob.bin"),
+        [b"\0\0".as_slice(), live.as_bytes()].concat(),
+    )
+    .unwrap();
+
+    let scan = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("--data")
+            .arg(&data)
+            .args(["keys", "scan"])
+            .arg(&tree)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = scan(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let file = tree.join("src/config.env");
+    assert_eq!(
+        stdout,
+        format!(
+            "{f}:2: sq_live_…{l4}  LIVE ({live_id})\n{f}:3: sq_live_…{d4}  revoked ({dead_id})\n",
+            f = file.display(),
+            l4 = &live[68..],
+            d4 = &dead[68..],
+        )
+    );
+    assert!(
+        !stdout.contains(&live[8..20]),
+        "the key is never shown whole"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found 2 key(s), 1 live"));
+
+    // --revoke revokes the live one; the next scan still fails (keys are committed) but
+    // finds none live.
+    let out = scan(&["--revoke"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("LIVE, now revoked ({live_id})"))
+    );
+    let out = scan(&[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("found 2 key(s), 0 live"));
+
+    // A clean tree passes.
+    std::fs::remove_file(&file).unwrap();
+    let out = scan(&[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
