@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::digest::KeyId;
@@ -43,6 +44,39 @@ pub trait AsyncLimiter: Send + Sync + 'static {
     /// future owns what it needs: an adapter can keep it in its own response future, without
     /// boxing anything else or borrowing from the limiter.
     fn check(self: Arc<Self>, key: KeyId, quota: Quota, now: UnixTime) -> LimitFuture<'static>;
+}
+
+/// Polls an outside limiter's answer against a deadline: the answer when it is ready, else
+/// [`LimiterUnavailable`] once `deadline` (any future that completes when the time is up, such
+/// as the host runtime's sleep) has completed. The one rule every adapter applies, without a
+/// runtime of its own.
+///
+/// ```
+/// use std::future::{pending, ready, Future};
+/// use std::pin::pin;
+/// use std::task::{Context, Poll, Waker};
+/// use sitequest_auth::{poll_limit, LimitFuture};
+/// let mut cx = Context::from_waker(Waker::noop());
+/// let mut never: LimitFuture<'static> = Box::pin(pending());
+/// // The deadline has not passed: still waiting.
+/// assert!(poll_limit(&mut never, pin!(pending::<()>()), &mut cx).is_pending());
+/// // It has: the limiter is unavailable.
+/// assert!(matches!(poll_limit(&mut never, pin!(ready(())), &mut cx), Poll::Ready(Err(_))));
+/// ```
+pub fn poll_limit(
+    limit: &mut LimitFuture<'_>,
+    deadline: Pin<&mut impl Future<Output = ()>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<LimitDecision, LimiterUnavailable>> {
+    if let Poll::Ready(answer) = limit.as_mut().poll(cx) {
+        return Poll::Ready(answer);
+    }
+    match deadline.poll(cx) {
+        Poll::Ready(()) => Poll::Ready(Err(LimiterUnavailable {
+            reason: "no answer before the deadline".to_owned(),
+        })),
+        Poll::Pending => Poll::Pending,
+    }
 }
 
 /// The limiter could not decide (for example its backend is down and it fails closed).

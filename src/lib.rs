@@ -65,7 +65,9 @@ mod store;
 mod throttle;
 mod time;
 
-pub use async_limiter::{AsyncLimiter, LimitFuture, LimiterUnavailable, LIMITER_TIMEOUT};
+pub use async_limiter::{
+    poll_limit, AsyncLimiter, LimitFuture, LimiterUnavailable, LIMITER_TIMEOUT,
+};
 pub use authorize::Authorizer;
 pub use bearer::{bearer_token, parse_bearer, BearerError};
 pub use decision::{Authenticated, Decision, Denial, DenialReason, Grant};

@@ -12,7 +12,7 @@ use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::rt::time::Sleep;
 use actix_web::Error;
 use pin_project_lite::pin_project;
-use sitequest_auth::{LimitFuture, LimiterUnavailable, RateLimit, UnixTime};
+use sitequest_auth::{poll_limit, LimitFuture, RateLimit, UnixTime};
 
 use crate::middleware::{after_limit, Waiting};
 use crate::response::insert_rate_limit;
@@ -97,15 +97,7 @@ where
                     deadline,
                     waiting,
                 } => {
-                    let answer = match limit.as_mut().poll(cx) {
-                        Poll::Ready(answer) => answer,
-                        Poll::Pending => {
-                            ready!(deadline.poll(cx));
-                            Err(LimiterUnavailable {
-                                reason: "no answer before the deadline".to_owned(),
-                            })
-                        }
-                    };
+                    let answer = ready!(poll_limit(limit, deadline, cx));
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");

@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use sitequest_auth::{Authenticated, LimitFuture, LimiterUnavailable, RateLimit, UnixTime};
+use sitequest_auth::{poll_limit, Authenticated, LimitFuture, RateLimit, UnixTime};
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -103,15 +103,7 @@ where
                     deadline,
                     waiting,
                 } => {
-                    let answer = match limit.as_mut().poll(cx) {
-                        Poll::Ready(answer) => answer,
-                        Poll::Pending => {
-                            ready!(deadline.poll(cx));
-                            Err(LimiterUnavailable {
-                                reason: "no answer before the deadline".to_owned(),
-                            })
-                        }
-                    };
+                    let answer = ready!(poll_limit(limit, deadline, cx));
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");
