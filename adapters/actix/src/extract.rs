@@ -38,7 +38,7 @@ impl FromRequest for AuthenticatedKey {
             // A server bug that any client can trigger as often as it likes: logged at most
             // once a second.
             if let Some(suppressed) =
-                crate::middleware::MISSING_MIDDLEWARE_LOG.allow(crate::middleware::monotonic_ms())
+                crate::middleware::MISSING_MIDDLEWARE_LOG.allow(std::time::Instant::now())
             {
                 tracing::error!(
                     suppressed,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::{ready, Ready};
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::body::EitherBody;
@@ -28,13 +28,6 @@ static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 /// The "extractor on a route without the middleware" errors of this process, at most one a
 /// second.
 pub(crate) static MISSING_MIDDLEWARE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
-
-/// Milliseconds since the first call in this process, for [`Throttle::allow`].
-pub(crate) fn monotonic_ms() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
-    u64::try_from(elapsed).unwrap_or(u64::MAX)
-}
 
 /// Authorizes every request with an [`Authorizer`], requiring the given scopes.
 ///
@@ -210,7 +203,7 @@ where
     let limit = match answer {
         Ok(limit) => limit,
         Err(e) => {
-            if let Some(suppressed) = UNAVAILABLE_LOG.allow(monotonic_ms()) {
+            if let Some(suppressed) = UNAVAILABLE_LOG.allow(Instant::now()) {
                 tracing::warn!(
                     key_id = %key.key_id,
                     error = %e,
@@ -260,18 +253,12 @@ fn refuse(
     now: UnixTime,
 ) -> ServiceResponse<&'static str> {
     let reason = denial.reason();
-    match reason.key_id() {
-        Some(id) => tracing::debug!(
-            key_id = %id,
-            reason = reason.label(),
-            status = denial.status(),
-            "request refused"
-        ),
-        None => tracing::debug!(
-            reason = reason.label(),
-            status = denial.status(),
-            "request refused"
-        ),
-    }
+    // The key id is recorded when there is one (a `None` field is left out).
+    tracing::debug!(
+        key_id = reason.key_id().map(tracing::field::display),
+        reason = reason.label(),
+        status = denial.status(),
+        "request refused"
+    );
     req.into_response(denial_response(denial, auth.realm(), now))
 }

@@ -415,8 +415,9 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
     let now = sitequest_auth_tower::system_clock();
     let mut live = 0;
     for found in &result.found {
-        let id = found.key.digest().id();
-        let record = records.iter().find(|r| r.digest == found.key.digest());
+        let digest = found.key.digest();
+        let id = digest.id();
+        let record = records.iter().find(|r| r.digest == digest);
         let state = match record.map(|r| r.status(now)) {
             Some(sitequest_auth::KeyStatus::Active) => {
                 live += 1;

@@ -175,7 +175,6 @@ pub async fn serve(
     let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
     let (stop, stopped) = watch::channel(());
     let accept_log = Throttle::new(ACCEPT_LOG_INTERVAL);
-    let started = Instant::now();
     tokio::pin!(shutdown);
     loop {
         // The permit comes first: with every slot taken, new connections wait in the backlog
@@ -191,8 +190,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
-                    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    if let Some(suppressed) = accept_log.allow(ms) {
+                    if let Some(suppressed) = accept_log.allow(Instant::now().into_std()) {
                         tracing::warn!(error = %e, suppressed, "accept failed");
                     }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;

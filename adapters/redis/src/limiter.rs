@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -41,13 +41,6 @@ const EXPIRY_SLACK: u64 = 5;
 /// each would let a flood of requests fill the disk and slow the server. At most one a second,
 /// with the count of those held back.
 static FAIL_OPEN_LOG: Throttle = Throttle::new(Duration::from_secs(1));
-
-/// Milliseconds since the first call in this process, for [`Throttle::allow`].
-fn monotonic_ms() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
-    u64::try_from(elapsed).unwrap_or(u64::MAX)
-}
 
 /// What to do when Redis cannot answer in time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -122,7 +115,8 @@ struct Counters {
 struct Guard {
     sync: Arc<KeySync>,
     max_age: Duration,
-    last_error_log: Mutex<Option<Instant>>,
+    /// The "not in sync" errors under fail-open: one every five seconds.
+    stale_log: Throttle,
 }
 
 /// A fixed-window limiter shared by every server connected to the same Redis.
@@ -189,7 +183,7 @@ impl RedisLimiter {
         self.guard = Some(Guard {
             sync,
             max_age,
-            last_error_log: Mutex::new(None),
+            stale_log: Throttle::new(Duration::from_secs(5)),
         });
         self
     }
@@ -225,11 +219,10 @@ impl RedisLimiter {
                 })
             }
             FailurePolicy::FailOpen => {
-                let mut last = guard.last_error_log.lock();
-                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                    *last = Some(Instant::now());
+                if let Some(suppressed) = guard.stale_log.allow(Instant::now()) {
                     tracing::error!(
                         unconfirmed_for = ?age,
+                        suppressed,
                         bound = ?guard.max_age,
                         "key changes not confirmed in sync: revocations made on other instances \
                          may not be honoured here (--redis-failure open)"
@@ -340,7 +333,7 @@ impl RedisLimiter {
             }
             FailurePolicy::FailOpen => {
                 self.counters.fail_open.fetch_add(1, Ordering::Relaxed);
-                if let Some(suppressed) = FAIL_OPEN_LOG.allow(monotonic_ms()) {
+                if let Some(suppressed) = FAIL_OPEN_LOG.allow(Instant::now()) {
                     tracing::warn!(
                         key_id = %key,
                         reason,

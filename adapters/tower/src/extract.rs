@@ -40,7 +40,7 @@ mod axum_impl {
                 // A server bug that any client can trigger as often as it likes: logged at
                 // most once a second.
                 if let Some(suppressed) =
-                    crate::layer::MISSING_LAYER_LOG.allow(crate::layer::monotonic_ms())
+                    crate::layer::MISSING_LAYER_LOG.allow(std::time::Instant::now())
                 {
                     tracing::error!(
                         suppressed,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -50,15 +50,8 @@ pub type ClientIp = fn(&http::Extensions) -> Option<IpAddr>;
 static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
 /// The "extractor on a route without the layer" errors of this process, at most one a second.
-#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+#[cfg(feature = "axum")]
 pub(crate) static MISSING_LAYER_LOG: Throttle = Throttle::new(Duration::from_secs(1));
-
-/// Milliseconds since the first call in this process, for [`Throttle::allow`].
-pub(crate) fn monotonic_ms() -> u64 {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    let elapsed = ORIGIN.get_or_init(Instant::now).elapsed().as_millis();
-    u64::try_from(elapsed).unwrap_or(u64::MAX)
-}
 
 /// Authorizes every request with an [`Authorizer`], requiring the given scopes.
 ///
@@ -276,7 +269,7 @@ where
         Ok(limit) => limit,
         Err(e) => {
             observe(observer, Outcome::Unavailable(&e));
-            if let Some(suppressed) = UNAVAILABLE_LOG.allow(monotonic_ms()) {
+            if let Some(suppressed) = UNAVAILABLE_LOG.allow(Instant::now()) {
                 tracing::warn!(
                     key_id = %key.key_id,
                     error = %e,
@@ -328,19 +321,13 @@ fn admit<B>(grant: Grant, req: &mut Request<B>) -> RateLimit {
 /// info would let any client fill the disk and slow the server.
 fn refuse<B: From<&'static str>>(auth: &Authorizer, denial: &Denial, now: UnixTime) -> Response<B> {
     let reason = denial.reason();
-    match reason.key_id() {
-        Some(id) => tracing::debug!(
-            key_id = %id,
-            reason = reason.label(),
-            status = denial.status(),
-            "request refused"
-        ),
-        None => tracing::debug!(
-            reason = reason.label(),
-            status = denial.status(),
-            "request refused"
-        ),
-    }
+    // The key id is recorded when there is one (a `None` field is left out).
+    tracing::debug!(
+        key_id = reason.key_id().map(tracing::field::display),
+        reason = reason.label(),
+        status = denial.status(),
+        "request refused"
+    );
     denial_response(denial, auth.realm(), now)
 }
 
