@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::address_limiter::AddressLimiter;
 use crate::bearer::parse_bearer;
 use crate::decision::{Authenticated, Decision, Denial, DenialReason, Grant};
 use crate::key::ApiKey;
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
-use crate::rate_limit::LimitDecision;
+use crate::rate_limit::{LimitDecision, RateLimit};
 use crate::request::AuthRequest;
 use crate::response::Realm;
 use crate::scope::Scopes;
@@ -18,25 +19,41 @@ use crate::time::UnixTime;
 ///
 /// # Order of checks
 ///
+/// 0. When the host names the client's address ([`AuthRequest::with_client_ip`]) and that
+///    address has used up its quota of requests without a valid key (see below): 429, before
+///    any parsing or hashing.
 /// 1. No `Authorization` header: 401.
 /// 2. Not `Bearer <well-formed key>`: 401, before any hashing or limiter work.
 /// 3. SHA-256 of the key, then lookup: unknown, revoked or expired keys get a 401 without
-///    touching the limiter.
-/// 4. The key's request is counted in its window. If the window is already full: 429, and the
+///    touching the key limiter.
+/// 4. The key has an allowlist ([`KeyRecord::allowed_ips`](crate::KeyRecord::allowed_ips)) that
+///    does not hold the client's address, or the host did not name one: 403 `IP_NOT_ALLOWED`,
+///    not counted against the key's window (a stolen key used from elsewhere does not use up
+///    its owner's quota).
+/// 5. The key's request is counted in its window. If the window is already full: 429, and the
 ///    refused request is not counted.
-/// 5. The key lacks a required scope: 403. The request was counted in step 4, so a key cannot
+/// 6. The key lacks a required scope: 403. The request was counted in step 5, so a key cannot
 ///    probe scopes without spending quota.
-/// 6. Otherwise a [`Grant`].
+/// 7. Otherwise a [`Grant`].
 ///
-/// Every 401 has the same body and headers, whatever the cause, and no rate-limit headers, so a
-/// client cannot tell an unknown key from a revoked or expired one; the cause is in
-/// [`Denial::reason`] for the host's logs and metrics.
+/// Every 401 has the same body and headers, whatever the cause, so a client cannot tell an
+/// unknown key from a revoked or expired one; the cause is in [`Denial::reason`] for the host's
+/// logs and metrics.
+///
+/// # Requests without a valid key
+///
+/// The spec says every response carries rate-limit headers. Refusals in steps 1 to 4 are
+/// counted per client address in an [`AddressLimiter`] (by default 60 a minute for up to
+/// 65,536 addresses; see [`Authorizer::with_address_limiter`]), and carry that address's
+/// window, policy `"unauthenticated"`; past it, step 0 answers 429 without hashing. Without a
+/// client address nothing is counted and a 401 carries no rate-limit fields.
 #[derive(Debug)]
 pub struct Authorizer {
     store: Arc<KeyStore>,
     limiter: RateLimiter,
     quota: Quota,
     realm: Realm,
+    addresses: Option<AddressLimiter>,
 }
 
 impl Authorizer {
@@ -48,7 +65,22 @@ impl Authorizer {
             limiter: RateLimiter::new(),
             quota: Quota::SPEC,
             realm: Realm::default(),
+            addresses: Some(AddressLimiter::new(Quota::SPEC)),
         }
+    }
+
+    /// Counts requests without a valid key per client address in `limiter`, or not at all with
+    /// `None` (see [requests without a valid key](Authorizer#requests-without-a-valid-key)).
+    #[must_use]
+    pub fn with_address_limiter(mut self, limiter: Option<AddressLimiter>) -> Self {
+        self.addresses = limiter;
+        self
+    }
+
+    /// The limiter of requests without a valid key, if requests are counted per address.
+    #[must_use]
+    pub fn address_limiter(&self) -> Option<&AddressLimiter> {
+        self.addresses.as_ref()
     }
 
     /// Names `realm` in the `WWW-Authenticate` challenges (default `sitequest`).
@@ -105,21 +137,23 @@ impl Authorizer {
     pub fn authorize(&self, request: &AuthRequest<'_>) -> Decision {
         match self.authenticate_inline(request) {
             Ok(key) => {
-                let limit = self.limiter.check(key.key_id, key.quota, request.now);
+                let limit = self.limiter.check(key.limit_id, key.quota, request.now);
                 self.decide(key, limit, request.required, request.now)
             }
             Err(denial) => Decision::Denied(denial),
         }
     }
 
-    /// Steps 1 to 3 of [the order of checks](Authorizer#order-of-checks): parse the header, hash
-    /// the key and look it up. An active key comes back with its quota, for hosts that count
-    /// requests in a limiter of their own (such as one shared by several servers) and then call
-    /// [`Authorizer::decide`].
+    /// Steps 0 to 4 of [the order of checks](Authorizer#order-of-checks): parse the header, hash
+    /// the key, look it up and check its allowlist. An active key comes back with its quota and
+    /// the id of its window, for hosts that count requests in a limiter of their own (such as
+    /// one shared by several servers) and then call [`Authorizer::decide`].
     ///
     /// # Errors
     ///
-    /// The 401 [`Denial`] for a missing, malformed, unknown, revoked or expired key.
+    /// The 401 [`Denial`] for a missing, malformed, unknown, revoked or expired key, the 403 of
+    /// a key used from outside its allowlist, and the 429 of an address past its quota of
+    /// requests without a valid key.
     #[inline]
     pub fn authenticate(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
         self.authenticate_inline(request)
@@ -130,10 +164,35 @@ impl Authorizer {
     /// stalled every refusal on a store-forwarding miss.
     #[inline(always)]
     fn authenticate_inline(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
+        let counted = match (&self.addresses, request.client_ip) {
+            (Some(limiter), Some(ip)) => {
+                if let Some(window) = limiter.exhausted(ip, request.now) {
+                    return Err(address_limited(window, request.now));
+                }
+                Some((limiter, ip))
+            }
+            _ => None,
+        };
+        let result = self.lookup(request);
+        match (result, counted) {
+            (Err(mut denial), Some((limiter, ip))) => {
+                denial.rate_limit = Some(limiter.check(ip, request.now).rate_limit());
+                Err(denial)
+            }
+            (result, _) => result,
+        }
+    }
+
+    #[inline(always)]
+    fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
         let key = credential(request.authorization)?;
-        match self.store.lookup(&key.digest(), request.now) {
+        match self
+            .store
+            .lookup(&key.digest(), request.now, request.client_ip)
+        {
             Lookup::Active {
                 id,
+                limit_id,
                 name,
                 scopes,
                 rate_limit,
@@ -142,10 +201,14 @@ impl Authorizer {
                 name,
                 scopes,
                 quota: rate_limit.unwrap_or(self.quota),
+                limit_id,
             }),
             Lookup::Unknown => Err(Denial::unauthorized(DenialReason::UnknownKey)),
             Lookup::Revoked(id) => Err(Denial::unauthorized(DenialReason::Revoked(id))),
             Lookup::Expired(id) => Err(Denial::unauthorized(DenialReason::Expired(id))),
+            Lookup::AddressNotAllowed(id) => {
+                Err(Denial::unauthorized(DenialReason::AddressNotAllowed(id)))
+            }
         }
     }
 
@@ -188,6 +251,15 @@ impl Authorizer {
             scopes: key.scopes,
             rate_limit: rate,
         })
+    }
+}
+
+/// The 429 of a client address past its quota of requests without a valid key.
+fn address_limited(window: RateLimit, now: UnixTime) -> Denial {
+    Denial {
+        reason: DenialReason::AddressRateLimited,
+        rate_limit: Some(window),
+        retry_after: Some(window.seconds_to_reset(now).max(1)),
     }
 }
 

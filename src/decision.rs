@@ -22,6 +22,10 @@ pub struct Authenticated {
     pub scopes: Scopes,
     /// The key's quota: its own, or the authorizer's default.
     pub quota: Quota,
+    /// The id whose window the key's requests count in: its own, or, for the replacement made
+    /// by a rotation, the rotated key's, so that both draw from one window. Pass it to a
+    /// limiter of the host's own.
+    pub limit_id: KeyId,
 }
 
 /// The outcome of [`Authorizer::authorize`](crate::Authorizer::authorize).
@@ -98,11 +102,18 @@ pub enum DenialReason {
     RateLimited(KeyId),
     /// The key is valid, but the outside rate limiter could not decide.
     LimiterUnavailable(KeyId),
+    /// The key is valid, but its allowlist does not hold the client's address (or the host did
+    /// not name it). Not counted against the key's window.
+    AddressNotAllowed(KeyId),
+    /// The client's address used up its quota of requests without a valid key; refused before
+    /// any hashing.
+    AddressRateLimited,
 }
 
 impl DenialReason {
     /// A short stable label for logs and metrics: `missing`, `malformed`, `unknown`, `revoked`,
-    /// `expired`, `insufficient_scope`, `rate_limited` or `limiter_unavailable`.
+    /// `expired`, `insufficient_scope`, `rate_limited`, `limiter_unavailable`,
+    /// `ip_not_allowed` or `address_rate_limited`.
     #[must_use]
     pub const fn label(&self) -> &'static str {
         match self {
@@ -114,6 +125,8 @@ impl DenialReason {
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::RateLimited(_) => "rate_limited",
             Self::LimiterUnavailable(_) => "limiter_unavailable",
+            Self::AddressNotAllowed(_) => "ip_not_allowed",
+            Self::AddressRateLimited => "address_rate_limited",
         }
     }
 
@@ -124,9 +137,13 @@ impl DenialReason {
             Self::Revoked(id)
             | Self::Expired(id)
             | Self::RateLimited(id)
-            | Self::LimiterUnavailable(id) => Some(id),
+            | Self::LimiterUnavailable(id)
+            | Self::AddressNotAllowed(id) => Some(id),
             Self::InsufficientScope { key_id, .. } => Some(key_id),
-            Self::MissingHeader | Self::Malformed(_) | Self::UnknownKey => None,
+            Self::MissingHeader
+            | Self::Malformed(_)
+            | Self::UnknownKey
+            | Self::AddressRateLimited => None,
         }
     }
 }
@@ -171,7 +188,10 @@ impl Denial {
     pub const fn code(&self) -> ErrorCode {
         match self.reason {
             DenialReason::InsufficientScope { .. } => ErrorCode::InsufficientScope,
-            DenialReason::RateLimited(_) => ErrorCode::RateLimited,
+            DenialReason::RateLimited(_) | DenialReason::AddressRateLimited => {
+                ErrorCode::RateLimited
+            }
+            DenialReason::AddressNotAllowed(_) => ErrorCode::IpNotAllowed,
             DenialReason::LimiterUnavailable(_) => ErrorCode::ServiceUnavailable,
             _ => ErrorCode::Unauthorized,
         }
@@ -195,7 +215,10 @@ impl Denial {
         self.code().json()
     }
 
-    /// The key's window, for a 403 or 429 (the key is known); `None` for a 401.
+    /// The window reported with the refusal: the key's for a 403 `INSUFFICIENT_SCOPE` or a
+    /// 429 of the key; the client address's (policy `"unauthenticated"`) for a 401, a 403
+    /// `IP_NOT_ALLOWED` or a 429 of the address, when the authorizer counts addresses and the
+    /// host named the client's; else `None`.
     #[must_use]
     pub const fn rate_limit(&self) -> Option<RateLimit> {
         self.rate_limit

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     InsufficientScope,
     /// 429: too many requests.
     RateLimited,
+    /// 403: the key may not be used from the client's address (its allowlist).
+    IpNotAllowed,
     /// 503: the rate limiter (an [`AsyncLimiter`](crate::AsyncLimiter) outside the process)
     /// could not decide, and the host fails closed.
     ServiceUnavailable,
@@ -38,19 +40,21 @@ impl ErrorCode {
             Self::Unauthorized => 401,
             Self::InsufficientScope => 403,
             Self::RateLimited => 429,
+            Self::IpNotAllowed => 403,
             Self::ServiceUnavailable => 503,
             Self::Internal => 500,
         }
     }
 
     /// The `code` field: `UNAUTHORIZED`, `INSUFFICIENT_SCOPE`, `RATE_LIMITED`,
-    /// `SERVICE_UNAVAILABLE` or `INTERNAL`.
+    /// `IP_NOT_ALLOWED`, `SERVICE_UNAVAILABLE` or `INTERNAL`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Unauthorized => "UNAUTHORIZED",
             Self::InsufficientScope => "INSUFFICIENT_SCOPE",
             Self::RateLimited => "RATE_LIMITED",
+            Self::IpNotAllowed => "IP_NOT_ALLOWED",
             Self::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             Self::Internal => "INTERNAL",
         }
@@ -63,6 +67,7 @@ impl ErrorCode {
             Self::Unauthorized => "Invalid or missing API key",
             Self::InsufficientScope => "API key lacks the required scope(s)",
             Self::RateLimited => "Too many requests",
+            Self::IpNotAllowed => "API key not allowed from this address",
             Self::ServiceUnavailable => "Rate limiter unavailable",
             Self::Internal => "Authentication layer missing on this route",
         }
@@ -80,6 +85,9 @@ impl ErrorCode {
             }
             Self::RateLimited => {
                 r#"{"error":"Too many requests","code":"RATE_LIMITED","status":429}"#
+            }
+            Self::IpNotAllowed => {
+                r#"{"error":"API key not allowed from this address","code":"IP_NOT_ALLOWED","status":403}"#
             }
             Self::ServiceUnavailable => {
                 r#"{"error":"Rate limiter unavailable","code":"SERVICE_UNAVAILABLE","status":503}"#
@@ -108,6 +116,7 @@ mod tests {
             ErrorCode::Unauthorized,
             ErrorCode::InsufficientScope,
             ErrorCode::RateLimited,
+            ErrorCode::IpNotAllowed,
             ErrorCode::ServiceUnavailable,
             ErrorCode::Internal,
         ] {

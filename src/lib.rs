@@ -44,6 +44,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod address;
+mod address_limiter;
 mod async_limiter;
 mod authorize;
 mod bearer;
@@ -65,6 +67,10 @@ mod store;
 mod throttle;
 mod time;
 
+pub use address::{
+    Cidr, CidrParseError, IpAllowlist, TrustedProxies, MAX_ALLOWED_RANGES, MAX_FORWARDED_HOPS,
+};
+pub use address_limiter::AddressLimiter;
 pub use async_limiter::{
     poll_limit, AsyncLimiter, LimitFuture, LimiterUnavailable, LIMITER_TIMEOUT,
 };
@@ -78,7 +84,7 @@ pub use limiter::RateLimiter;
 pub use new_key::{IssuedKey, NewKey};
 pub use policy::{KeyPolicy, Lifetime, LifetimeParseError, PolicyError};
 pub use quota::{Quota, QuotaParseError};
-pub use rate_limit::{LimitDecision, RateLimit};
+pub use rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 pub use record::{InvalidRecord, KeyRecord, KeyStatus, MAX_NAME_LEN, MAX_TIME};
 pub use request::AuthRequest;
 pub use response::{header, FieldValue, Header, InvalidRealm, RateLimitField, Realm};

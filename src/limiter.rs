@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use crate::digest::KeyId;
 use crate::id_hasher::IdBuildHasher;
 use crate::quota::Quota;
-use crate::rate_limit::{LimitDecision, RateLimit};
+use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 use crate::time::UnixTime;
 
 /// Per-key state: 16 bytes with its key in the table.
@@ -151,6 +151,7 @@ impl RateLimiter {
                 remaining: limit - slot.count,
                 reset_at: UnixTime::from_secs(u64::from(reset_at)),
                 period_secs: quota.period_secs(),
+                policy: LimitPolicy::Key,
             })
         } else {
             LimitDecision::Limited(RateLimit {
@@ -158,6 +159,7 @@ impl RateLimiter {
                 remaining: 0,
                 reset_at: UnixTime::from_secs(u64::from(reset_at)),
                 period_secs: quota.period_secs(),
+                policy: LimitPolicy::Key,
             })
         };
         if reset_at < state.sweep_due {
@@ -184,6 +186,7 @@ impl RateLimiter {
             remaining: quota.limit().saturating_sub(count),
             reset_at: UnixTime::from_secs(u64::from(reset_at)),
             period_secs: quota.period_secs(),
+            policy: LimitPolicy::Key,
         }
     }
 
@@ -322,6 +325,7 @@ mod tests {
                     remaining: 59 - i,
                     reset_at: at(t0 + 60),
                     period_secs: 60,
+                    policy: LimitPolicy::Key,
                 })
             );
         }
@@ -333,6 +337,7 @@ mod tests {
                 remaining: 0,
                 reset_at: at(t0 + 60),
                 period_secs: 60,
+                policy: LimitPolicy::Key,
             })
         );
         // A refused request does not count: the next window starts fresh.
@@ -357,6 +362,7 @@ mod tests {
                 remaining: 0,
                 reset_at: at(180),
                 period_secs: 60,
+                policy: LimitPolicy::Key,
             })
         );
         assert_eq!(l.check(K, q, at(121)).rate_limit().reset_at, at(180));

@@ -1,6 +1,8 @@
 //! Creating keys: [`NewKey`], the settings of a key to be created, and [`IssuedKey`], the new
 //! key with its plaintext, shown once.
 
+use crate::address::IpAllowlist;
+use crate::digest::KeyId;
 use crate::key::ApiKey;
 use crate::quota::Quota;
 use crate::record::{InvalidRecord, KeyRecord};
@@ -23,6 +25,8 @@ pub struct NewKey {
     scopes: Scopes,
     expires_at: Option<UnixTime>,
     rate_limit: Option<Quota>,
+    allowed_ips: IpAllowlist,
+    shares_limit_with: Option<KeyId>,
 }
 
 impl NewKey {
@@ -33,7 +37,16 @@ impl NewKey {
             scopes: scopes.into(),
             expires_at: None,
             rate_limit: None,
+            allowed_ips: IpAllowlist::default(),
+            shares_limit_with: None,
         }
+    }
+
+    /// Limits the key to client addresses in `list` (the default, an empty list, allows any).
+    #[must_use]
+    pub fn allowed_ips(mut self, list: IpAllowlist) -> Self {
+        self.allowed_ips = list;
+        self
     }
 
     /// Makes the key expire at `at`.
@@ -90,7 +103,10 @@ impl NewKey {
             key.last4(),
         )
         .with_expires_at(self.expires_at)
-        .with_rate_limit(self.rate_limit);
+        .with_rate_limit(self.rate_limit)
+        .with_shared_limit(self.shares_limit_with);
+        let changed = (!self.allowed_ips.is_empty()).then_some(now);
+        let record = record.with_allowed_ips(self.allowed_ips.clone(), changed);
         // The same rules as for stored records (name, scopes, time range).
         record.validate()?;
         Ok(IssuedKey { key, record })
@@ -108,7 +124,8 @@ pub struct IssuedKey {
 }
 
 impl KeyRecord {
-    /// The settings of a replacement for this key: same name, scopes, expiry and rate limit.
+    /// The settings of a replacement for this key: same name, scopes, expiry, rate limit and
+    /// allowlist, counting in this key's rate-limit window.
     #[must_use]
     pub fn replacement(&self) -> NewKey {
         NewKey {
@@ -116,6 +133,8 @@ impl KeyRecord {
             scopes: self.scopes,
             expires_at: self.expires_at,
             rate_limit: self.rate_limit,
+            allowed_ips: self.allowed_ips.clone(),
+            shares_limit_with: Some(self.limit_id()),
         }
     }
 }

@@ -14,6 +14,31 @@ pub struct RateLimit {
     pub reset_at: UnixTime,
     /// Length of the key's windows in seconds.
     pub period_secs: u32,
+    /// Whose window this is: a key's, or a client address's for requests without a valid key.
+    pub policy: LimitPolicy,
+}
+
+/// Whose window a [`RateLimit`] describes, named in the `RateLimit-Policy` and `RateLimit`
+/// fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitPolicy {
+    /// A key's window: `"default"`.
+    #[default]
+    Key,
+    /// A client address's window for requests that carry no valid key: `"unauthenticated"`.
+    Unauthenticated,
+}
+
+impl LimitPolicy {
+    /// The policy's name in the IETF fields.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Key => "default",
+            Self::Unauthenticated => "unauthenticated",
+        }
+    }
 }
 
 impl RateLimit {

@@ -1,6 +1,7 @@
 //! What is known about a key except its secret: [`KeyRecord`], its status, and the rules a
 //! record must follow.
 
+use crate::address::IpAllowlist;
 use crate::digest::{KeyDigest, KeyId};
 use crate::key::Last4;
 use crate::quota::Quota;
@@ -56,6 +57,27 @@ pub struct KeyRecord {
     pub last_used_at: Option<UnixTime>,
     /// The last four characters of the key, for display.
     pub last4: Last4,
+    /// The addresses the key may be used from; empty for any.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "IpAllowlist::is_empty")
+    )]
+    pub allowed_ips: IpAllowlist,
+    /// When `allowed_ips` was last set, if ever: of two versions of a key, the later setting
+    /// wins.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub allowed_ips_changed_at: Option<UnixTime>,
+    /// For the replacement made by a rotation: the id whose rate-limit window this key shares
+    /// (the rotated key's, or the one that key shared), so that rotating never doubles a
+    /// client's allowance. Fixed at creation.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub shares_limit_with: Option<KeyId>,
 }
 
 impl KeyRecord {
@@ -79,7 +101,45 @@ impl KeyRecord {
             rate_limit: None,
             last_used_at: None,
             last4,
+            allowed_ips: IpAllowlist::default(),
+            allowed_ips_changed_at: None,
+            shares_limit_with: None,
         }
+    }
+
+    /// Limits the key to the addresses in `list` (empty: any address), as set at `changed_at`.
+    #[must_use]
+    pub fn with_allowed_ips(mut self, list: IpAllowlist, changed_at: Option<UnixTime>) -> Self {
+        self.allowed_ips = list;
+        self.allowed_ips_changed_at = changed_at;
+        self
+    }
+
+    /// This record with its allowlist replaced by `list` at `now`: the change is stamped later
+    /// than the one it replaces (by a second, if the clock has not moved past it), so that it
+    /// wins when versions of the key meet.
+    #[must_use]
+    pub fn allowlist_changed(&self, list: IpAllowlist, now: UnixTime) -> Self {
+        let at = match self.allowed_ips_changed_at {
+            Some(prev) if prev >= now => prev.plus_secs(1),
+            _ => now,
+        };
+        self.clone().with_allowed_ips(list, Some(at.min(MAX_TIME)))
+    }
+
+    /// Makes the key count its requests in `id`'s window (see
+    /// [`KeyRecord::shares_limit_with`]).
+    #[must_use]
+    pub fn with_shared_limit(mut self, id: Option<KeyId>) -> Self {
+        self.shares_limit_with = id;
+        self
+    }
+
+    /// The id whose rate-limit window the key counts in: [`KeyRecord::shares_limit_with`], or its
+    /// own.
+    #[must_use]
+    pub fn limit_id(&self) -> KeyId {
+        self.shares_limit_with.unwrap_or_else(|| self.id())
     }
 
     /// Sets when the key expires (`None`: never).
@@ -132,8 +192,11 @@ impl KeyRecord {
     /// Combines this record, the version already held, with another version of the same key so
     /// that changes only ever tighten it: the earliest revocation and the earliest expiry win,
     /// and the latest use is kept. What a key is (digest, name, scopes, rate limit, creation
-    /// time, last four characters) is fixed when it is created and is taken from `self`, so a
-    /// forged or tampered version can neither widen a key nor rename it.
+    /// time, last four characters, shared window) is fixed when it is created and is taken from
+    /// `self`, so a tampered version can neither widen a key nor rename it. The allowlist is the
+    /// one exception, since its owner may widen it: the version set later wins (on a tie, the
+    /// list whose ranges joined by commas sort first bytewise, so that every holder settles on
+    /// the same one); a replayed old version loses to the newer one.
     #[must_use]
     pub fn merged_with(&self, other: &KeyRecord) -> KeyRecord {
         fn earliest(a: Option<UnixTime>, b: Option<UnixTime>) -> Option<UnixTime> {
@@ -146,11 +209,24 @@ impl KeyRecord {
         merged.revoked_at = earliest(self.revoked_at, other.revoked_at);
         merged.expires_at = earliest(self.expires_at, other.expires_at);
         merged.last_used_at = self.last_used_at.max(other.last_used_at);
+        let theirs_wins = match other
+            .allowed_ips_changed_at
+            .cmp(&self.allowed_ips_changed_at)
+        {
+            core::cmp::Ordering::Greater => true,
+            core::cmp::Ordering::Equal => other.allowed_ips.joined() < self.allowed_ips.joined(),
+            core::cmp::Ordering::Less => false,
+        };
+        if theirs_wins {
+            merged.allowed_ips = other.allowed_ips.clone();
+            merged.allowed_ips_changed_at = other.allowed_ips_changed_at;
+        }
         merged
     }
 
     /// Whether `other` is this key with a different fixed part (digest, name, scopes, rate
-    /// limit, creation time or last four characters): a version that [`KeyRecord::merged_with`]
+    /// limit, creation time, last four characters or shared window): a version that
+    /// [`KeyRecord::merged_with`]
     /// would not take, and that a host receiving records from elsewhere should count as
     /// tampered.
     #[must_use]
@@ -161,6 +237,7 @@ impl KeyRecord {
             || self.rate_limit != other.rate_limit
             || self.created_at != other.created_at
             || self.last4 != other.last4
+            || self.shares_limit_with != other.shares_limit_with
     }
 
     pub(crate) fn validate(&self) -> Result<(), InvalidRecord> {
@@ -173,6 +250,7 @@ impl KeyRecord {
             self.expires_at,
             self.revoked_at,
             self.last_used_at,
+            self.allowed_ips_changed_at,
         ];
         if times.into_iter().flatten().any(|t| t > MAX_TIME) {
             return Err(InvalidRecord::TimeOutOfRange);

@@ -13,13 +13,14 @@
 //! The challenges follow RFC 6750 §3. Every 401 with credentials is identical whatever its
 //! cause (malformed, unknown, revoked or expired), so it tells an attacker nothing. The
 //! `RateLimit-Policy` and `RateLimit` fields are those of draft-ietf-httpapi-ratelimit-headers:
-//! `"default";q=<limit>;w=<period>` and `"default";r=<remaining>;t=<seconds to reset>`.
+//! `"default";q=<limit>;w=<period>` and `"default";r=<remaining>;t=<seconds to reset>`, with the
+//! policy named `"unauthenticated"` for a client address's window (a refusal without a valid key).
 
 use core::fmt;
 use std::sync::Arc;
 
 use crate::decision::{Decision, Denial, DenialReason, Grant};
-use crate::rate_limit::RateLimit;
+use crate::rate_limit::{LimitPolicy, RateLimit};
 use crate::time::UnixTime;
 
 /// Header names used in responses.
@@ -95,8 +96,8 @@ impl fmt::Debug for Realm {
     }
 }
 
-/// A header value being rendered, on the stack: the longest field (`RateLimit` with both
-/// numbers at their maximum) is 45 bytes.
+/// A header value being rendered, on the stack: the longest field (`RateLimit` of the
+/// `"unauthenticated"` policy with both numbers at their maximum) is 53 bytes.
 struct Text {
     bytes: [u8; 64],
     len: usize,
@@ -283,14 +284,17 @@ impl RateLimit {
         emit_number(RateLimitField::Limit, u64::from(self.limit));
         emit_number(RateLimitField::Remaining, u64::from(self.remaining));
         emit_number(RateLimitField::Reset, self.reset_at.as_secs());
-        if (self.limit, self.period_secs) == (60, 60) {
+        let name = self.policy.name();
+        if (self.limit, self.period_secs, self.policy) == (60, 60, LimitPolicy::Key) {
             sink(
                 RateLimitField::Policy,
                 FieldValue(FieldRepr::Static(SPEC_POLICY)),
             );
         } else {
             let mut t = Text::new();
-            t.push("\"default\";q=")
+            t.push("\"")
+                .push(name)
+                .push("\";q=")
                 .number(u64::from(self.limit))
                 .push(";w=")
                 .number(u64::from(self.period_secs));
@@ -300,7 +304,9 @@ impl RateLimit {
             );
         }
         let mut t = Text::new();
-        t.push("\"default\";r=")
+        t.push("\"")
+            .push(name)
+            .push("\";r=")
             .number(u64::from(self.remaining))
             .push(";t=")
             .number(self.seconds_to_reset(now));
@@ -351,7 +357,10 @@ impl Denial {
             DenialReason::InsufficientScope { missing, .. } => Some(format!(
                 "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{missing}\""
             )),
-            DenialReason::RateLimited(_) | DenialReason::LimiterUnavailable(_) => None,
+            DenialReason::RateLimited(_)
+            | DenialReason::LimiterUnavailable(_)
+            | DenialReason::AddressNotAllowed(_)
+            | DenialReason::AddressRateLimited => None,
         };
         if let Some(c) = challenge {
             h.push((header::WWW_AUTHENTICATE, c));

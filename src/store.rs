@@ -1,6 +1,7 @@
 //! The concurrent in-memory key store.
 
 use core::fmt;
+use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use dashmap::mapref::entry::Entry as MapEntry;
 use dashmap::DashMap;
 
+use crate::address::IpAllowlist;
 use crate::digest::{KeyDigest, KeyId};
 use crate::id_hasher::IdBuildHasher;
 use crate::key::Last4;
@@ -67,7 +69,7 @@ pub enum StoreError {
     NotActive,
 }
 
-/// A stored key, compact: 96 bytes plus its name.
+/// A stored key, compact: 104 bytes plus its name, and [`Extra`] for the keys that need it.
 struct Entry {
     digest: KeyDigest,
     /// Shared with every grant, so a host can name the key without a second lookup.
@@ -82,6 +84,14 @@ struct Entry {
     rate_limit: Option<Quota>,
     scopes: Scopes,
     last4: Last4,
+    /// What few keys have: an allowlist, a window shared with a rotated key.
+    extra: Option<Box<Extra>>,
+}
+
+struct Extra {
+    allowed_ips: IpAllowlist,
+    allowed_ips_changed_at: Option<UnixTime>,
+    shares_limit_with: Option<KeyId>,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -102,12 +112,22 @@ impl Entry {
             rate_limit: r.rate_limit,
             scopes: r.scopes,
             last4: r.last4,
+            extra: (!r.allowed_ips.is_empty()
+                || r.allowed_ips_changed_at.is_some()
+                || r.shares_limit_with.is_some())
+            .then(|| {
+                Box::new(Extra {
+                    allowed_ips: r.allowed_ips,
+                    allowed_ips_changed_at: r.allowed_ips_changed_at,
+                    shares_limit_with: r.shares_limit_with,
+                })
+            }),
         }
     }
 
     fn to_record(&self) -> KeyRecord {
         let last_used = self.last_used_at.load(Ordering::Relaxed);
-        KeyRecord::new(
+        let record = KeyRecord::new(
             self.digest,
             &*self.name,
             self.scopes,
@@ -117,7 +137,13 @@ impl Entry {
         .with_expires_at(opt(self.expires_at))
         .with_revoked_at(opt(self.revoked_at))
         .with_rate_limit(self.rate_limit)
-        .with_last_used_at((last_used != 0).then_some(UnixTime::from_secs(last_used)))
+        .with_last_used_at((last_used != 0).then_some(UnixTime::from_secs(last_used)));
+        match &self.extra {
+            None => record,
+            Some(x) => record
+                .with_allowed_ips(x.allowed_ips.clone(), x.allowed_ips_changed_at)
+                .with_shared_limit(x.shares_limit_with),
+        }
     }
 }
 
@@ -126,8 +152,10 @@ pub(crate) enum Lookup {
     Unknown,
     Revoked(KeyId),
     Expired(KeyId),
+    AddressNotAllowed(KeyId),
     Active {
         id: KeyId,
+        limit_id: KeyId,
         name: Arc<str>,
         scopes: Scopes,
         rate_limit: Option<Quota>,
@@ -333,13 +361,36 @@ impl KeyStore {
         Ok(e.to_record())
     }
 
+    /// Limits the key to client addresses in `list` (empty: any address) from the moment this
+    /// returns, stamped as changed at `now` (see [`KeyRecord::allowlist_changed`]).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] if no key has this id.
+    pub fn set_allowed_ips(
+        &self,
+        id: KeyId,
+        list: IpAllowlist,
+        now: UnixTime,
+    ) -> Result<KeyRecord, StoreError> {
+        let mut e = self.map.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let updated = e.to_record().allowlist_changed(list, now);
+        let last_used = e.last_used_at.load(Ordering::Relaxed);
+        let fresh = Entry::from_record(updated.clone());
+        fresh.last_used_at.store(last_used, Ordering::Relaxed);
+        **e = fresh;
+        Ok(updated)
+    }
+
     /// Deletes the key's record.
     pub fn remove(&self, id: KeyId) -> Option<KeyRecord> {
         self.map.remove(&id).map(|(_, e)| e.to_record())
     }
 
-    /// Issues a replacement for an active key, with the same name, scopes, expiry and rate limit,
-    /// and makes the old key expire `grace` after `now` (or at its own expiry, if sooner).
+    /// Issues a replacement for an active key, with the same name, scopes, expiry, rate limit
+    /// and allowlist, and makes the old key expire `grace` after `now` (or at its own expiry, if
+    /// sooner). The replacement counts its requests in the old key's rate-limit window, so that
+    /// during the grace both keys together get one quota.
     ///
     /// # Errors
     ///
@@ -385,10 +436,15 @@ impl KeyStore {
         self.map.is_empty()
     }
 
-    /// Finds the key with this digest and reports its state at `now`, recording the use of an
-    /// active key.
+    /// Finds the key with this digest and reports its state at `now` for a request from
+    /// `client`, recording the use of an active key allowed from there.
     #[inline]
-    pub(crate) fn lookup(&self, digest: &KeyDigest, now: UnixTime) -> Lookup {
+    pub(crate) fn lookup(
+        &self,
+        digest: &KeyDigest,
+        now: UnixTime,
+        client: Option<IpAddr>,
+    ) -> Lookup {
         let now = now.as_secs();
         let id = digest.id();
         let Some(e) = self.map.get(&id) else {
@@ -403,11 +459,19 @@ impl KeyStore {
         if now >= e.expires_at {
             return Lookup::Expired(id);
         }
+        let mut limit_id = id;
+        if let Some(x) = &e.extra {
+            if !x.allowed_ips.allows(client) {
+                return Lookup::AddressNotAllowed(id);
+            }
+            limit_id = x.shares_limit_with.unwrap_or(id);
+        }
         if e.last_used_at.load(Ordering::Relaxed) < now {
             e.last_used_at.fetch_max(now, Ordering::Relaxed);
         }
         Lookup::Active {
             id,
+            limit_id,
             name: e.name.clone(),
             scopes: e.scopes,
             rate_limit: e.rate_limit,
@@ -464,7 +528,7 @@ mod tests {
             Some(NOW.plus_secs(1))
         );
         assert!(matches!(
-            store.lookup(&issued.record.digest, NOW.plus_secs(2)),
+            store.lookup(&issued.record.digest, NOW.plus_secs(2), None),
             Lookup::Revoked(_)
         ));
 
@@ -509,11 +573,11 @@ mod tests {
         let issued = store.issue(&NewKey::new("a", Preset::Full), NOW).unwrap();
         let d = issued.record.digest;
         assert!(matches!(
-            store.lookup(&d, NOW.plus_secs(3)),
+            store.lookup(&d, NOW.plus_secs(3), None),
             Lookup::Active { .. }
         ));
         assert!(matches!(
-            store.lookup(&d, NOW.plus_secs(1)),
+            store.lookup(&d, NOW.plus_secs(1), None),
             Lookup::Active { .. }
         ));
         assert_eq!(
@@ -525,11 +589,11 @@ mod tests {
         let mut other = *d.as_bytes();
         other[31] ^= 1;
         assert!(matches!(
-            store.lookup(&KeyDigest::from_bytes(other), NOW),
+            store.lookup(&KeyDigest::from_bytes(other), NOW, None),
             Lookup::Unknown
         ));
         assert!(matches!(
-            store.lookup(&ApiKey::generate().digest(), NOW),
+            store.lookup(&ApiKey::generate().digest(), NOW, None),
             Lookup::Unknown
         ));
     }
@@ -558,11 +622,11 @@ mod tests {
         assert_ne!(r.new.record.digest, old.record.digest);
         assert_eq!(store.len(), 2);
         assert!(matches!(
-            store.lookup(&old.record.digest, NOW.plus_secs(60)),
+            store.lookup(&old.record.digest, NOW.plus_secs(60), None),
             Lookup::Active { .. }
         ));
         assert!(matches!(
-            store.lookup(&old.record.digest, NOW.plus_secs(61)),
+            store.lookup(&old.record.digest, NOW.plus_secs(61), None),
             Lookup::Expired(_)
         ));
 

@@ -1,10 +1,12 @@
 //! Properties of the parsers and the limiter over generated inputs.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use proptest::prelude::*;
 use sitequest_auth::{
-    parse_bearer, ApiKey, KeyId, LimitDecision, Quota, RateLimit, RateLimiter, Scopes, UnixTime,
+    parse_bearer, ApiKey, Cidr, CidrParseError, IpAllowlist, KeyId, LimitDecision, LimitPolicy,
+    Quota, RateLimit, RateLimiter, Scopes, UnixTime,
 };
 
 fn any_secret() -> impl Strategy<Value = [u8; 32]> {
@@ -22,7 +24,7 @@ proptest! {
         reset in any::<u64>(),
         now in any::<u64>(),
     ) {
-        let r = RateLimit { limit, remaining, reset_at: at(reset), period_secs: period };
+        let r = RateLimit { limit, remaining, reset_at: at(reset), period_secs: period, policy: LimitPolicy::Key };
         let expected = vec![
             ("X-RateLimit-Limit", limit.to_string()),
             ("X-RateLimit-Remaining", remaining.to_string()),
@@ -266,6 +268,72 @@ mod decision {
                     prop_assert!(*n <= 4);
                     prop_assert_eq!(r.remaining, 4 - *n);
                 }
+            }
+        }
+    }
+}
+
+proptest! {
+    /// An IPv4 range holds exactly the addresses that share its first `prefix` bits, whether
+    /// written as IPv4 or as IPv4-mapped IPv6; its text parses back to it.
+    #[test]
+    fn ipv4_ranges_match_by_prefix(net in any::<u32>(), prefix in 0u8..=32, probe in any::<u32>()) {
+        let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+        let text = format!("{}/{prefix}", std::net::Ipv4Addr::from(net & mask));
+        let cidr = Cidr::parse(&text).unwrap();
+        prop_assert_eq!(cidr.to_string(), text.clone());
+        prop_assert_eq!(Cidr::parse(&cidr.to_string()).unwrap(), cidr);
+        let inside = probe & mask == net & mask;
+        let v4 = std::net::Ipv4Addr::from(probe);
+        prop_assert_eq!(cidr.contains(IpAddr::V4(v4)), inside);
+        prop_assert_eq!(cidr.contains(IpAddr::V6(v4.to_ipv6_mapped())), inside);
+        // Host bits past the prefix are refused, not silently dropped.
+        if net & !mask != 0 {
+            let host = format!("{}/{prefix}", std::net::Ipv4Addr::from(net));
+            prop_assert!(Cidr::parse(&host).is_err());
+        }
+    }
+
+    /// The same for IPv6, and no IPv6 range outside the mapped block holds an IPv4 address.
+    #[test]
+    fn ipv6_ranges_match_by_prefix(net in any::<u128>(), prefix in 0u8..=128, probe in any::<u128>()) {
+        let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - u32::from(prefix)) };
+        let addr = std::net::Ipv6Addr::from(net & mask);
+        let text = format!("{addr}/{prefix}");
+        let Ok(cidr) = Cidr::parse(&text) else {
+            // Only a mapped range is rewritten (as IPv4), never refused.
+            return Err(TestCaseError::fail(format!("{text} refused")));
+        };
+        let p = std::net::Ipv6Addr::from(probe);
+        let inside = probe & mask == net & mask;
+        if addr.to_ipv4_mapped().is_none() || prefix < 96 {
+            prop_assert_eq!(cidr.contains(IpAddr::V6(p)), inside);
+            prop_assert_eq!(cidr.to_string(), text);
+        }
+        if prefix >= 1 && addr.to_ipv4_mapped().is_none() {
+            prop_assert!(!cidr.contains(IpAddr::V4(std::net::Ipv4Addr::from(probe as u32))));
+        }
+    }
+
+    /// Allowlists: never more than the limit, and an address is allowed exactly when one of the
+    /// ranges holds it.
+    #[test]
+    fn allowlists_allow_what_a_range_holds(nets in proptest::collection::vec((any::<u32>(), 8u8..=32), 0..40), probe in any::<u32>()) {
+        let texts: Vec<String> = nets
+            .iter()
+            .map(|&(n, p)| format!("{}/{p}", std::net::Ipv4Addr::from(n & (u32::MAX << (32 - u32::from(p))))))
+            .collect();
+        match IpAllowlist::parse_list(texts.iter().map(String::as_str)) {
+            Ok(list) => {
+                prop_assert!(texts.len() <= 32);
+                let ip = IpAddr::V4(probe.into());
+                let any = texts.iter().any(|t| Cidr::parse(t).unwrap().contains(ip));
+                prop_assert_eq!(list.allows(Some(ip)), texts.is_empty() || any);
+                prop_assert_eq!(IpAllowlist::parse(&list.joined()).unwrap(), list);
+            }
+            Err(e) => {
+                prop_assert!(texts.len() > 32);
+                prop_assert_eq!(e, CidrParseError::TooMany);
             }
         }
     }

@@ -270,6 +270,7 @@ fn sixty_requests_per_minute_then_429_with_headers() {
             remaining: 59,
             reset_at: T0.plus_secs(120),
             period_secs: 60,
+            policy: sitequest_auth::LimitPolicy::Key,
         }
     );
 }
