@@ -3,7 +3,8 @@
 // each crate's tests are a crate of their own): the same keys, limiters, requests and checks,
 // whichever framework answers. An adapter's test only mounts `Fixture::routes` on a real socket,
 // each guarded route with its middleware (the fixture's authorizer, the table's scopes, the
-// fixture's limiter, a clock fixed at `Fixture::clock`) and a handler that counts itself in
+// fixture's limiter, a clock fixed at `Fixture::clock`, the connection's peer address as the
+// client's, behind `Fixture::trusted_proxies`) and a handler that counts itself in
 // `Fixture::handled` and answers `whoami` of its extracted key; then it calls `run_table`.
 //
 // The including crate needs `reqwest`, `serde_json` and `sitequest-auth` among its
@@ -20,8 +21,8 @@ mod conformance {
 
     use serde_json::Value;
     use sitequest_auth::{
-        header, AsyncLimiter, Authorizer, KeyId, KeyStore, LimitFuture, LimiterUnavailable, NewKey,
-        Preset, Quota, RateLimiter, Scopes, UnixTime,
+        header, AsyncLimiter, Authorizer, IpAllowlist, KeyId, KeyStore, LimitFuture,
+        LimiterUnavailable, NewKey, Preset, Quota, RateLimiter, Scopes, TrustedProxies, UnixTime,
     };
 
     /// The table of cases.
@@ -114,6 +115,17 @@ mod conformance {
             }
         }
 
+        /// The proxies whose `X-Forwarded-For` the middleware must believe: the runner's own
+        /// address, so that each case can send from an address of its own.
+        pub(crate) fn trusted_proxies(&self) -> TrustedProxies {
+            let ranges = self.table["trusted_proxies"]
+                .as_array()
+                .expect("the trusted proxies")
+                .iter()
+                .map(|r| r.as_str().expect("a range"));
+            TrustedProxies::parse_list(ranges).expect("the table's proxies are ranges")
+        }
+
         /// The outside limiter a guarded route counts in: `None` for the authorizer's own.
         pub(crate) fn limiter(&self, kind: Limiter) -> Option<Arc<dyn AsyncLimiter>> {
             match kind {
@@ -142,6 +154,10 @@ mod conformance {
             let mut new = NewKey::new(spec["name"].as_str().expect("a key's name"), preset);
             if !spec["expires_at"].is_null() {
                 new = new.expires_at(time(&spec["expires_at"]));
+            }
+            if let Some(list) = spec["allowed_ips"].as_array() {
+                let list = list.iter().map(|r| r.as_str().expect("a range"));
+                new = new.allowed_ips(IpAllowlist::parse_list(list).expect("the table's ranges"));
             }
             let issued_at = time(&self.table["issued_at"]);
             let issued = if spec["stored"].as_bool() == Some(false) {
@@ -266,21 +282,26 @@ mod conformance {
         let cases = table["cases"].as_array().expect("the table's cases");
         assert!(cases.len() >= 30);
         let mut failures = Vec::new();
-        for case in cases {
+        for (i, case) in cases.iter().enumerate() {
             let name = case["name"].as_str().expect("a case's name");
             let key = fixture.case_key(case["key"].as_str().expect("a case's key kind"));
             let route = case["route"].as_str().expect("a case's route");
             let prior = case["prior"].as_u64().unwrap_or(0);
+            let from = match case["forwarded_for"].as_str() {
+                Some(from) => from.to_owned(),
+                None => format!("198.51.100.{}", i + 1),
+            };
             if prior > 0 {
                 let prior_route = case["prior_route"].as_str().unwrap_or(route);
+                let prior_status = case["prior_status"].as_u64();
                 let fields = [field(PRIOR_FIELD, &key)];
                 for i in 0..prior {
-                    let status = send(&client, base, prior_route, &fields)
+                    let status = send(&client, base, prior_route, &from, &fields)
                         .await
                         .status()
                         .as_u16();
                     assert!(
-                        matches!(status, 200 | 403),
+                        prior_status.map_or(matches!(status, 200 | 403), |s| u64::from(status) == s),
                         "{name}: prior request {i} got {status}, which is not counted"
                     );
                 }
@@ -292,7 +313,7 @@ mod conformance {
                 .map(|f| field(f.as_str().expect("a field"), &key))
                 .collect();
             let before = fixture.handled.load(Ordering::SeqCst);
-            let res = send(&client, base, route, &fields).await;
+            let res = send(&client, base, route, &from, &fields).await;
             let status = res.status().as_u16();
             let headers = res
                 .headers()
@@ -381,9 +402,12 @@ mod conformance {
         client: &reqwest::Client,
         base: &str,
         path: &str,
+        from: &str,
         fields: &[Vec<u8>],
     ) -> reqwest::Response {
-        let mut request = client.get(format!("{base}{path}"));
+        let mut request = client
+            .get(format!("{base}{path}"))
+            .header("x-forwarded-for", from);
         for f in fields {
             // Appended, not replaced: two entries are two fields.
             let value = reqwest::header::HeaderValue::from_bytes(f).expect("a field HTTP allows");
@@ -422,10 +446,18 @@ mod conformance {
             let status = case["expect"]["status"].as_u64().expect("a status");
             let h = &case["expect"]["headers"];
             if let Some(policy) = get(h, "ratelimit-policy") {
+                // A key's window for a grant, a 403 of its scopes or its 429; else the client
+                // address's.
+                let by_key = status == 200
+                    || case["expect"]["body"]
+                        .as_str()
+                        .is_some_and(|b| b.contains("INSUFFICIENT_SCOPE"))
+                    || (status == 429 && case["prior_status"].is_null());
+                let policy_name = if by_key { "default" } else { "unauthenticated" };
                 let (q, w) = policy
-                    .strip_prefix("\"default\";q=")
+                    .strip_prefix(&format!("\"{policy_name}\";q="))
                     .and_then(|p| p.split_once(";w="))
-                    .expect("a policy \"default\";q=Q;w=W");
+                    .unwrap_or_else(|| panic!("{name}: a policy \"{policy_name}\";q=Q;w=W"));
                 let w: u64 = w.parse().expect("a window length");
                 let reset = (clock / w + 1) * w;
                 let t = reset - clock;
@@ -438,7 +470,7 @@ mod conformance {
                 );
                 assert_eq!(
                     get(h, "ratelimit"),
-                    Some(format!("\"default\";r={r};t={t}").as_str()),
+                    Some(format!("\"{policy_name}\";r={r};t={t}").as_str()),
                     "{name}"
                 );
                 if status == 429 {
@@ -451,6 +483,14 @@ mod conformance {
             }
             if status == 503 {
                 assert_eq!(get(h, "retry-after"), Some("1"), "{name}");
+            }
+            // Every refusal before the key's own window is counted in the address's.
+            let before_key_window = status == 401
+                || case["expect"]["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("IP_NOT_ALLOWED"));
+            if before_key_window {
+                assert!(get(h, "ratelimit-policy").is_some(), "{name}: no window");
             }
         }
     }

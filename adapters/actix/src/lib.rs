@@ -46,4 +46,6 @@ pub use clock::{Clock, SystemClock};
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
 pub use middleware::{AuthMiddleware, AuthService};
-pub use sitequest_auth::{AsyncLimiter, LimitFuture, LimiterUnavailable, TimeProvider};
+pub use sitequest_auth::{
+    AsyncLimiter, LimitFuture, LimiterUnavailable, TimeProvider, TrustedProxies,
+};

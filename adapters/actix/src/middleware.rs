@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, X_FORWARDED_FOR};
 use actix_web::{Error, HttpMessage};
 use sitequest_auth::{
     AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant, LimitDecision,
-    LimiterUnavailable, RateLimit, Scopes, Throttle, UnixTime, LIMITER_TIMEOUT,
+    LimiterUnavailable, RateLimit, Scopes, Throttle, TrustedProxies, UnixTime, LIMITER_TIMEOUT,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -43,6 +43,7 @@ pub struct AuthMiddleware {
     clock: Clock,
     limiter: Option<Arc<dyn AsyncLimiter>>,
     limiter_timeout: Duration,
+    proxies: TrustedProxies,
 }
 
 impl AuthMiddleware {
@@ -55,7 +56,19 @@ impl AuthMiddleware {
             clock: Arc::new(SystemClock),
             limiter: None,
             limiter_timeout: LIMITER_TIMEOUT,
+            proxies: TrustedProxies::default(),
         }
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies: when the connection's peer is one of them,
+    /// the client's address (what key allowlists and the quota of requests without a valid key
+    /// are checked against) is found in the header with [`TrustedProxies::client_address`].
+    /// Without trusted proxies (the default) the header is ignored, since any client can send
+    /// it, and the client is the peer.
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
+        self
     }
 
     /// Counts requests in `limiter` (for example one shared by several servers through Redis)
@@ -145,7 +158,18 @@ where
         let fields = req.headers().get_all(AUTHORIZATION).map(|v| v.as_bytes());
         let mut request = AuthRequest::from_fields(fields, config.required, now);
         if let Some(peer) = req.peer_addr() {
-            request = request.with_client_ip(peer.ip());
+            let client = if config.proxies.contains(peer.ip()) {
+                // Rare (a proxy's request), so the fields may be gathered to be read backwards.
+                let forwarded: Vec<&[u8]> = req
+                    .headers()
+                    .get_all(X_FORWARDED_FOR)
+                    .map(|v| v.as_bytes())
+                    .collect();
+                config.proxies.client_address(peer.ip(), forwarded)
+            } else {
+                peer.ip().to_canonical()
+            };
+            request = request.with_client_ip(client);
         }
         let Some(limiter) = &config.limiter else {
             return match auth.authorize(&request) {
@@ -160,7 +184,7 @@ where
             Ok(key) => key,
             Err(denial) => return ResponseFuture::denied(refuse(auth, &denial, req, now)),
         };
-        let limit = Arc::clone(limiter).check(key.key_id, key.quota, now);
+        let limit = Arc::clone(limiter).check(key.limit_id, key.quota, now);
         let waiting = Waiting {
             inner: Rc::clone(&self.inner),
             config: Rc::clone(&self.config),

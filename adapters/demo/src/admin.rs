@@ -2,8 +2,11 @@
 //!
 //! - `POST /admin/v1/keys` creates a key; the plaintext is in this response only.
 //! - `GET /admin/v1/keys` lists keys (no secrets).
+//! - `PATCH /admin/v1/keys/{id}` with `{"allowed_ips": [...]}` sets a key's address allowlist.
 //! - `DELETE /admin/v1/keys/{id}` revokes a key.
-//! - `POST /admin/v1/keys/{id}/rotate` issues a replacement; the old key expires after a grace.
+//! - `POST /admin/v1/keys/{id}/rotate` issues a replacement; the old key expires after a grace,
+//!   and until then both count in one rate-limit window.
+//! - `GET /admin/v1/activity` lists the latest key changes, with who made each.
 //!
 //! Every change is made by the data file's thread ([`DbHandle`](crate::db::DbHandle)), one
 //! after another, and is durable in the data file before it is applied to the key store and
@@ -19,24 +22,28 @@ use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sitequest_auth::{
-    AuthRequest, ErrorCode, IssuedKey, KeyId, KeyPolicy, KeyRecord, NewKey, Preset, Scopes,
-    UnixTime,
+    AuthRequest, ErrorCode, IpAllowlist, IssuedKey, KeyId, KeyPolicy, KeyRecord, NewKey, Preset,
+    Scopes, UnixTime,
 };
 
-use crate::db::{ChangeError, DbError};
+use crate::db::{ChangeError, DbError, Source};
 use crate::{AppState, MAX_BODY};
 
 /// The admin routes, behind the admin-token check.
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/admin/v1/keys", post(create).get(list))
-        .route("/admin/v1/keys/{id}", delete(revoke))
+        .route(
+            "/admin/v1/keys/{id}",
+            axum::routing::delete(revoke).patch(update),
+        )
         .route("/admin/v1/keys/{id}/rotate", post(rotate))
+        .route("/admin/v1/activity", get(activity))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
         .with_state(state)
 }
@@ -135,6 +142,24 @@ struct CreateRequest {
     preset: Option<String>,
     #[serde(default)]
     expires_at: Option<u64>,
+    /// Read as a value first, like `scopes`, so that a malformed range is named alone.
+    #[serde(default)]
+    allowed_ips: Option<serde_json::Value>,
+}
+
+/// An `allowed_ips` list as core reads it; the error is the 400 message, naming the range.
+fn allowed_ips(list: &serde_json::Value) -> Result<IpAllowlist, String> {
+    let Some(items) = list.as_array() else {
+        return Err("allowed_ips must be a list of IP addresses or CIDR ranges".into());
+    };
+    let mut texts = Vec::with_capacity(items.len().min(sitequest_auth::MAX_ALLOWED_RANGES + 1));
+    for item in items {
+        let Some(text) = item.as_str() else {
+            return Err("allowed_ips must be a list of IP addresses or CIDR ranges".into());
+        };
+        texts.push(text);
+    }
+    IpAllowlist::parse_list(texts).map_err(|e| format!("allowed_ips: {e}"))
 }
 
 /// A `scopes` list as core reads it; the error is the 400 message: core's for a list of names,
@@ -165,6 +190,9 @@ impl CreateRequest {
         if let Some(t) = self.expires_at {
             new = new.expires_at(UnixTime::from_secs(t));
         }
+        if let Some(list) = &self.allowed_ips {
+            new = new.allowed_ips(allowed_ips(list)?);
+        }
         Ok(new)
     }
 }
@@ -180,6 +208,7 @@ fn created(issued: &IssuedKey) -> Response {
             "scopes": r.scopes,
             "created_at": r.created_at,
             "expires_at": r.expires_at,
+            "allowed_ips": r.allowed_ips,
         })),
     )
         .into_response()
@@ -198,14 +227,19 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
         Ok(i) => i,
         Err(e) => return invalid(e),
     };
-    if let Err(e) = state.db.create(issued.record.clone()).await {
+    if let Err(e) = state
+        .db
+        .create(issued.record.clone(), Source::AdminApi)
+        .await
+    {
         return refused(e);
     }
     tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, "key created");
     created(&issued)
 }
 
-fn listed(r: &KeyRecord) -> Value {
+/// A key as the list shows it; `revoked_by` names who revoked it, when recorded.
+fn listed(r: &KeyRecord, revoked_by: Option<&str>) -> Value {
     json!({
         "id": r.id(),
         "name": r.name,
@@ -213,8 +247,12 @@ fn listed(r: &KeyRecord) -> Value {
         "created_at": r.created_at,
         "expires_at": r.expires_at,
         "revoked": r.revoked_at.is_some(),
+        "revoked_at": r.revoked_at,
+        "revoked_by": revoked_by,
         "last4": r.last4,
         "last_used_at": r.last_used_at,
+        "allowed_ips": r.allowed_ips,
+        "shares_limit_with": r.shares_limit_with,
     })
 }
 
@@ -237,21 +275,70 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         }
     }
     let since = unused_for.map(|d| state.now() - d);
+    let activity = match state.db.activity().await {
+        Ok(a) => a,
+        Err(e) => return refused(e.into()),
+    };
     let keys: Vec<Value> = state
         .store()
         .list()
         .iter()
         .filter(|r| since.is_none_or(|t| r.unused_since(t)))
-        .map(listed)
+        .map(|r| {
+            let by = r
+                .revoked_at
+                .and(activity.revoked_by.get(&r.id()).map(String::as_str));
+            listed(r, by)
+        })
         .collect();
     Json(json!({ "keys": keys })).into_response()
+}
+
+/// `GET /admin/v1/activity`: the latest key changes, newest first.
+async fn activity(State(state): State<AppState>) -> Response {
+    match state.db.activity().await {
+        Ok(a) => Json(json!({ "events": a.events })).into_response(),
+        Err(e) => refused(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateRequest {
+    allowed_ips: serde_json::Value,
+}
+
+/// `PATCH /admin/v1/keys/{id}` with `{"allowed_ips": [...]}`: the key's new allowlist (an empty
+/// list allows any address), in force when the answer is sent.
+async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
+    let Ok(id) = id.parse::<KeyId>() else {
+        return not_found();
+    };
+    let list = match json_body::<UpdateRequest>(body)
+        .await
+        .and_then(|r| allowed_ips(&r.allowed_ips))
+    {
+        Ok(list) => list,
+        Err(message) => return invalid(message),
+    };
+    match state
+        .db
+        .set_allowed_ips(id, list, state.now(), Source::AdminApi)
+        .await
+    {
+        Ok(record) => {
+            tracing::info!(key_id = %id, allowed_ips = %record.allowed_ips, "key allowlist set");
+            Json(listed(&record, None)).into_response()
+        }
+        Err(e) => refused(e),
+    }
 }
 
 async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
-    match state.db.revoke(id, state.now()).await {
+    match state.db.revoke(id, state.now(), Source::AdminApi).await {
         Ok(_) => {
             tracing::info!(key_id = %id, "key revoked");
             StatusCode::NO_CONTENT.into_response()
@@ -279,7 +366,12 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     // (through this server or the `keys` subcommands) is a 409, never a live replacement.
     match state
         .db
-        .rotate(id, Duration::from_secs(req.grace_seconds), state.now())
+        .rotate(
+            id,
+            Duration::from_secs(req.grace_seconds),
+            state.now(),
+            Source::AdminApi,
+        )
         .await
     {
         Ok(rotated) => {

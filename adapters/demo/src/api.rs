@@ -1,7 +1,9 @@
 //! The mock Sitequest API: every route guarded by the scope the spec's table gives, answering
 //! canned JSON from a small in-memory model.
 
-use axum::extract::Path;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path};
 use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -23,10 +25,13 @@ pub fn routes(state: &AppState) -> Router {
     let auth = state.auth.clone();
     let limiter = state.limiter.clone();
     let observer = state.metrics.observer();
+    let proxies = state.trusted_proxies.clone();
     let guard = move |scope: Scopes| {
         let layer = AuthLayer::new(auth.clone(), scope)
             .with_clock(clock.clone())
-            .with_observer(observer.clone());
+            .with_observer(observer.clone())
+            .with_client_ip(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+            .with_trusted_proxies(proxies.clone());
         match &limiter {
             Some(l) => layer.with_limiter(l.clone()),
             None => layer,

@@ -15,10 +15,14 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row, Statement, TransactionBehavior};
-use sitequest_auth::{KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes, UnixTime};
+use serde::Serialize;
+use sitequest_auth::{
+    IpAllowlist, KeyDigest, KeyId, KeyRecord, KeyStore, Last4, Quota, Scopes, UnixTime,
+};
 
 pub use worker::{
-    ChangeError, DbError, DbHandle, Rotated, WorkerOptions, DATA_VERSION_POLL, QUEUE_CAPACITY,
+    Activity, ChangeError, DbError, DbHandle, Rotated, WorkerOptions, DATA_VERSION_POLL,
+    QUEUE_CAPACITY,
 };
 
 /// Longest wait for a lock held by another connection before a statement fails.
@@ -41,22 +45,114 @@ CREATE TABLE IF NOT EXISTS keys (
     revoked_at    INTEGER,
     rate_limit    TEXT,
     last_used_at  INTEGER,
-    last4         TEXT NOT NULL
+    last4         TEXT NOT NULL,
+    -- The key's allowlist, ranges joined by commas ('' for any address), and when it was set.
+    allowed_ips   TEXT NOT NULL DEFAULT '',
+    allowed_ips_changed_at INTEGER,
+    -- A rotation's replacement: the id whose rate-limit window it shares.
+    shares_limit_with TEXT
 );
+-- What happened to keys, and who did it: the activity list.
+CREATE TABLE IF NOT EXISTS events (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at            INTEGER NOT NULL,
+    key_id        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    source        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_key ON events (key_id, seq);
 -- Keys removed on another instance: kept so that a replayed record cannot bring one back.
 CREATE TABLE IF NOT EXISTS removed_keys (
     id            TEXT PRIMARY KEY,
     removed_at    INTEGER NOT NULL
 );";
 
+/// Columns added after the first version of the file, added to an older file when it is opened.
+const ADDED_COLUMNS: [(&str, &str); 3] = [
+    ("allowed_ips", "TEXT NOT NULL DEFAULT ''"),
+    ("allowed_ips_changed_at", "INTEGER"),
+    ("shares_limit_with", "TEXT"),
+];
+
 /// The columns [`record`] reads, in its order.
 const COLUMNS: &str = "digest, name, scopes, created_at, expires_at, revoked_at, rate_limit, \
-                       last_used_at, last4";
+                       last_used_at, last4, allowed_ips, allowed_ips_changed_at, \
+                       shares_limit_with";
 
 /// The start of every statement that stores a whole record; [`execute`] binds its parameters.
 const INSERT: &str = "INSERT INTO keys (id, digest, name, scopes, created_at, expires_at,
-                                        revoked_at, rate_limit, last_used_at, last4)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+                                        revoked_at, rate_limit, last_used_at, last4,
+                                        allowed_ips, allowed_ips_changed_at, shares_limit_with)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+
+/// Who made a change to a key, as the activity list names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The admin API.
+    AdminApi,
+    /// The `keys` subcommands.
+    Cli,
+    /// Someone who presented the key to `POST /v1/keys/revoke`.
+    Presentation,
+    /// GitHub's secret scanning, through the partner endpoint.
+    GithubSecretScanning,
+}
+
+impl Source {
+    /// The name stored and shown: `admin_api`, `cli`, `presentation`,
+    /// `github_secret_scanning`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AdminApi => "admin_api",
+            Self::Cli => "cli",
+            Self::Presentation => "presentation",
+            Self::GithubSecretScanning => "github_secret_scanning",
+        }
+    }
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The key was created.
+    Created,
+    /// The key was revoked.
+    Revoked,
+    /// The key was replaced by a rotation (this event names the old key).
+    Rotated,
+    /// The key's allowlist was set.
+    AllowlistChanged,
+}
+
+impl Action {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Revoked => "revoked",
+            Self::Rotated => "rotated",
+            Self::AllowlistChanged => "allowlist_changed",
+        }
+    }
+}
+
+/// One entry of the activity list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// When.
+    pub at: UnixTime,
+    /// The key.
+    pub key_id: KeyId,
+    /// What happened (`created`, `revoked`, `rotated`, `allowlist_changed`).
+    pub action: String,
+    /// Who did it (see [`Source::as_str`]).
+    pub source: String,
+}
+
+/// Most events one activity query returns.
+pub const MAX_EVENTS: usize = 1000;
 
 fn to_sql(t: UnixTime) -> i64 {
     i64::try_from(t.as_secs()).unwrap_or(i64::MAX)
@@ -90,6 +186,7 @@ impl Db {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
+        add_columns(&conn)?;
         Ok(Self { conn })
     }
 
@@ -135,13 +232,43 @@ impl Db {
         Ok(())
     }
 
-    /// Marks a key revoked (keeping an earlier revocation time). Returns whether the key exists.
-    pub fn revoke(&self, id: KeyId, now: UnixTime) -> Result<bool> {
-        let n = self.conn.execute(
-            "UPDATE keys SET revoked_at = COALESCE(revoked_at, ?1) WHERE id = ?2",
+    /// Marks a key revoked (keeping an earlier revocation time), recording who did it if it was
+    /// not revoked yet. Returns whether the key exists.
+    pub fn revoke(&mut self, id: KeyId, now: UnixTime, source: Source) -> Result<bool> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let newly = tx.execute(
+            "UPDATE keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
             params![to_sql(now), id.to_string()],
         )?;
-        Ok(n > 0)
+        if newly > 0 {
+            record_event(&tx, now, id, Action::Revoked, source)?;
+        }
+        let exists = contains(&tx, id)?;
+        tx.commit()?;
+        Ok(exists)
+    }
+
+    /// Records that `source` did `action` to the key `id` at `at`.
+    pub fn record_event(
+        &self,
+        at: UnixTime,
+        id: KeyId,
+        action: Action,
+        source: Source,
+    ) -> Result<()> {
+        record_event(&self.conn, at, id, action, source)
+    }
+
+    /// The latest events, newest first, at most [`MAX_EVENTS`].
+    pub fn events(&self) -> Result<Vec<Event>> {
+        events(&self.conn)
+    }
+
+    /// Who revoked each revoked key that has a recorded revocation.
+    pub fn revoked_by(&self) -> Result<std::collections::HashMap<KeyId, String>> {
+        revoked_by(&self.conn)
     }
 
     /// Whether a key with this id is stored.
@@ -200,6 +327,81 @@ fn make_private(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Adds the columns an older data file lacks.
+fn add_columns(conn: &Connection) -> Result<()> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('keys')")?;
+    let have: Vec<String> = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, kind) in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE keys ADD COLUMN {name} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn record_event(
+    conn: &Connection,
+    at: UnixTime,
+    id: KeyId,
+    action: Action,
+    source: Source,
+) -> Result<()> {
+    conn.prepare_cached("INSERT INTO events (at, key_id, action, source) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            to_sql(at),
+            id.to_string(),
+            action.as_str(),
+            source.as_str()
+        ])?;
+    Ok(())
+}
+
+fn events(conn: &Connection) -> Result<Vec<Event>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, key_id, action, source FROM events ORDER BY seq DESC LIMIT ?1",
+    )?;
+    let limit = i64::try_from(MAX_EVENTS).unwrap_or(i64::MAX);
+    let rows = stmt.query_map([limit], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, id, action, source) = row?;
+        out.push(Event {
+            at: from_sql(at),
+            key_id: id.parse().context("corrupt key id in the events")?,
+            action,
+            source,
+        });
+    }
+    Ok(out)
+}
+
+fn revoked_by(conn: &Connection) -> Result<std::collections::HashMap<KeyId, String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key_id, source FROM events WHERE action = 'revoked' ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (id, source) = row?;
+        if let Ok(id) = id.parse() {
+            // The first revocation is the one that counts.
+            out.entry(id).or_insert(source);
+        }
+    }
+    Ok(out)
+}
+
 /// A row of `SELECT {COLUMNS}` as a record.
 fn record(row: &Row<'_>) -> Result<KeyRecord> {
     let digest: String = row.get(0)?;
@@ -220,7 +422,17 @@ fn record(row: &Row<'_>) -> Result<KeyRecord> {
             .transpose()
             .context("corrupt rate limit in data file")?,
     )
-    .with_last_used_at(row.get::<_, Option<i64>>(7)?.map(from_sql));
+    .with_last_used_at(row.get::<_, Option<i64>>(7)?.map(from_sql))
+    .with_allowed_ips(
+        IpAllowlist::parse(&row.get::<_, String>(9)?).context("corrupt allowlist in data file")?,
+        row.get::<_, Option<i64>>(10)?.map(from_sql),
+    )
+    .with_shared_limit(
+        row.get::<_, Option<String>>(11)?
+            .map(|id| id.parse())
+            .transpose()
+            .context("corrupt shared window in data file")?,
+    );
     Ok(record)
 }
 
@@ -272,6 +484,9 @@ fn execute(stmt: &mut Statement<'_>, r: &KeyRecord) -> rusqlite::Result<usize> {
         r.rate_limit.map(|q| q.to_string()),
         r.last_used_at.map(to_sql),
         r.last4.as_str(),
+        r.allowed_ips.joined(),
+        r.allowed_ips_changed_at.map(to_sql),
+        r.shares_limit_with.map(|id| id.to_string()),
     ])
 }
 
@@ -280,6 +495,12 @@ fn insert(conn: &Connection, r: &KeyRecord) -> Result<()> {
     execute(&mut *conn.prepare_cached(INSERT)?, r)?;
     Ok(())
 }
+
+/// Whether the incoming row's allowlist replaces the stored one (`KeyRecord::merged_with`).
+const NEWER_ALLOWLIST: &str = "COALESCE(excluded.allowed_ips_changed_at, -1)
+        > COALESCE(keys.allowed_ips_changed_at, -1)
+    OR (COALESCE(excluded.allowed_ips_changed_at, -1) = COALESCE(keys.allowed_ips_changed_at, -1)
+        AND excluded.allowed_ips < keys.allowed_ips)";
 
 fn upsert(conn: &Connection, records: &[&KeyRecord]) -> Result<()> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -292,7 +513,13 @@ fn upsert(conn: &Connection, records: &[&KeyRecord]) -> Result<()> {
             revoked_at = COALESCE(MIN(keys.revoked_at, excluded.revoked_at),
                                   keys.revoked_at, excluded.revoked_at),
             last_used_at = COALESCE(MAX(keys.last_used_at, excluded.last_used_at),
-                                    keys.last_used_at, excluded.last_used_at)"
+                                    keys.last_used_at, excluded.last_used_at),
+            -- The allowlist set later wins; on a tie, the text that sorts first.
+            allowed_ips = CASE WHEN {NEWER_ALLOWLIST} THEN excluded.allowed_ips
+                               ELSE keys.allowed_ips END,
+            allowed_ips_changed_at = CASE WHEN {NEWER_ALLOWLIST}
+                                          THEN excluded.allowed_ips_changed_at
+                                          ELSE keys.allowed_ips_changed_at END"
     ))?;
     for r in records {
         execute(&mut stmt, r)?;

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod api;
 pub mod db;
 pub mod health;
+pub mod leaks;
 pub mod metrics;
 pub mod scan;
 pub mod server;
@@ -21,10 +22,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use axum::Router;
-use sitequest_auth::{Authorizer, KeyPolicy, KeyRecord, KeyStore, Quota, UnixTime};
+use sitequest_auth::{
+    AddressLimiter, Authorizer, KeyPolicy, KeyRecord, KeyStore, Quota, TrustedProxies, UnixTime,
+};
 use sitequest_auth_redis::{
     FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
 };
+use sitequest_auth_secret_scanning::PartnerKeys;
 use sitequest_auth_tower::{AsyncLimiter, Clock};
 
 /// Largest request body accepted, in bytes.
@@ -63,6 +67,15 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// What every new key must satisfy (`--max-key-lifetime`), however it is created.
     pub key_policy: KeyPolicy,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxy`).
+    pub trusted_proxies: TrustedProxies,
+    /// Requests without a valid key allowed per client address (`--unauthenticated-limit`).
+    pub unauthenticated_limit: Quota,
+    /// Requests to `POST /v1/keys/revoke` allowed per client address (`--revoke-limit`).
+    pub revoke_limit: Quota,
+    /// GitHub's public keys, to serve the secret scanning partner endpoint
+    /// (`--github-scanning-keys`).
+    pub github_scanning_keys: Option<PartnerKeys>,
 }
 
 impl std::fmt::Debug for Config {
@@ -97,9 +110,16 @@ impl Config {
             db_queue: db::QUEUE_CAPACITY,
             metrics_listen: None,
             key_policy: KeyPolicy::default(),
+            trusted_proxies: TrustedProxies::default(),
+            unauthenticated_limit: Quota::SPEC,
+            revoke_limit: DEFAULT_REVOKE_LIMIT,
+            github_scanning_keys: None,
         }
     }
 }
+
+/// Default quota of `POST /v1/keys/revoke` per client address: 10 a minute.
+pub const DEFAULT_REVOKE_LIMIT: Quota = Quota::per_minute(10);
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -121,6 +141,12 @@ pub struct AppState {
     pub max_sync_age: Duration,
     /// The metrics served at `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: TrustedProxies,
+    /// Counts `POST /v1/keys/revoke` per client address.
+    pub revoke_limiter: Arc<AddressLimiter>,
+    /// GitHub's public keys, when the secret scanning endpoint is served.
+    pub scanning_keys: Option<Arc<PartnerKeys>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -206,7 +232,9 @@ impl Demo {
         let changes = sync.clone().map(share_changes);
         let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
         tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
-        let auth = Authorizer::new(store).with_quota(config.rate_limit);
+        let auth = Authorizer::new(store)
+            .with_quota(config.rate_limit)
+            .with_address_limiter(Some(AddressLimiter::new(config.unauthenticated_limit)));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -236,6 +264,9 @@ impl Demo {
                 sync,
                 max_sync_age: config.max_sync_age,
                 metrics: Arc::new(metrics::Metrics::new(shared)),
+                trusted_proxies: config.trusted_proxies,
+                revoke_limiter: Arc::new(AddressLimiter::new(config.revoke_limit)),
+                scanning_keys: config.github_scanning_keys.map(Arc::new),
             },
             listener,
             metrics_listener,
@@ -537,6 +568,7 @@ pub fn health_router(state: AppState) -> Router {
 
 fn admin_and_api(state: &AppState) -> Router {
     admin::routes(state.clone())
+        .merge(leaks::routes(state.clone()))
         .merge(api::routes(state))
         .fallback(api::not_found)
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use sitequest_auth::{KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
+use sitequest_auth::{Cidr, IpAllowlist, KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::{FailurePolicy, SyncSecret};
+use sitequest_demo::db::{Action, Db, Source};
 use sitequest_demo::server::{self, ConnectionLimits};
-use sitequest_demo::{db::Db, Config, Demo};
+use sitequest_demo::{Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
 /// limits, with a key-management admin API. Keys persist in an SQLite file.
@@ -94,6 +95,25 @@ struct Cli {
     /// keys may have no expiry.
     #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
     max_key_lifetime: Option<std::time::Duration>,
+    /// Believe X-Forwarded-For from proxies in this range (repeatable; as 10.0.0.0/8 or
+    /// 2001:db8::/32): the client address that key allowlists and the quota of requests without
+    /// a valid key use is then the last address in the header that is not a trusted proxy.
+    /// Without it the header is ignored and the client is the connection's peer.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    trusted_proxies: Vec<Cidr>,
+    /// Requests without a valid key (missing, malformed, unknown, revoked or expired) allowed
+    /// per client address (IPv6: per /64) per window, as N/SECONDS; past it, 429 without
+    /// looking at the key. Every 401 carries this window's rate-limit headers.
+    #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
+    unauthenticated_limit: Quota,
+    /// Requests to POST /v1/keys/revoke allowed per client address per window, as N/SECONDS.
+    #[arg(long, value_name = "N/SECONDS", default_value = "10/60", value_parser = parse_quota)]
+    revoke_limit: Quota,
+    /// Serve GitHub's secret scanning partner endpoint, POST /v1/secret-scanning/github, checking
+    /// signatures against the public keys in this file: GitHub's answer to
+    /// GET https://api.github.com/meta/public_keys/secret_scanning, saved as it is.
+    #[arg(long, value_name = "PATH")]
+    github_scanning_keys: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -122,6 +142,9 @@ enum KeysCommand {
         /// Expiry time, Unix seconds.
         #[arg(long)]
         expires_at: Option<u64>,
+        /// Allow the key only from this address or CIDR range (repeatable; at most 32).
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ips: Vec<String>,
     },
     /// List keys (no secrets), with their age and last use.
     List {
@@ -135,6 +158,10 @@ enum KeysCommand {
         /// The key id (kid_...).
         id: String,
     },
+    /// The latest key changes (created, revoked, rotated, allowlist set), newest first, with
+    /// who made each: admin_api, cli, presentation (POST /v1/keys/revoke) or
+    /// github_secret_scanning.
+    Activity,
     /// Find keys (sq_live_ and 64 hex digits) in files and directories (recursively, skipping
     /// .git and binary files), print where each is (shown as sq_live_…last4, never whole) and
     /// whether it is live in the data file, and exit with status 1 if any was found: a
@@ -195,6 +222,10 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    Cidr::parse(s).map_err(|e| e.to_string())
+}
+
 fn parse_quota(s: &str) -> Result<Quota, String> {
     Quota::parse(s).map_err(|e| e.to_string())
 }
@@ -221,6 +252,12 @@ async fn main() -> Result<()> {
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.metrics_listen = cli.metrics_listen;
     config.key_policy = key_policy(cli.max_key_lifetime);
+    config.trusted_proxies = sitequest_auth::TrustedProxies::new(cli.trusted_proxies);
+    config.unauthenticated_limit = cli.unauthenticated_limit;
+    config.revoke_limit = cli.revoke_limit;
+    if let Some(path) = &cli.github_scanning_keys {
+        config.github_scanning_keys = Some(read_scanning_keys(path)?);
+    }
     config.admin_token = std::env::var("SITEQUEST_ADMIN_TOKEN").ok();
     // Command line, then file, then environment: an explicit flag beats a variable set for the
     // whole service, but two explicit sources are a mistake.
@@ -258,6 +295,14 @@ async fn main() -> Result<()> {
     println!("listening on http://{addr}");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown).await
+}
+
+/// Reads `--github-scanning-keys`.
+fn read_scanning_keys(path: &Path) -> Result<sitequest_auth_secret_scanning::PartnerKeys> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read GitHub's public keys from {}", path.display()))?;
+    sitequest_auth_secret_scanning::PartnerKeys::from_json(&bytes)
+        .with_context(|| format!("{} is not GitHub's public keys answer", path.display()))
 }
 
 /// Reads `--redis-url-file`. The error names the file, never its contents.
@@ -331,6 +376,7 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             scopes,
             preset,
             expires_at,
+            allow_ips,
         } => {
             let scopes = match (scopes, preset) {
                 (Some(s), _) => Scopes::parse_list(&s)?,
@@ -341,30 +387,45 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             if let Some(t) = expires_at {
                 new = new.expires_at(sitequest_auth::UnixTime::from_secs(t));
             }
+            if !allow_ips.is_empty() {
+                new = new.allowed_ips(IpAllowlist::parse_list(
+                    allow_ips.iter().map(String::as_str),
+                )?);
+            }
             let existing = KeyStore::new().with_policy(policy);
             db.load_into(&existing)?;
             let issued = existing.prepare(&new, now)?;
             db.upsert(&[&issued.record])?;
+            db.record_event(now, issued.record.id(), Action::Created, Source::Cli)?;
             println!("id:  {}", issued.record.id());
             println!("key: {}", &*issued.key.expose_secret());
         }
         KeysCommand::List { unused_since } => {
             let since = unused_since.map(|d| now - d);
+            let revoked_by = db.revoked_by()?;
             for r in db.load()? {
                 if since.is_some_and(|t| !r.unused_since(t)) {
                     continue;
                 }
                 let state = match r.status(now) {
-                    sitequest_auth::KeyStatus::Active => "active",
-                    sitequest_auth::KeyStatus::Revoked => "revoked",
-                    sitequest_auth::KeyStatus::Expired => "expired",
+                    sitequest_auth::KeyStatus::Active => "active".to_owned(),
+                    sitequest_auth::KeyStatus::Revoked => match revoked_by.get(&r.id()) {
+                        Some(by) => format!("revoked by {}", by.replace('_', " ")),
+                        None => "revoked".to_owned(),
+                    },
+                    sitequest_auth::KeyStatus::Expired => "expired".to_owned(),
+                };
+                let from = if r.allowed_ips.is_empty() {
+                    String::new()
+                } else {
+                    format!("  from {}", r.allowed_ips)
                 };
                 let last_used = match r.last_used_at {
                     Some(t) => format!("last used {} ago", days(now.secs_since(t))),
                     None => "never used".to_owned(),
                 };
                 println!(
-                    "{}  {:<8} …{}  {}  [{}]  created {} ago, {last_used}",
+                    "{}  {:<8} …{}  {}  [{}]  created {} ago, {last_used}{from}",
                     r.id(),
                     state,
                     r.last4,
@@ -376,10 +437,21 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
         }
         KeysCommand::Revoke { id } => {
             let id: KeyId = id.parse().context("not a key id")?;
-            if !db.revoke(id, now)? {
+            if !db.revoke(id, now, Source::Cli)? {
                 bail!("no key with id {id}");
             }
             println!("revoked {id}");
+        }
+        KeysCommand::Activity => {
+            for e in db.events()? {
+                println!(
+                    "{}  {}  {:<17}  by {}",
+                    e.at.as_secs(),
+                    e.key_id,
+                    e.action,
+                    e.source
+                );
+            }
         }
         KeysCommand::Scan { .. } => unreachable!("handled above"),
     }
@@ -403,7 +475,7 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
         return Ok(());
     }
     // Without a data file there is nothing to look keys up in (and none is created).
-    let db = if data.exists() {
+    let mut db = if data.exists() {
         Some(Db::open(data)?)
     } else {
         None
@@ -422,8 +494,8 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
             Some(sitequest_auth::KeyStatus::Active) => {
                 live += 1;
                 if revoke {
-                    if let Some(db) = &db {
-                        db.revoke(id, now)?;
+                    if let Some(db) = &mut db {
+                        db.revoke(id, now, Source::Cli)?;
                     }
                     format!("LIVE, now revoked ({id})")
                 } else {

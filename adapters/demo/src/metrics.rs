@@ -40,7 +40,7 @@ pub const LINK_DOWN_AFTER: Duration = Duration::from_secs(3);
 
 /// Outcome and reason labels of the decisions counted from the start, so every series exists
 /// (at zero) before its first request. Others the layer reports later are added when first seen.
-const DECISIONS: [(&str, &str); 9] = [
+const DECISIONS: [(&str, &str); 11] = [
     ("granted", "none"),
     ("denied", "missing"),
     ("denied", "malformed"),
@@ -49,6 +49,8 @@ const DECISIONS: [(&str, &str); 9] = [
     ("denied", "expired"),
     ("denied", "insufficient_scope"),
     ("denied", "rate_limited"),
+    ("denied", "ip_not_allowed"),
+    ("denied", "address_rate_limited"),
     ("unavailable", "limiter_unavailable"),
 ];
 

@@ -276,22 +276,30 @@ impl Conn {
 
         let activity = Arc::new(Activity::new(Instant::now()));
         let tracked = activity.clone();
-        let service =
-            ServiceExt::<Request<Incoming>>::map_future(self.app.clone(), move |response| {
-                let request = InFlight::begin(&tracked);
-                async move {
-                    let response: Result<Response, Infallible> = response.await;
-                    // The request stays in flight until its body has been sent (or dropped).
-                    response.map(|r| {
-                        r.map(|body| {
-                            Body::new(TrackedBody {
-                                body,
-                                _request: request,
-                            })
+        // The peer's address, for the handlers and the auth layer (axum's `ConnectInfo`).
+        let app = ServiceExt::<Request<Incoming>>::map_request(
+            self.app.clone(),
+            move |mut req: Request<Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let service = ServiceExt::<Request<Incoming>>::map_future(app, move |response| {
+            let request = InFlight::begin(&tracked);
+            async move {
+                let response: Result<Response, Infallible> = response.await;
+                // The request stays in flight until its body has been sent (or dropped).
+                response.map(|r| {
+                    r.map(|body| {
+                        Body::new(TrackedBody {
+                            body,
+                            _request: request,
                         })
                     })
-                }
-            });
+                })
+            }
+        });
         let conn = self
             .builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));

@@ -111,7 +111,15 @@ async fn create_response_has_exactly_the_documented_fields() {
     let fields: Vec<&str> = obj.keys().map(String::as_str).collect();
     assert_eq!(
         fields,
-        ["id", "key", "name", "scopes", "created_at", "expires_at"]
+        [
+            "id",
+            "key",
+            "name",
+            "scopes",
+            "created_at",
+            "expires_at",
+            "allowed_ips"
+        ]
     );
     let key = v["key"].as_str().unwrap();
     assert!(key.starts_with("sq_live_") && key.len() == 72);
@@ -120,6 +128,7 @@ async fn create_response_has_exactly_the_documented_fields() {
     assert_eq!(v["scopes"], json!(["vps:read", "domains:read"]));
     assert_eq!(v["created_at"], T0 + 10);
     assert_eq!(v["expires_at"], 1_800_003_600u64);
+    assert_eq!(v["allowed_ips"], json!([]));
 
     let (_, v2) = s
         .admin(
@@ -158,8 +167,12 @@ async fn list_shows_no_secrets() {
             "created_at": T0 + 10,
             "expires_at": null,
             "revoked": false,
+            "revoked_at": null,
+            "revoked_by": null,
             "last4": &key[68..],
             "last_used_at": T0 + 20,
+            "allowed_ips": [],
+            "shares_limit_with": null,
         }]})
     );
 }
@@ -288,7 +301,12 @@ async fn revoke_takes_effect_at_once() {
     );
     let res = s.call(Method::GET, "/v1/servers", Some(&key), None).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(header(&res, "x-ratelimit-limit"), None);
+    // The client address's window, not the key's.
+    assert_eq!(
+        header(&res, "ratelimit-policy"),
+        Some("\"unauthenticated\";q=60;w=60")
+    );
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("59"));
     assert_eq!(res.text().await.unwrap(), UNAUTHORIZED);
     // Revoking again is harmless; unknown ids are 404.
     assert_eq!(

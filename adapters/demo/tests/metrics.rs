@@ -19,7 +19,7 @@ use sitequest_demo::{Config, Demo, REDIS_SYNC_PREFIX};
 
 const NOT_FOUND: &str = r#"{"error":"No such route","code":"NOT_FOUND","status":404}"#;
 /// Every decision series, all present from the start.
-const DECISIONS: [(&str, &str); 9] = [
+const DECISIONS: [(&str, &str); 11] = [
     ("granted", "none"),
     ("denied", "missing"),
     ("denied", "malformed"),
@@ -28,6 +28,8 @@ const DECISIONS: [(&str, &str); 9] = [
     ("denied", "expired"),
     ("denied", "insufficient_scope"),
     ("denied", "rate_limited"),
+    ("denied", "ip_not_allowed"),
+    ("denied", "address_rate_limited"),
     ("unavailable", "limiter_unavailable"),
 ];
 const BACKENDS: [&str; 5] = [

@@ -260,6 +260,7 @@ impl RedisLimiter {
             remaining,
             reset_at: UnixTime::from_secs(reset_at),
             period_secs: quota.period_secs(),
+            policy: sitequest_auth::LimitPolicy::Key,
         };
         if self.config.local_precheck {
             let mut exhausted = self.exhausted.lock();

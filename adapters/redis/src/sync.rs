@@ -19,8 +19,9 @@ use crate::link::{self, Link};
 
 /// Writes an entry only if the hash still holds what the writer merged with, then announces it.
 /// It also refuses, as a second line behind the writer's own merge, an entry that would loosen
-/// the one it replaces: a removed key stays removed, a key's fixed part stays as created, and a
-/// revocation or an expiry only moves earlier. Signatures are checked by the instances, not
+/// the one it replaces: a removed key stays removed, a key's fixed part stays as created, a
+/// revocation or an expiry only moves earlier, and an allowlist is replaced only by one set
+/// later. Signatures are checked by the instances, not
 /// here: Redis holds no secret.
 /// KEYS: hash. ARGV: channel (not a key, so that an ACL need not grant it as one), key id,
 /// expected current entry ('' for none), new entry, '1' if the writer found the current entry's
@@ -53,11 +54,26 @@ if cur and ARGV[5] ~= '1' then
       same = same and o.rate_limit.limit == n.rate_limit.limit
         and o.rate_limit.period_secs == n.rate_limit.period_secs
     end
+    same = same and o.shares_limit_with == n.shares_limit_with
     if not same then
       return redis.error_reply('sync entry would change a key once created')
     end
     if later(o.revoked_at, n.revoked_at) or later(o.expires_at, n.expires_at) then
       return redis.error_reply('sync entry would loosen a key')
+    end
+    -- The allowlist set later wins; on a tie, the one whose ranges joined by commas sort first.
+    local function stamp(r)
+      if r.allowed_ips_changed_at == cjson.null or r.allowed_ips_changed_at == nil then
+        return -1
+      end
+      return r.allowed_ips_changed_at
+    end
+    local function joined(r)
+      if r.allowed_ips == cjson.null or r.allowed_ips == nil then return '' end
+      return table.concat(r.allowed_ips, ',')
+    end
+    if stamp(n) < stamp(o) or (stamp(n) == stamp(o) and joined(n) > joined(o)) then
+      return redis.error_reply('sync entry would undo a newer allowlist')
     end
   end
 end

@@ -10,7 +10,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use sitequest_auth::{
     AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, RateLimit,
-    Scopes, Throttle, TimeProvider, UnixTime, LIMITER_TIMEOUT,
+    Scopes, Throttle, TimeProvider, TrustedProxies, UnixTime, LIMITER_TIMEOUT,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -40,9 +40,19 @@ pub fn system_clock() -> UnixTime {
     UnixTime::from_system_time(SystemTime::now())
 }
 
-/// Where the layer finds the client's address in a request's extensions, which the server put
-/// there (axum's `ConnectInfo`, say): it becomes [`AuthRequest::with_client_ip`].
+/// Where the layer finds the connection's peer address in a request's extensions, which the
+/// server put there. With axum served `into_make_service_with_connect_info::<SocketAddr>()`:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use axum::extract::ConnectInfo;
+/// use sitequest_auth_tower::ClientIp;
+/// let peer: ClientIp = |ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+/// # let _ = peer;
+/// ```
 pub type ClientIp = fn(&http::Extensions) -> Option<IpAddr>;
+
+const X_FORWARDED_FOR: http::HeaderName = http::HeaderName::from_static("x-forwarded-for");
 
 /// The "rate limiter unavailable" warnings of this process: while an outside limiter is down every
 /// request makes one, and logging each would let a flood of requests fill the disk and slow the
@@ -74,6 +84,7 @@ struct Shared {
     limiter_timeout: Duration,
     observer: Option<Observer>,
     client_ip: Option<ClientIp>,
+    proxies: TrustedProxies,
 }
 
 impl AuthLayer {
@@ -89,6 +100,7 @@ impl AuthLayer {
                 limiter_timeout: LIMITER_TIMEOUT,
                 observer: None,
                 client_ip: None,
+                proxies: TrustedProxies::default(),
             }),
         }
     }
@@ -97,11 +109,23 @@ impl AuthLayer {
         Arc::make_mut(&mut self.shared)
     }
 
-    /// Reads the client's address with `client_ip` and passes it to the authorizer with each
-    /// request (see [`AuthRequest::client_ip`]).
+    /// Reads the connection's peer address with `client_ip` (see [`ClientIp`] for axum's
+    /// `ConnectInfo`) and passes the client's address to the authorizer with each request
+    /// (see [`AuthRequest::client_ip`]): what key allowlists and the quota of requests without a
+    /// valid key are checked against.
     #[must_use]
     pub fn with_client_ip(mut self, client_ip: ClientIp) -> Self {
         self.config().client_ip = Some(client_ip);
+        self
+    }
+
+    /// Believes `X-Forwarded-For` from these proxies: when the peer read by
+    /// [`AuthLayer::with_client_ip`] is one of them, the client is found in the header with
+    /// [`TrustedProxies::client_address`]. Without trusted proxies (the default) the header is
+    /// ignored, since any client can send it.
+    #[must_use]
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.config().proxies = proxies;
         self
     }
 
@@ -198,8 +222,12 @@ where
         let fields = req.headers().get_all(AUTHORIZATION).iter();
         let mut request =
             AuthRequest::from_fields(fields.map(http::HeaderValue::as_bytes), layer.required, now);
-        if let Some(ip) = layer.client_ip.and_then(|f| f(req.extensions())) {
-            request = request.with_client_ip(ip);
+        if let Some(peer) = layer.client_ip.and_then(|f| f(req.extensions())) {
+            let forwarded = req.headers().get_all(X_FORWARDED_FOR).iter();
+            let client = layer
+                .proxies
+                .client_address(peer, forwarded.map(http::HeaderValue::as_bytes));
+            request = request.with_client_ip(client);
         }
         let auth = &layer.auth;
         let observer = layer.observer.as_ref();
@@ -224,7 +252,7 @@ where
                 return ResponseFuture::denied(refuse(auth, &denial, now));
             }
         };
-        let limit = limiter.clone().check(key.key_id, key.quota, now);
+        let limit = limiter.clone().check(key.limit_id, key.quota, now);
         let deadline = tokio::time::sleep(layer.limiter_timeout);
         let waiting = Waiting {
             layer: self.layer.clone(),

@@ -44,3 +44,4 @@ pub use layer::{system_clock, AuthLayer, AuthService, ClientIp, Clock, SystemClo
 pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};
 pub use observe::{Observer, Outcome};
 pub use sitequest_auth::TimeProvider;
+pub use sitequest_auth::TrustedProxies;

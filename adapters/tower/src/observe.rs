@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sitequest_auth::{Denial, Grant};
+use sitequest_auth::{Denial, Grant, LimitPolicy, RateLimit};
 
 use crate::limit::LimiterUnavailable;
 
@@ -41,7 +41,8 @@ impl Outcome<'_> {
 
     /// Why, as a short stable label: `none` for a grant, the
     /// [`DenialReason::label`](sitequest_auth::DenialReason::label) of a denial (`missing`,
-    /// `malformed`, `unknown`, `revoked`, `expired`, `insufficient_scope`, `rate_limited`), and
+    /// `malformed`, `unknown`, `revoked`, `expired`, `insufficient_scope`, `rate_limited`,
+    /// `ip_not_allowed`, `address_rate_limited`), and
     /// `limiter_unavailable` for a 503.
     #[must_use]
     pub const fn reason(&self) -> &'static str {
@@ -70,8 +71,15 @@ impl Outcome<'_> {
     pub const fn limiter_checked(&self) -> bool {
         match self {
             Self::Granted(_) | Self::Unavailable(_) => true,
-            // Only a key found active gets a window; 401s have none.
-            Self::Denied(d) => d.rate_limit().is_some(),
+            // Only a key found active gets a window of its own; the window of a 401 (or an
+            // allowlist's 403) is the client address's.
+            Self::Denied(d) => matches!(
+                d.rate_limit(),
+                Some(RateLimit {
+                    policy: LimitPolicy::Key,
+                    ..
+                })
+            ),
         }
     }
 }

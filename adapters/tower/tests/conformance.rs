@@ -2,9 +2,11 @@
 //! repository root) against the tower layer in an axum app on a real socket, driven by an HTTP
 //! client; the actix middleware is run against the same table.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use sitequest_auth::UnixTime;
@@ -38,7 +40,9 @@ async fn every_case_of_the_shared_table() {
             Some(guard) => {
                 let layer = AuthLayer::new(fixture.auth.clone(), guard.scopes)
                     .with_clock(Arc::new(Fixed(fixture.clock)))
-                    .with_limiter_timeout(fixture.limiter_timeout);
+                    .with_limiter_timeout(fixture.limiter_timeout)
+                    .with_client_ip(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+                    .with_trusted_proxies(fixture.trusted_proxies());
                 let layer = match fixture.limiter(guard.limiter) {
                     Some(limiter) => layer.with_limiter(limiter),
                     None => layer,
@@ -50,6 +54,13 @@ async fn every_case_of_the_shared_table() {
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     run_table(&base, &fixture).await;
 }

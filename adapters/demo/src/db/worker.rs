@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rusqlite::{Connection, TransactionBehavior};
-use sitequest_auth::{InvalidRecord, IssuedKey, KeyId, KeyRecord, KeyStore, Rotation, UnixTime};
+use sitequest_auth::{
+    InvalidRecord, IpAllowlist, IssuedKey, KeyId, KeyRecord, KeyStore, Rotation, UnixTime,
+};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-use super::Db;
+use super::{Action, Db, Event, Source};
 
 /// Default number of jobs that may wait for the data file before new ones are refused.
 pub const QUEUE_CAPACITY: usize = 256;
@@ -162,9 +164,15 @@ impl DbHandle {
     ///
     /// [`ChangeError::Db`] when it could not be saved (nothing changed), and
     /// [`ChangeError::Invalid`] when the store refuses it after it was saved.
-    pub async fn create(&self, record: KeyRecord) -> Result<(), ChangeError> {
-        self.submit(|reply| Box::new(Create { record, reply }))
-            .await?
+    pub async fn create(&self, record: KeyRecord, source: Source) -> Result<(), ChangeError> {
+        self.submit(|reply| {
+            Box::new(Create {
+                record,
+                source,
+                reply,
+            })
+        })
+        .await?
     }
 
     /// Revokes a key in the file, then in the store, and returns its record. Revoking a revoked
@@ -174,11 +182,58 @@ impl DbHandle {
     ///
     /// [`ChangeError::NotFound`] when neither the file nor the store has the key;
     /// [`ChangeError::Db`] when it could not be saved.
-    pub async fn revoke(&self, id: KeyId, now: UnixTime) -> Result<KeyRecord, ChangeError> {
+    pub async fn revoke(
+        &self,
+        id: KeyId,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<KeyRecord, ChangeError> {
         self.submit(|reply| {
             Box::new(Revoke {
                 id,
                 now,
+                source,
+                reply,
+                outcome: None,
+            })
+        })
+        .await?
+    }
+
+    /// Sets a key's allowlist in the file, then in the store, and returns its record.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NotFound`] when neither the file nor the store has the key;
+    /// [`ChangeError::Db`] when it could not be saved.
+    pub async fn set_allowed_ips(
+        &self,
+        id: KeyId,
+        list: IpAllowlist,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<KeyRecord, ChangeError> {
+        self.submit(|reply| {
+            Box::new(SetAllowedIps {
+                id,
+                list,
+                now,
+                source,
+                reply,
+                outcome: None,
+            })
+        })
+        .await?
+    }
+
+    /// The latest events, newest first (see [`Db::events`]), and who revoked each revoked key.
+    ///
+    /// # Errors
+    ///
+    /// When the worker is busy or stopped, or SQLite failed.
+    pub async fn activity(&self) -> Result<Activity, DbError> {
+        self.submit(|reply| {
+            Box::new(Read {
                 reply,
                 outcome: None,
             })
@@ -200,12 +255,14 @@ impl DbHandle {
         id: KeyId,
         grace: Duration,
         now: UnixTime,
+        source: Source,
     ) -> Result<Rotated, ChangeError> {
         self.submit(|reply| {
             Box::new(Rotate {
                 id,
                 grace,
                 now,
+                source,
                 reply,
                 outcome: None,
                 found: None,
@@ -364,12 +421,15 @@ fn not_run<T>() -> Result<T, ChangeError> {
 
 struct Create {
     record: KeyRecord,
+    source: Source,
     reply: oneshot::Sender<Result<(), ChangeError>>,
 }
 
 impl Job for Create {
     fn run(&mut self, conn: &Connection, _: &KeyStore) -> anyhow::Result<()> {
-        super::insert(conn, &self.record)
+        super::insert(conn, &self.record)?;
+        let r = &self.record;
+        super::record_event(conn, r.created_at, r.id(), Action::Created, self.source)
     }
 
     fn finish(self: Box<Self>, committed: Result<(), DbError>, applier: &Applier) {
@@ -387,6 +447,7 @@ impl Job for Create {
 struct Revoke {
     id: KeyId,
     now: UnixTime,
+    source: Source,
     reply: oneshot::Sender<Result<KeyRecord, ChangeError>>,
     outcome: Option<Result<KeyRecord, ChangeError>>,
 }
@@ -397,7 +458,10 @@ impl Job for Revoke {
             self.outcome = Some(Err(ChangeError::NotFound));
             return Ok(());
         };
-        record.revoked_at.get_or_insert(self.now);
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(self.now);
+            super::record_event(conn, self.now, self.id, Action::Revoked, self.source)?;
+        }
         super::upsert(conn, &[&record])?;
         self.outcome = Some(Ok(record));
         Ok(())
@@ -426,6 +490,7 @@ struct Rotate {
     id: KeyId,
     grace: Duration,
     now: UnixTime,
+    source: Source,
     reply: oneshot::Sender<Result<Rotated, ChangeError>>,
     outcome: Option<Result<Rotated, ChangeError>>,
     /// The key as found when it could not be rotated, for the store to learn from.
@@ -460,6 +525,14 @@ impl Job for Rotate {
         };
         super::insert(conn, &new.record)?;
         super::upsert(conn, &[&old])?;
+        super::record_event(conn, self.now, self.id, Action::Rotated, self.source)?;
+        super::record_event(
+            conn,
+            self.now,
+            new.record.id(),
+            Action::Created,
+            self.source,
+        )?;
         self.outcome = Some(Ok(Rotated { new, old }));
         Ok(())
     }
@@ -480,6 +553,78 @@ impl Job for Rotate {
                 Err(e)
             }
             (Ok(()), None) => not_run(),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+struct SetAllowedIps {
+    id: KeyId,
+    list: IpAllowlist,
+    now: UnixTime,
+    source: Source,
+    reply: oneshot::Sender<Result<KeyRecord, ChangeError>>,
+    outcome: Option<Result<KeyRecord, ChangeError>>,
+}
+
+impl Job for SetAllowedIps {
+    fn run(&mut self, conn: &Connection, store: &KeyStore) -> anyhow::Result<()> {
+        let Some(record) = current(conn, store, self.id)? else {
+            self.outcome = Some(Err(ChangeError::NotFound));
+            return Ok(());
+        };
+        let record = record.allowlist_changed(self.list.clone(), self.now);
+        super::upsert(conn, &[&record])?;
+        super::record_event(
+            conn,
+            self.now,
+            self.id,
+            Action::AllowlistChanged,
+            self.source,
+        )?;
+        self.outcome = Some(Ok(record));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), DbError>, applier: &Applier) {
+        let answer = match (committed, self.outcome) {
+            (Err(e), _) => Err(e.into()),
+            (Ok(()), Some(Ok(record))) => applier.apply(record).map_err(ChangeError::from),
+            (Ok(()), Some(Err(e))) => Err(e),
+            (Ok(()), None) => not_run(),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// The activity list as the data file has it.
+#[derive(Debug, Clone, Default)]
+pub struct Activity {
+    /// The latest events, newest first.
+    pub events: Vec<Event>,
+    /// Who revoked each revoked key that has a recorded revocation.
+    pub revoked_by: std::collections::HashMap<KeyId, String>,
+}
+
+struct Read {
+    reply: oneshot::Sender<Result<Activity, DbError>>,
+    outcome: Option<Activity>,
+}
+
+impl Job for Read {
+    fn run(&mut self, conn: &Connection, _: &KeyStore) -> anyhow::Result<()> {
+        self.outcome = Some(Activity {
+            events: super::events(conn)?,
+            revoked_by: super::revoked_by(conn)?,
+        });
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), DbError>, _: &Applier) {
+        let answer = match (committed, self.outcome) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(activity)) => Ok(activity),
+            (Ok(()), None) => Err(DbError::failed(anyhow::anyhow!("the job did not run"))),
         };
         let _ = self.reply.send(answer);
     }
@@ -688,8 +833,8 @@ mod tests {
         let path = dir.path().join("k.db");
         let (db, _) = start(&path, NEVER);
         let (gone, kept) = (record("gone"), record("kept"));
-        db.create(gone.clone()).await.unwrap();
-        db.create(kept.clone()).await.unwrap();
+        db.create(gone.clone(), Source::AdminApi).await.unwrap();
+        db.create(kept.clone(), Source::AdminApi).await.unwrap();
         db.save(Vec::new(), vec![(gone.id(), NOW.plus_secs(5))])
             .await
             .unwrap();
@@ -709,11 +854,11 @@ mod tests {
         let path = dir.path().join("k.db");
         let (db, store) = start(&path, NEVER);
         let key = record("k");
-        db.create(key.clone()).await.unwrap();
+        db.create(key.clone(), Source::AdminApi).await.unwrap();
         // Revoked by another connection; the store has not looked and still sees it active.
         assert!(Db::open(&path)
             .unwrap()
-            .revoke(key.id(), NOW.plus_secs(1))
+            .revoke(key.id(), NOW.plus_secs(1), Source::Cli)
             .unwrap());
         assert_eq!(
             store.get(key.id()).unwrap().status(NOW.plus_secs(2)),
@@ -721,7 +866,12 @@ mod tests {
         );
 
         let refused = db
-            .rotate(key.id(), Duration::from_secs(60), NOW.plus_secs(2))
+            .rotate(
+                key.id(),
+                Duration::from_secs(60),
+                NOW.plus_secs(2),
+                Source::AdminApi,
+            )
             .await;
         assert!(
             matches!(refused, Err(ChangeError::NotActive)),
@@ -742,11 +892,12 @@ mod tests {
         let (db, _) = start(&dir.path().join("k.db"), NEVER);
         let id = record("k").id();
         assert!(matches!(
-            db.revoke(id, NOW).await,
+            db.revoke(id, NOW, Source::Cli).await,
             Err(ChangeError::NotFound)
         ));
         assert!(matches!(
-            db.rotate(id, Duration::from_secs(0), NOW).await,
+            db.rotate(id, Duration::from_secs(0), NOW, Source::AdminApi)
+                .await,
             Err(ChangeError::NotFound)
         ));
     }
@@ -757,24 +908,24 @@ mod tests {
         let path = dir.path().join("k.db");
         let (db, store) = start(&path, NEVER);
         let existing = record("existing");
-        db.create(existing.clone()).await.unwrap();
+        db.create(existing.clone(), Source::AdminApi).await.unwrap();
 
         // Hold the write lock so that the jobs below queue up and run as one batch.
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let first = tokio::spawn({
             let db = db.clone();
-            async move { db.create(record("first")).await }
+            async move { db.create(record("first"), Source::AdminApi).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let duplicate = tokio::spawn({
             let (db, existing) = (db.clone(), existing.clone());
-            async move { db.create(existing).await }
+            async move { db.create(existing, Source::AdminApi).await }
         });
         let fine = record("fine");
         let after = tokio::spawn({
             let (db, fine) = (db.clone(), fine.clone());
-            async move { db.create(fine).await }
+            async move { db.create(fine, Source::AdminApi).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         other.execute_batch("COMMIT").unwrap();
@@ -802,7 +953,7 @@ mod tests {
         let path = dir.path().join("k.db");
         let (db, store) = start(&path, NEVER);
         let key = record("k");
-        let create = db.create(key.clone());
+        let create = db.create(key.clone(), Source::AdminApi);
         let close = db.close();
         let (created, closed) = tokio::join!(create, close);
         created.unwrap();
@@ -810,7 +961,7 @@ mod tests {
         assert!(store.get(key.id()).is_some());
         // The last connection checkpointed and removed the WAL.
         assert!(!dir.path().join("k.db-wal").exists());
-        let late = db.create(record("late")).await;
+        let late = db.create(record("late"), Source::AdminApi).await;
         assert!(
             matches!(late, Err(ChangeError::Db(DbError::Stopped))),
             "{late:?}"
@@ -843,7 +994,9 @@ mod tests {
         let added = record("added");
         let mut other = Db::open(&path).unwrap();
         other.upsert(&[&added]).unwrap();
-        assert!(other.revoke(gone.id(), NOW.plus_secs(5)).unwrap());
+        assert!(other
+            .revoke(gone.id(), NOW.plus_secs(5), Source::Cli)
+            .unwrap());
 
         let mut seen = Vec::new();
         while seen.len() < 2 {

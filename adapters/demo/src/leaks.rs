@@ -1,0 +1,233 @@
+//! Leaked keys, revoked in seconds by whoever finds them.
+//!
+//! - `POST /v1/keys/revoke` with `{"keys": ["sq_live_…", …]}` (at most 100): no other
+//!   authentication, since holding a key is the proof. Answers `202` and the same body whatever
+//!   the keys were (unknown, already revoked or live), so it tells nothing about them; counted
+//!   per client address (`--revoke-limit`, 10 a minute by default), with the rate-limit headers
+//!   of that window on every answer and a 429 past it.
+//! - `POST /v1/secret-scanning/github` (with `--github-scanning-keys`): GitHub's secret scanning
+//!   partner program. The signature over the raw body is checked against GitHub's public keys
+//!   before anything is read; every live key reported is revoked, and the answer labels each
+//!   token `true_positive` (it was live) or `false_positive`.
+//!
+//! Each revocation is recorded in the data file's activity list with its source
+//! (`presentation` or `github_secret_scanning`), and the key list shows who revoked a key.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use sitequest_auth::{ApiKey, ErrorCode, KeyStatus, LimitDecision, RateLimit, UnixTime};
+use sitequest_auth_secret_scanning::{parse_payload, KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER};
+
+use crate::admin::error;
+use crate::db::Source;
+use crate::AppState;
+
+/// Most keys one `POST /v1/keys/revoke` may present.
+pub const MAX_PRESENTED: usize = 100;
+/// Largest body of `POST /v1/keys/revoke`: 100 keys with room for JSON around them.
+pub const MAX_PRESENT_BODY: usize = 16 * 1024;
+/// Largest body GitHub's partner endpoint accepts (a batch of up to 1,000 reports).
+pub const MAX_GITHUB_BODY: usize = 1024 * 1024;
+/// The one answer of `POST /v1/keys/revoke`, whatever the keys were.
+pub const PRESENTED_BODY: &str =
+    r#"{"status":202,"message":"Any live key among those presented is now revoked"}"#;
+
+/// The routes, without authentication; GitHub's only when its keys are configured.
+pub fn routes(state: AppState) -> Router {
+    let mut router = Router::new().route("/v1/keys/revoke", post(present));
+    if state.scanning_keys.is_some() {
+        router = router.route("/v1/secret-scanning/github", post(github));
+    }
+    router.with_state(state)
+}
+
+/// The client's address: the connection's peer, or, behind a trusted proxy, the address the
+/// proxies name in `X-Forwarded-For`.
+pub fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let forwarded = req.headers().get_all("x-forwarded-for").iter();
+    Some(
+        state
+            .trusted_proxies
+            .client_address(peer, forwarded.map(HeaderValue::as_bytes)),
+    )
+}
+
+fn with_window(mut res: Response, window: &RateLimit, now: UnixTime) -> Response {
+    window.insert_headers(now, res.headers_mut());
+    res
+}
+
+fn invalid(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Presented {
+    keys: Vec<String>,
+}
+
+/// `POST /v1/keys/revoke`.
+async fn present(State(state): State<AppState>, req: Request) -> Response {
+    let now = state.now();
+    let Some(ip) = client_ip(&state, &req) else {
+        // Served only with the connection's address; without it nothing can be counted.
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "Client address unknown",
+        );
+    };
+    let window = match state.revoke_limiter.check(ip, now) {
+        LimitDecision::Allowed(w) => w,
+        LimitDecision::Limited(w) => {
+            let mut res = with_window(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("content-type", "application/json")],
+                    ErrorCode::RateLimited.json(),
+                )
+                    .into_response(),
+                &w,
+                now,
+            );
+            let wait = w.seconds_to_reset(now).max(1);
+            res.headers_mut()
+                .insert("retry-after", HeaderValue::from(wait));
+            return res;
+        }
+    };
+    let body = match axum::body::to_bytes(req.into_body(), MAX_PRESENT_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            let msg = format!("request body is larger than {MAX_PRESENT_BODY} bytes");
+            return with_window(invalid(&msg), &window, now);
+        }
+    };
+    let presented: Presented = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        // serde's message could quote a key: only the position is given.
+        Err(e) => {
+            let msg = format!(
+                "the body must be {{\"keys\": [\"sq_live_...\", ...]}} (error at line {}, column {})",
+                e.line(),
+                e.column()
+            );
+            return with_window(invalid(&msg), &window, now);
+        }
+    };
+    let texts = zeroize::Zeroizing::new(presented.keys);
+    if texts.len() > MAX_PRESENTED {
+        let msg = format!("at most {MAX_PRESENTED} keys per request");
+        return with_window(invalid(&msg), &window, now);
+    }
+    for text in texts.iter() {
+        let Ok(key) = ApiKey::parse(text) else {
+            continue;
+        };
+        if revoke_if_live(&state, &key, now, Source::Presentation).await {
+            tracing::warn!(key_id = %key.digest().id(), client = %ip, "key revoked by presentation");
+        }
+    }
+    let mut res = (
+        StatusCode::ACCEPTED,
+        [("content-type", "application/json")],
+        PRESENTED_BODY,
+    )
+        .into_response();
+    window.insert_headers(now, res.headers_mut());
+    res
+}
+
+/// Revokes `key` if it is live in the store, returning whether it was. A key revoked meanwhile
+/// by someone else counts as not live.
+async fn revoke_if_live(state: &AppState, key: &ApiKey, now: UnixTime, source: Source) -> bool {
+    let digest = key.digest();
+    let Some(record) = state.store().get(digest.id()) else {
+        return false;
+    };
+    if record.digest != digest || record.status(now) != KeyStatus::Active {
+        return false;
+    }
+    match state.db.revoke(digest.id(), now, source).await {
+        Ok(_) => true,
+        Err(e) => {
+            // Still refused here at once, even if the file could not record it.
+            tracing::error!(key_id = %digest.id(), error = %e, "could not save a revocation");
+            let _ = state.store().revoke(digest.id(), now);
+            true
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /v1/secret-scanning/github`.
+async fn github(State(state): State<AppState>, req: Request) -> Response {
+    let Some(keys) = state.scanning_keys.clone() else {
+        return crate::api::not_found().await;
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(Body::new(body), MAX_GITHUB_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return invalid(&format!(
+                "request body is larger than {MAX_GITHUB_BODY} bytes"
+            ))
+        }
+    };
+    let signed = match (
+        header(&parts.headers, KEY_IDENTIFIER_HEADER),
+        header(&parts.headers, SIGNATURE_HEADER),
+    ) {
+        (Some(id), Some(sig)) => keys.verify(id, sig, &body),
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Missing GitHub signature headers",
+            )
+        }
+    };
+    if let Err(e) = signed {
+        tracing::warn!(error = %e, "secret scanning report refused: bad signature");
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHORIZED",
+            "Invalid signature",
+        );
+    }
+    let reports = match parse_payload(&body) {
+        Ok(r) => r,
+        Err(e) => return invalid(&e.to_string()),
+    };
+    let now = state.now();
+    let mut verdicts = Vec::with_capacity(reports.len());
+    for report in &reports {
+        let live = match &report.key {
+            Some(key) => revoke_if_live(&state, key, now, Source::GithubSecretScanning).await,
+            None => false,
+        };
+        if live {
+            if let Some(key) = &report.key {
+                tracing::warn!(
+                    key_id = %key.digest().id(),
+                    url = report.url.as_deref().unwrap_or(""),
+                    "key revoked: GitHub found it public"
+                );
+            }
+        }
+        verdicts.push(report.verdict(live));
+    }
+    Json(verdicts).into_response()
+}
