@@ -28,15 +28,18 @@ fuzz_target!(|data: &[u8]| {
     let client = proxies.client_address(peer, fields.iter().copied());
     if client != peer {
         // Anything else came from the header.
-        let named = fields.iter().flat_map(|f| f.split(|&b| b == b',')).any(|entry| {
-            let Ok(text) = std::str::from_utf8(entry.trim_ascii()) else {
-                return false;
-            };
-            let ip = text
-                .parse::<IpAddr>()
-                .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()));
-            ip.is_ok_and(|ip| ip.to_canonical() == client)
-        });
+        let named = fields
+            .iter()
+            .flat_map(|f| f.split(|&b| b == b','))
+            .any(|entry| {
+                let Ok(text) = std::str::from_utf8(entry.trim_ascii()) else {
+                    return false;
+                };
+                let ip = text
+                    .parse::<IpAddr>()
+                    .or_else(|_| text.parse::<std::net::SocketAddr>().map(|a| a.ip()));
+                ip.is_ok_and(|ip| ip.to_canonical() == client)
+            });
         assert!(named, "{client} is neither the peer nor in the header");
     }
 });

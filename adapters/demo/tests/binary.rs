@@ -359,3 +359,54 @@ fn keys_scan_finds_committed_keys_and_revokes_the_live_ones() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn keys_create_takes_an_allowlist_and_activity_names_who_changed_what() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo.db");
+    let out = keys_cmd(
+        &data,
+        &[
+            "create",
+            "--name",
+            "office",
+            "--preset",
+            "full",
+            "--allow-ip",
+            "10.0.0.0/8",
+            "--allow-ip",
+            "2001:db8::/32",
+        ],
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id:  "))
+        .unwrap()
+        .to_owned();
+    let list = keys_cmd(&data, &["list"]);
+    assert!(list.contains("from 10.0.0.0/8, 2001:db8::/32"), "{list}");
+    keys_cmd(&data, &["revoke", &id]);
+    let list = keys_cmd(&data, &["list"]);
+    assert!(list.contains(&format!("{id}  revoked by cli")), "{list}");
+    let activity = keys_cmd(&data, &["activity"]);
+    let lines: Vec<&str> = activity.lines().collect();
+    assert_eq!(lines.len(), 2, "{activity}");
+    assert!(lines[0].contains(&format!("{id}  revoked")) && lines[0].ends_with("by cli"));
+    assert!(lines[1].contains(&format!("{id}  created")) && lines[1].ends_with("by cli"));
+
+    // A malformed range is refused, naming it, and nothing is created.
+    let out = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["keys", "create", "--name", "x", "--preset", "full"])
+        .args(["--allow-ip", "10.0.0.0/33"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"10.0.0.0/33\" is not an IP address or CIDR range"),
+        "{err}"
+    );
+    assert_eq!(keys_cmd(&data, &["list"]).lines().count(), 1);
+}

@@ -228,3 +228,53 @@ async fn the_data_file_its_wal_and_its_shm_are_private() {
     }
     drop(other);
 }
+
+/// A data file written before allowlists, shared windows and the activity list opens as it
+/// was: its keys load with no allowlist, and the new columns and table are added.
+#[tokio::test]
+async fn a_data_file_from_before_allowlists_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.db");
+    let key = sitequest_auth::ApiKey::generate();
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE keys (
+                id TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, name TEXT NOT NULL,
+                scopes TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
+                revoked_at INTEGER, rate_limit TEXT, last_used_at INTEGER, last4 TEXT NOT NULL
+            );",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO keys VALUES (?1, ?2, 'old', 'vps:read', ?3, NULL, NULL, NULL, NULL, ?4)",
+            rusqlite::params![
+                key.digest().id().to_string(),
+                key.digest().to_hex(),
+                T0 as i64,
+                key.last4().as_str()
+            ],
+        )
+        .unwrap();
+    }
+    let s = Server::start_in(dir, Quota::SPEC).await;
+    let res = s
+        .call(Method::GET, "/v1/servers", Some(&key.expose_secret()), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (_, list) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(list["keys"][0]["allowed_ips"], json!([]));
+    let id = key.digest().id().to_string();
+    let (status, _) = s
+        .admin(
+            Method::PATCH,
+            &format!("/admin/v1/keys/{id}"),
+            Some(r#"{"allowed_ips":["192.0.2.0/24"]}"#),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let res = s
+        .call(Method::GET, "/v1/servers", Some(&key.expose_secret()), None)
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}

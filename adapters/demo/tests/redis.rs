@@ -334,3 +334,113 @@ fn a_revocation_elsewhere_is_honoured_within_the_bound_through_a_frozen_link() {
     a.terminate();
     b.terminate();
 }
+
+/// A rotation on one instance: the old key (used on one) and the new key (used on the other)
+/// draw from one window of 60 across both, so rotating never doubles the allowance.
+#[test]
+fn a_rotation_shares_one_window_across_instances() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a = start(&dir.path().join("a.db"), &flags, Some(TOKEN));
+    let b = start(&dir.path().join("b.db"), &flags, Some(TOKEN));
+    let (status, created) = a.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"ci","preset":"full"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let (old, id) = (
+        field(&created, "key").to_owned(),
+        field(&created, "id").to_owned(),
+    );
+    away_from_a_window_end();
+    for i in 0..40 {
+        assert_eq!(a.request("GET", "/v1/servers", &old, "").0, 200, "old {i}");
+    }
+    let (status, rotated) = a.request(
+        "POST",
+        &format!("/admin/v1/keys/{id}/rotate"),
+        TOKEN,
+        r#"{"grace_seconds":3600}"#,
+    );
+    assert_eq!(status, 201, "{rotated}");
+    let (new, new_id) = (
+        field(&rotated, "key").to_owned(),
+        field(&rotated, "id").to_owned(),
+    );
+    wait_until("the new key on b", Duration::from_secs(2), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains(&new_id)
+    });
+    for i in 0..20 {
+        assert_eq!(b.request("GET", "/v1/servers", &new, "").0, 200, "new {i}");
+    }
+    for (server, key) in [(&a, &old), (&b, &old), (&a, &new), (&b, &new)] {
+        assert_eq!(server.request("GET", "/v1/servers", key, "").0, 429);
+    }
+    a.terminate();
+    b.terminate();
+}
+
+/// An allowlist set on one instance is enforced by the other within a second, and a later one
+/// that widens it replaces it there too.
+#[test]
+fn an_allowlist_set_on_one_instance_holds_on_the_other() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a = start(&dir.path().join("a.db"), &flags, Some(TOKEN));
+    let b = start(&dir.path().join("b.db"), &flags, Some(TOKEN));
+    let (_, created) = a.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"office","preset":"full"}"#,
+    );
+    let (key, id) = (
+        field(&created, "key").to_owned(),
+        field(&created, "id").to_owned(),
+    );
+    wait_until("the key on b", Duration::from_secs(2), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains(&id)
+    });
+    assert_eq!(b.request("GET", "/v1/servers", &key, "").0, 200);
+    let path = format!("/admin/v1/keys/{id}");
+    let (status, body) = a.request("PATCH", &path, TOKEN, r#"{"allowed_ips":["192.0.2.0/24"]}"#);
+    assert_eq!(status, 200, "{body}");
+    wait_until("the allowlist on b", Duration::from_secs(1), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains("192.0.2.0/24")
+    });
+    let (status, body) = b.request("GET", "/v1/servers", &key, "");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            403,
+            r#"{"error":"API key not allowed from this address","code":"IP_NOT_ALLOWED","status":403}"#
+        )
+    );
+    let (status, _) = a.request(
+        "PATCH",
+        &path,
+        TOKEN,
+        r#"{"allowed_ips":["192.0.2.0/24","127.0.0.1"]}"#,
+    );
+    assert_eq!(status, 200);
+    wait_until("the wider allowlist on b", Duration::from_secs(1), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains("127.0.0.1/32")
+    });
+    assert_eq!(b.request("GET", "/v1/servers", &key, "").0, 200);
+    a.terminate();
+    b.terminate();
+}
