@@ -25,6 +25,11 @@ if cargo tree -p sitequest-auth-redis -e normal --prefix none | grep -E '^(axum|
     echo "sitequest-auth-redis must depend on sitequest-auth alone, not on an HTTP adapter" >&2
     exit 1
 fi
+step "the secret scanning crate is sans-IO: no runtime, no HTTP framework"
+if cargo tree -p sitequest-auth-secret-scanning -e normal --prefix none | grep -E '^(tokio|axum|axum-core|tower|actix-web|hyper|sitequest-auth-tower) '; then
+    echo "sitequest-auth-secret-scanning must not depend on a runtime or an HTTP framework" >&2
+    exit 1
+fi
 step "each framework adapter depends on core, not on another adapter"
 if cargo tree -p sitequest-auth-actix -e normal --prefix none | grep -E '^(axum|axum-core|tower|sitequest-auth-tower) '; then
     echo "sitequest-auth-actix must not depend on the tower adapter or axum" >&2
