@@ -47,6 +47,9 @@ redis-server --version
 step "cargo test"
 cargo test --workspace --all-features
 
+step "the MCP endpoint with the official Python SDK"
+bash scripts/test-mcp.sh
+
 step "cargo test (core, default features)"
 cargo test -p sitequest-auth --no-default-features
 

@@ -13,8 +13,10 @@ pub const MAX_ALLOWED_RANGES: usize = 32;
 /// Most hops of `X-Forwarded-For` that [`TrustedProxies::client_address`] walks back through.
 pub const MAX_FORWARDED_HOPS: usize = 32;
 
-/// Longest text of a range quoted back in an error (the longest valid one is 43 bytes).
-const QUOTE_LEN: usize = 45;
+/// Longest text of a range read, and quoted back in an error (the longest valid one, a fully
+/// written IPv4-mapped IPv6 range such as `0000:0000:0000:0000:0000:ffff:192.168.100.0/120`, is
+/// 49 bytes).
+const QUOTE_LEN: usize = 64;
 
 /// An IPv4 or IPv6 address range in CIDR notation, such as `203.0.113.0/24` or `2001:db8::/32`;
 /// a bare address is the range of that address alone.
@@ -137,18 +139,18 @@ impl fmt::Debug for Cidr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CidrParseError {
-    /// Not an address or a range (the text is quoted, cut at 45 bytes).
+    /// Not an address or a range (the text is quoted, cut at 64 bytes).
     #[error(
         "{text:?} is not an IP address or CIDR range (such as 203.0.113.0/24 or 2001:db8::/32)"
     )]
     Malformed {
-        /// The text, cut at 45 bytes.
+        /// The text, cut at 64 bytes.
         text: String,
     },
     /// A range with bits set past its prefix length.
     #[error("{text:?} has bits set past its prefix length: the range is {range}")]
     HostBits {
-        /// The text, cut at 45 bytes.
+        /// The text, cut at 64 bytes.
         text: String,
         /// The range it would name with those bits cleared.
         range: Cidr,
@@ -463,6 +465,12 @@ mod tests {
         );
         assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
         assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
+        assert_eq!(
+            Cidr::parse("0000:0000:0000:0000:0000:ffff:192.168.100.0/120")
+                .unwrap()
+                .to_string(),
+            "192.168.100.0/24"
+        );
         assert_eq!(
             Cidr::parse("::ffff:10.0.0.0/104").unwrap().to_string(),
             "10.0.0.0/8"

@@ -40,6 +40,7 @@ const STRIPES: usize = 64;
 /// ```
 pub struct AddressLimiter {
     quota: Quota,
+    policy: LimitPolicy,
     per_stripe: usize,
     /// Odd multiplier choosing a stripe, drawn at random like the tables' hash keys.
     spread: u64,
@@ -75,6 +76,7 @@ impl AddressLimiter {
         let hasher = RandomState::new();
         Self {
             quota,
+            policy: LimitPolicy::Unauthenticated,
             per_stripe: max.max(STRIPES) / STRIPES,
             spread: hasher.hash_one(0x5eed_u64) | 1,
             stripes: (0..STRIPES)
@@ -84,6 +86,14 @@ impl AddressLimiter {
                 })
                 .collect(),
         }
+    }
+
+    /// Names the windows this limiter reports (by default
+    /// [`LimitPolicy::Unauthenticated`]), for a limiter that counts something else per address.
+    #[must_use]
+    pub fn with_policy(mut self, policy: LimitPolicy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The quota of each address.
@@ -120,7 +130,7 @@ impl AddressLimiter {
             remaining: self.quota.limit().saturating_sub(count),
             reset_at: UnixTime::from_secs(reset_at),
             period_secs: self.quota.period_secs(),
-            policy: LimitPolicy::Unauthenticated,
+            policy: self.policy,
         }
     }
 

@@ -28,15 +28,21 @@ pub enum LimitPolicy {
     Key,
     /// A client address's window for requests that carry no valid key: `"unauthenticated"`.
     Unauthenticated,
+    /// Another window of the host's, named so that a client can tell it from the others (such
+    /// as a per-address quota of an endpoint of its own). The name is sent inside a quoted
+    /// string: letters, digits, `-`, `_` and `.` only; any other byte is rendered as `_`.
+    Named(&'static str),
 }
 
 impl LimitPolicy {
-    /// The policy's name in the IETF fields.
+    /// The policy's name in the IETF fields (for [`LimitPolicy::Named`], as given; the
+    /// rendered fields replace any byte outside letters, digits, `-`, `_` and `.`).
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::Key => "default",
             Self::Unauthenticated => "unauthenticated",
+            Self::Named(name) => name,
         }
     }
 }

@@ -209,3 +209,26 @@ fn requests_without_a_valid_key_count_per_address() {
     }
     assert_eq!(ask(&two, &bad, Some(a), T0).status(), 429);
 }
+
+#[test]
+fn an_address_limiter_of_the_hosts_own_names_its_window() {
+    let limiter = AddressLimiter::new(Quota::per_minute(10))
+        .with_policy(LimitPolicy::Named("key-revocation"));
+    let r = limiter.check(ip("192.0.2.1"), T0).rate_limit();
+    let fields: Vec<(&str, String)> = r.headers(T0);
+    assert_eq!(
+        fields[3],
+        (
+            "RateLimit-Policy",
+            "\"key-revocation\";q=10;w=60".to_string()
+        )
+    );
+    assert_eq!(
+        fields[4],
+        ("RateLimit", "\"key-revocation\";r=9;t=60".to_string())
+    );
+    // A name that could break out of the quoted string is rendered safely.
+    let odd = AddressLimiter::new(Quota::per_minute(10)).with_policy(LimitPolicy::Named("a\";b c"));
+    let r = odd.check(ip("192.0.2.1"), T0).rate_limit();
+    assert_eq!(r.headers(T0)[3].1, "\"a__b_c\";q=10;w=60");
+}

@@ -22,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sitequest_auth::{ApiKey, ErrorCode, KeyStatus, LimitDecision, RateLimit, UnixTime};
+use sitequest_auth::{
+    ApiKey, ErrorCode, KeyStatus, LimitDecision, LimitPolicy, RateLimit, UnixTime,
+};
 use sitequest_auth_secret_scanning::{parse_payload, KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER};
 
 use crate::admin::error;
@@ -35,6 +37,9 @@ pub const MAX_PRESENTED: usize = 100;
 pub const MAX_PRESENT_BODY: usize = 16 * 1024;
 /// Largest body GitHub's partner endpoint accepts (a batch of up to 1,000 reports).
 pub const MAX_GITHUB_BODY: usize = 1024 * 1024;
+/// The name of the `POST /v1/keys/revoke` window in the `RateLimit-Policy` and `RateLimit`
+/// fields.
+pub const REVOKE_POLICY: LimitPolicy = LimitPolicy::Named("key-revocation");
 /// The one answer of `POST /v1/keys/revoke`, whatever the keys were.
 pub const PRESENTED_BODY: &str =
     r#"{"status":202,"message":"Any live key among those presented is now revoked"}"#;
@@ -133,8 +138,12 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
         let Ok(key) = ApiKey::parse(text) else {
             continue;
         };
-        if revoke_if_live(&state, &key, now, Source::Presentation).await {
-            tracing::warn!(key_id = %key.digest().id(), client = %ip, "key revoked by presentation");
+        match revoke_if_live(&state, &key, now, Source::Presentation).await {
+            Ok(true) => {
+                tracing::warn!(key_id = %key.digest().id(), client = %ip, "key revoked by presentation");
+            }
+            Ok(false) => {}
+            Err(NotSaved) => return with_window(not_saved(), &window, now),
         }
     }
     let mut res = (
@@ -147,23 +156,57 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
     res
 }
 
+/// A live key's revocation could not be saved (the data file is locked, full or gone).
+struct NotSaved;
+
+/// The answer when a revocation could not be saved: a 503 to retry, never a success that a
+/// restart would undo.
+fn not_saved() -> Response {
+    let mut res = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        "The revocation could not be saved; try again",
+    );
+    res.headers_mut()
+        .insert("retry-after", HeaderValue::from_static("1"));
+    res
+}
+
 /// Revokes `key` if it is live in the store, returning whether it was. A key revoked meanwhile
 /// by someone else counts as not live.
-async fn revoke_if_live(state: &AppState, key: &ApiKey, now: UnixTime, source: Source) -> bool {
+///
+/// # Errors
+///
+/// [`NotSaved`] when the data file could not record it. The key is then refused by this
+/// process at once anyway and remembered as unsaved, and the caller answers a 503 so that the
+/// reporter tries again: only a saved revocation outlives a restart and reaches the other
+/// instances, and a key whose revocation is unsaved still counts as live until it is saved.
+async fn revoke_if_live(
+    state: &AppState,
+    key: &ApiKey,
+    now: UnixTime,
+    source: Source,
+) -> Result<bool, NotSaved> {
     let digest = key.digest();
-    let Some(record) = state.store().get(digest.id()) else {
-        return false;
+    let id = digest.id();
+    let Some(record) = state.store().get(id) else {
+        return Ok(false);
     };
-    if record.digest != digest || record.status(now) != KeyStatus::Active {
-        return false;
+    let unsaved = || state.unsaved_revocations.lock().contains(&id);
+    if record.digest != digest || (record.status(now) != KeyStatus::Active && !unsaved()) {
+        return Ok(false);
     }
-    match state.db.revoke(digest.id(), now, source).await {
-        Ok(_) => true,
+    match state.db.revoke(id, now, source).await {
+        Ok(_) => {
+            state.unsaved_revocations.lock().remove(&id);
+            Ok(true)
+        }
         Err(e) => {
-            // Still refused here at once, even if the file could not record it.
-            tracing::error!(key_id = %digest.id(), error = %e, "could not save a revocation");
-            let _ = state.store().revoke(digest.id(), now);
-            true
+            tracing::error!(key_id = %id, error = %e, "could not save a revocation");
+            // Refused by this process at once; saved when the report comes again.
+            let _ = state.store().revoke(id, now);
+            state.unsaved_revocations.lock().insert(id);
+            Err(NotSaved)
         }
     }
 }
@@ -173,49 +216,81 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `POST /v1/secret-scanning/github`.
+///
+/// Requests with a bad signature count in the client address's quota of requests without a
+/// valid key (the authorizer's), and past it are refused before the body is read; a signed
+/// report is never counted.
 async fn github(State(state): State<AppState>, req: Request) -> Response {
     let Some(keys) = state.scanning_keys.clone() else {
         return crate::api::not_found().await;
     };
+    let now = state.now();
+    let ip = client_ip(&state, &req);
+    let addresses = state.auth.address_limiter().zip(ip);
+    if let Some((limiter, ip)) = addresses {
+        if let Some(window) = limiter.exhausted(ip, now) {
+            let mut res = with_window(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [("content-type", "application/json")],
+                    ErrorCode::RateLimited.json(),
+                )
+                    .into_response(),
+                &window,
+                now,
+            );
+            let wait = window.seconds_to_reset(now).max(1);
+            res.headers_mut()
+                .insert("retry-after", HeaderValue::from(wait));
+            return res;
+        }
+    }
+    let refuse = |message: &str| {
+        // Debug, not warn: anyone can send these, as fast as they like.
+        tracing::debug!(reason = message, "secret scanning report refused");
+        let res = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
+        match addresses {
+            Some((limiter, ip)) => with_window(res, &limiter.check(ip, now).rate_limit(), now),
+            None => res,
+        }
+    };
     let (parts, body) = req.into_parts();
+    let (Some(key_id), Some(signature)) = (
+        header(&parts.headers, KEY_IDENTIFIER_HEADER),
+        header(&parts.headers, SIGNATURE_HEADER),
+    ) else {
+        return refuse("Missing GitHub signature headers");
+    };
+    if !keys.key_identifiers().any(|k| k == key_id) {
+        return refuse("Invalid signature");
+    }
     let body = match axum::body::to_bytes(Body::new(body), MAX_GITHUB_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return invalid(&format!(
-                "request body is larger than {MAX_GITHUB_BODY} bytes"
-            ))
-        }
-    };
-    let signed = match (
-        header(&parts.headers, KEY_IDENTIFIER_HEADER),
-        header(&parts.headers, SIGNATURE_HEADER),
-    ) {
-        (Some(id), Some(sig)) => keys.verify(id, sig, &body),
-        _ => {
             return error(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "Missing GitHub signature headers",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("request body is larger than {MAX_GITHUB_BODY} bytes"),
             )
         }
     };
-    if let Err(e) = signed {
-        tracing::warn!(error = %e, "secret scanning report refused: bad signature");
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "UNAUTHORIZED",
-            "Invalid signature",
-        );
+    if keys.verify(key_id, signature, &body).is_err() {
+        return refuse("Invalid signature");
     }
     let reports = match parse_payload(&body) {
         Ok(r) => r,
         Err(e) => return invalid(&e.to_string()),
     };
-    let now = state.now();
     let mut verdicts = Vec::with_capacity(reports.len());
     for report in &reports {
         let live = match &report.key {
-            Some(key) => revoke_if_live(&state, key, now, Source::GithubSecretScanning).await,
+            Some(key) => {
+                match revoke_if_live(&state, key, now, Source::GithubSecretScanning).await {
+                    Ok(live) => live,
+                    // GitHub sends the report again after an error.
+                    Err(NotSaved) => return not_saved(),
+                }
+            }
             None => false,
         };
         if live {

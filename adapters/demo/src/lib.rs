@@ -10,7 +10,9 @@ pub mod api;
 pub mod db;
 pub mod health;
 pub mod leaks;
+pub mod mcp;
 pub mod metrics;
+pub mod operations;
 pub mod scan;
 pub mod server;
 pub mod token;
@@ -76,6 +78,9 @@ pub struct Config {
     /// GitHub's public keys, to serve the secret scanning partner endpoint
     /// (`--github-scanning-keys`).
     pub github_scanning_keys: Option<PartnerKeys>,
+    /// `Host` values `/mcp` accepts besides the loopback names and the listen address
+    /// (`--mcp-allowed-host`): the names clients reach this server by.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -114,6 +119,7 @@ impl Config {
             unauthenticated_limit: Quota::SPEC,
             revoke_limit: DEFAULT_REVOKE_LIMIT,
             github_scanning_keys: None,
+            mcp_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -147,6 +153,12 @@ pub struct AppState {
     pub revoke_limiter: Arc<AddressLimiter>,
     /// GitHub's public keys, when the secret scanning endpoint is served.
     pub scanning_keys: Option<Arc<PartnerKeys>>,
+    /// `Host` values `/mcp` accepts.
+    pub mcp_hosts: Vec<String>,
+    /// Keys revoked by presentation or secret scanning in this process whose revocation the
+    /// data file could not save yet (saved when reported again).
+    pub unsaved_revocations:
+        Arc<parking_lot::Mutex<std::collections::HashSet<sitequest_auth::KeyId>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -265,8 +277,12 @@ impl Demo {
                 max_sync_age: config.max_sync_age,
                 metrics: Arc::new(metrics::Metrics::new(shared)),
                 trusted_proxies: config.trusted_proxies,
-                revoke_limiter: Arc::new(AddressLimiter::new(config.revoke_limit)),
+                revoke_limiter: Arc::new(
+                    AddressLimiter::new(config.revoke_limit).with_policy(leaks::REVOKE_POLICY),
+                ),
                 scanning_keys: config.github_scanning_keys.map(Arc::new),
+                mcp_hosts: mcp_hosts(config.listen, config.mcp_allowed_hosts),
+                unsaved_revocations: Arc::default(),
             },
             listener,
             metrics_listener,
@@ -566,11 +582,27 @@ pub fn health_router(state: AppState) -> Router {
     limited(health::routes(state).fallback(api::not_found))
 }
 
+/// What `/mcp` accepts as `Host`: the loopback names, the listen address when it is a specific
+/// one, and the names the operator gave.
+fn mcp_hosts(listen: SocketAddr, extra: Vec<String>) -> Vec<String> {
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if !listen.ip().is_unspecified() {
+        hosts.push(listen.ip().to_string());
+    }
+    hosts.extend(extra);
+    hosts
+}
+
 fn admin_and_api(state: &AppState) -> Router {
     admin::routes(state.clone())
         .merge(leaks::routes(state.clone()))
+        .merge(mcp::routes(state, state.mcp_hosts.clone()))
         .merge(api::routes(state))
         .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
 }
 
 /// Times every request of `router`, its JSON 404s included.

@@ -101,9 +101,11 @@ struct Cli {
     /// Without it the header is ignored and the client is the connection's peer.
     #[arg(long = "trusted-proxy", value_name = "CIDR", value_parser = parse_cidr)]
     trusted_proxies: Vec<Cidr>,
-    /// Requests without a valid key (missing, malformed, unknown, revoked or expired) allowed
-    /// per client address (IPv6: per /64) per window, as N/SECONDS; past it, 429 without
-    /// looking at the key. Every 401 carries this window's rate-limit headers.
+    /// Requests without a valid key (missing, malformed, unknown, revoked or expired, or refused
+    /// by the key's allowlist) allowed per client address (IPv6: per /64) per window, as
+    /// N/SECONDS; past it, 429 without looking at the key, valid keys from that address
+    /// included. Every 401 carries this window's rate-limit headers. Behind a reverse proxy,
+    /// set --trusted-proxy, or every client counts as the proxy.
     #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
     unauthenticated_limit: Quota,
     /// Requests to POST /v1/keys/revoke allowed per client address per window, as N/SECONDS.
@@ -114,6 +116,11 @@ struct Cli {
     /// GET https://api.github.com/meta/public_keys/secret_scanning, saved as it is.
     #[arg(long, value_name = "PATH")]
     github_scanning_keys: Option<PathBuf>,
+    /// Accept this `Host` at /mcp (repeatable; a name, or name:port), besides localhost,
+    /// 127.0.0.1, ::1 and the --listen address: the names MCP clients reach the server by. Other
+    /// hosts are refused, against DNS rebinding.
+    #[arg(long = "mcp-allowed-host", value_name = "HOST")]
+    mcp_allowed_hosts: Vec<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -255,6 +262,7 @@ async fn main() -> Result<()> {
     config.trusted_proxies = sitequest_auth::TrustedProxies::new(cli.trusted_proxies);
     config.unauthenticated_limit = cli.unauthenticated_limit;
     config.revoke_limit = cli.revoke_limit;
+    config.mcp_allowed_hosts = cli.mcp_allowed_hosts;
     if let Some(path) = &cli.github_scanning_keys {
         config.github_scanning_keys = Some(read_scanning_keys(path)?);
     }
@@ -397,8 +405,8 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             let issued = existing.prepare(&new, now)?;
             db.upsert(&[&issued.record])?;
             db.record_event(now, issued.record.id(), Action::Created, Source::Cli)?;
-            println!("id:  {}", issued.record.id());
-            println!("key: {}", &*issued.key.expose_secret());
+            out(0, format_args!("id:  {}", issued.record.id()));
+            out(0, format_args!("key: {}", &*issued.key.expose_secret()));
         }
         KeysCommand::List { unused_since } => {
             let since = unused_since.map(|d| now - d);
@@ -424,14 +432,17 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
                     Some(t) => format!("last used {} ago", days(now.secs_since(t))),
                     None => "never used".to_owned(),
                 };
-                println!(
-                    "{}  {:<8} …{}  {}  [{}]  created {} ago, {last_used}{from}",
-                    r.id(),
-                    state,
-                    r.last4,
-                    r.name,
-                    r.scopes,
-                    days(now.secs_since(r.created_at)),
+                out(
+                    0,
+                    format_args!(
+                        "{}  {:<8} …{}  {}  [{}]  created {} ago, {last_used}{from}",
+                        r.id(),
+                        state,
+                        r.last4,
+                        r.name,
+                        r.scopes,
+                        days(now.secs_since(r.created_at)),
+                    ),
                 );
             }
         }
@@ -440,22 +451,34 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
             if !db.revoke(id, now, Source::Cli)? {
                 bail!("no key with id {id}");
             }
-            println!("revoked {id}");
+            out(0, format_args!("revoked {id}"));
         }
         KeysCommand::Activity => {
             for e in db.events()? {
-                println!(
-                    "{}  {}  {:<17}  by {}",
-                    e.at.as_secs(),
-                    e.key_id,
-                    e.action,
-                    e.source
+                out(
+                    0,
+                    format_args!(
+                        "{}  {}  {:<17}  by {}",
+                        e.at.as_secs(),
+                        e.key_id,
+                        e.action,
+                        e.source
+                    ),
                 );
             }
         }
         KeysCommand::Scan { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// Prints a line on standard output; a closed pipe (as in `keys list | head`) ends the command
+/// quietly with status `code` instead of a panic.
+fn out(code: i32, line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+        std::process::exit(code);
+    }
 }
 
 /// `keys scan`: exits with status 1 when a key was found.
@@ -506,11 +529,14 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
             Some(sitequest_auth::KeyStatus::Expired) => format!("expired ({id})"),
             None => "not in the data file".to_owned(),
         };
-        println!(
-            "{}:{}: {}  {state}",
-            found.path.display(),
-            found.line,
-            scan::shown(&found.key)
+        out(
+            1,
+            format_args!(
+                "{}:{}: {}  {state}",
+                found.path.display(),
+                found.line,
+                scan::shown(&found.key)
+            ),
         );
     }
     eprintln!(

@@ -585,6 +585,18 @@ async fn unknown_routes_and_actions_are_json_404() {
         )
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // A route that exists with other methods: a JSON 405.
+    for (method, path) in [
+        (Method::GET, "/v1/keys/revoke"),
+        (Method::PUT, "/v1/servers"),
+    ] {
+        let res = s.call(method, path, Some(&key), None).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(
+            body(res).await,
+            json!({"error": "Method not allowed on this route", "code": "METHOD_NOT_ALLOWED", "status": 405})
+        );
+    }
 }
 
 #[tokio::test]

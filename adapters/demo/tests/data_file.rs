@@ -278,3 +278,40 @@ async fn a_data_file_from_before_allowlists_is_upgraded_in_place() {
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 }
+
+/// A revocation by presentation that the data file cannot save is not reported as done: the
+/// answer is a 503 to retry (the key is refused at once meanwhile), and the retry saves it, so
+/// that it outlives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_revocation_by_presentation_is_a_503_and_the_retry_saves_it() {
+    let s = Server::start(Quota::SPEC).await;
+    let (id, key) = s.create(r#"{"name":"leaked","preset":"full"}"#).await;
+    // Locked past the busy timeout (5 s), so the save fails.
+    let (locker, locked) = lock_data_file(s.data(), Duration::from_secs(7));
+    locked.await.unwrap();
+    let body = json!({ "keys": [key] }).to_string();
+    let res = s
+        .call(Method::POST, "/v1/keys/revoke", None, Some(&body))
+        .await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&res, "retry-after"), Some("1"));
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"error":"The revocation could not be saved; try again","code":"SERVICE_UNAVAILABLE","status":503}"#
+    );
+    assert_eq!(get_servers(&s, &key).await, StatusCode::UNAUTHORIZED);
+    tokio::task::spawn_blocking(move || locker.join().unwrap())
+        .await
+        .unwrap();
+    let res = s
+        .call(Method::POST, "/v1/keys/revoke", None, Some(&body))
+        .await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let dir = s.stop().await;
+    let s = Server::start_in(dir, Quota::SPEC).await;
+    assert_eq!(get_servers(&s, &key).await, StatusCode::UNAUTHORIZED);
+    let (_, activity) = s.admin(Method::GET, "/admin/v1/activity", None).await;
+    assert_eq!(activity["events"][0]["key_id"], id);
+    assert_eq!(activity["events"][0]["action"], "revoked");
+    assert_eq!(activity["events"][0]["source"], "presentation");
+}

@@ -82,7 +82,7 @@ async fn presenting_a_key_revokes_it_and_tells_nothing() {
         assert_eq!(header(&res, "x-ratelimit-limit"), Some("10"));
         assert_eq!(
             header(&res, "ratelimit-policy"),
-            Some("\"unauthenticated\";q=10;w=60")
+            Some("\"key-revocation\";q=10;w=60")
         );
         answers.push((status, res.text().await.unwrap()));
     }
@@ -233,6 +233,23 @@ async fn github_secret_scanning_revokes_reported_live_keys() {
         .await
         .unwrap();
     assert_eq!(unsigned.status(), 401);
+    // Refused reports count in the address's quota of requests without a valid key.
+    assert_eq!(header(&unsigned, "x-ratelimit-remaining"), Some("55"));
+    assert_eq!(
+        header(&unsigned, "ratelimit-policy"),
+        Some("\"unauthenticated\";q=60;w=60")
+    );
+    let big = vec![b' '; 1024 * 1024 + 1];
+    let res = s
+        .client
+        .post(format!("{}/v1/secret-scanning/github", s.base))
+        .header("Github-Public-Key-Identifier", "kid-1")
+        .header("Github-Public-Key-Signature", sign(&github, "x"))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
     assert_eq!(get(&s, &live, None).await.status(), 200);
 
     let res = report(&s, &payload, "kid-1", &sign(&github, &payload)).await;

@@ -72,7 +72,16 @@ if cur and ARGV[5] ~= '1' then
       if r.allowed_ips == cjson.null or r.allowed_ips == nil then return '' end
       return table.concat(r.allowed_ips, ',')
     end
-    if stamp(n) < stamp(o) or (stamp(n) == stamp(o) and joined(n) > joined(o)) then
+    -- Byte order, as Rust and SQLite compare; Lua's `<` on strings follows the locale.
+    local function bytes_after(a, b)
+      local n = math.min(#a, #b)
+      for i = 1, n do
+        local x, y = string.byte(a, i), string.byte(b, i)
+        if x ~= y then return x > y end
+      end
+      return #a > #b
+    end
+    if stamp(n) < stamp(o) or (stamp(n) == stamp(o) and bytes_after(joined(n), joined(o))) then
       return redis.error_reply('sync entry would undo a newer allowlist')
     end
   end

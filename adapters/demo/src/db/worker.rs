@@ -62,7 +62,7 @@ pub enum ChangeError {
     #[error("no key with this id")]
     NotFound,
     /// The key is revoked or expired (as the data file or the store knows it), so it cannot be
-    /// rotated.
+    /// rotated or have its allowlist changed.
     #[error("key is revoked or expired")]
     NotActive,
     /// The record was refused by the store's rules.
@@ -204,8 +204,9 @@ impl DbHandle {
     ///
     /// # Errors
     ///
-    /// [`ChangeError::NotFound`] when neither the file nor the store has the key;
-    /// [`ChangeError::Db`] when it could not be saved.
+    /// [`ChangeError::NotFound`] when neither the file nor the store has the key,
+    /// [`ChangeError::NotActive`] for a revoked or expired key, [`ChangeError::Db`] when it could
+    /// not be saved.
     pub async fn set_allowed_ips(
         &self,
         id: KeyId,
@@ -458,8 +459,10 @@ impl Job for Revoke {
             self.outcome = Some(Err(ChangeError::NotFound));
             return Ok(());
         };
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(self.now);
+        // Recorded once, when the file learns of it (the store may have been told first).
+        let in_file = super::get(conn, self.id)?.is_some_and(|row| row.revoked_at.is_some());
+        record.revoked_at.get_or_insert(self.now);
+        if !in_file {
             super::record_event(conn, self.now, self.id, Action::Revoked, self.source)?;
         }
         super::upsert(conn, &[&record])?;
@@ -573,6 +576,10 @@ impl Job for SetAllowedIps {
             self.outcome = Some(Err(ChangeError::NotFound));
             return Ok(());
         };
+        if record.status(self.now) != sitequest_auth::KeyStatus::Active {
+            self.outcome = Some(Err(ChangeError::NotActive));
+            return Ok(());
+        }
         let record = record.allowlist_changed(self.list.clone(), self.now);
         super::upsert(conn, &[&record])?;
         super::record_event(
