@@ -50,6 +50,9 @@ cargo test --workspace --all-features
 step "the MCP endpoint with the official Python SDK"
 bash scripts/test-mcp.sh
 
+step "the dashboard in a real browser (headless Chromium over WebDriver)"
+bash scripts/test-dashboard.sh
+
 step "cargo test (core, default features)"
 cargo test -p sitequest-auth --no-default-features
 

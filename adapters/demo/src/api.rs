@@ -21,9 +21,16 @@ use crate::AppState;
 /// authorizer, clock, metrics, outside limiter, and the client's address behind the trusted
 /// proxies.
 pub fn guard(state: &AppState, scope: Scopes) -> AuthLayer {
+    let metrics = state.metrics.observer();
+    let usage = state.usage.clone();
+    let clock = state.clock.clone();
+    let observer: sitequest_auth_tower::Observer = std::sync::Arc::new(move |outcome| {
+        metrics(outcome);
+        usage.record_outcome(outcome, clock.now());
+    });
     let layer = AuthLayer::new(state.auth.clone(), scope)
         .with_clock(state.clock.clone())
-        .with_observer(state.metrics.observer())
+        .with_observer(observer)
         .with_client_ip(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
         .with_trusted_proxies(state.trusted_proxies.clone());
     match &state.limiter {

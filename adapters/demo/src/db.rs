@@ -97,11 +97,13 @@ pub enum Source {
     Presentation,
     /// GitHub's secret scanning, through the partner endpoint.
     GithubSecretScanning,
+    /// The dashboard.
+    Dashboard,
 }
 
 impl Source {
     /// The name stored and shown: `admin_api`, `cli`, `presentation`,
-    /// `github_secret_scanning`.
+    /// `github_secret_scanning`, `dashboard`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -109,6 +111,7 @@ impl Source {
             Self::Cli => "cli",
             Self::Presentation => "presentation",
             Self::GithubSecretScanning => "github_secret_scanning",
+            Self::Dashboard => "dashboard",
         }
     }
 }

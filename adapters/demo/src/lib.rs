@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod dashboard;
 pub mod db;
 pub mod health;
 pub mod leaks;
@@ -81,6 +82,9 @@ pub struct Config {
     /// `Host` values `/mcp` accepts besides the loopback names and the listen address
     /// (`--mcp-allowed-host`): the names clients reach this server by.
     pub mcp_allowed_hosts: Vec<String>,
+    /// The URL people reach the server by (`--public-url`), as `https://keys.example.com`: the
+    /// dashboard's origin, and `Secure` session cookies when it is `https`.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -120,6 +124,7 @@ impl Config {
             revoke_limit: DEFAULT_REVOKE_LIMIT,
             github_scanning_keys: None,
             mcp_allowed_hosts: Vec::new(),
+            public_url: None,
         }
     }
 }
@@ -159,6 +164,12 @@ pub struct AppState {
     /// data file could not save yet (saved when reported again).
     pub unsaved_revocations:
         Arc<parking_lot::Mutex<std::collections::HashSet<sitequest_auth::KeyId>>>,
+    /// The dashboard's sessions.
+    pub sessions: Arc<dashboard::session::Sessions>,
+    /// Each key's requests of the last hour, for the dashboard's charts.
+    pub usage: Arc<dashboard::usage::Usage>,
+    /// The URL people reach the server by, if configured.
+    pub public_url: Option<String>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -281,8 +292,15 @@ impl Demo {
                     AddressLimiter::new(config.revoke_limit).with_policy(leaks::REVOKE_POLICY),
                 ),
                 scanning_keys: config.github_scanning_keys.map(Arc::new),
-                mcp_hosts: mcp_hosts(config.listen, config.mcp_allowed_hosts),
+                mcp_hosts: mcp_hosts(
+                    config.listen,
+                    config.mcp_allowed_hosts,
+                    config.public_url.as_deref(),
+                ),
                 unsaved_revocations: Arc::default(),
+                sessions: Arc::default(),
+                usage: Arc::default(),
+                public_url: config.public_url.clone(),
             },
             listener,
             metrics_listener,
@@ -584,7 +602,7 @@ pub fn health_router(state: AppState) -> Router {
 
 /// What `/mcp` accepts as `Host`: the loopback names, the listen address when it is a specific
 /// one, and the names the operator gave.
-fn mcp_hosts(listen: SocketAddr, extra: Vec<String>) -> Vec<String> {
+fn mcp_hosts(listen: SocketAddr, extra: Vec<String>, public_url: Option<&str>) -> Vec<String> {
     let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
         .into_iter()
         .map(str::to_owned)
@@ -593,11 +611,18 @@ fn mcp_hosts(listen: SocketAddr, extra: Vec<String>) -> Vec<String> {
         hosts.push(listen.ip().to_string());
     }
     hosts.extend(extra);
+    if let Some(host) = public_url
+        .and_then(|u| u.split_once("://"))
+        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
+    {
+        hosts.push(host.to_owned());
+    }
     hosts
 }
 
 fn admin_and_api(state: &AppState) -> Router {
     admin::routes(state.clone())
+        .merge(dashboard::routes(state.clone()))
         .merge(leaks::routes(state.clone()))
         .merge(mcp::routes(state, state.mcp_hosts.clone()))
         .merge(api::routes(state))

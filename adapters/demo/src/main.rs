@@ -121,6 +121,12 @@ struct Cli {
     /// hosts are refused, against DNS rebinding.
     #[arg(long = "mcp-allowed-host", value_name = "HOST")]
     mcp_allowed_hosts: Vec<String>,
+    /// The URL people reach this server by, as https://keys.example.com (behind a proxy that
+    /// ends TLS): the dashboard checks form posts come from it and, for https, marks its
+    /// session cookie Secure; /mcp accepts its host. Without it, the dashboard trusts the Host
+    /// header over plain http.
+    #[arg(long, value_name = "URL", value_parser = parse_public_url)]
+    public_url: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -229,6 +235,20 @@ fn parse_seconds(s: &str) -> Result<u64, String> {
     }
 }
 
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .ok_or("expected http://HOST[:PORT] or https://HOST[:PORT]")?;
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '?', '#', '@', ' ']) {
+        return Err(
+            "expected a scheme and a host, without a path, as https://keys.example.com".into(),
+        );
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
     Cidr::parse(s).map_err(|e| e.to_string())
 }
@@ -263,6 +283,7 @@ async fn main() -> Result<()> {
     config.unauthenticated_limit = cli.unauthenticated_limit;
     config.revoke_limit = cli.revoke_limit;
     config.mcp_allowed_hosts = cli.mcp_allowed_hosts;
+    config.public_url = cli.public_url;
     if let Some(path) = &cli.github_scanning_keys {
         config.github_scanning_keys = Some(read_scanning_keys(path)?);
     }

@@ -1,0 +1,63 @@
+// Sitequest dashboard: small enhancements only. Every form works without this file.
+(function () {
+  "use strict";
+
+  function sync() {
+    var custom = document.getElementById("access-custom");
+    var scopes = document.getElementById("custom-scopes");
+    if (custom && scopes) {
+      scopes.hidden = !custom.checked;
+    }
+    var onDate = document.getElementById("expiry-date-choice");
+    var date = document.getElementById("expiry-date");
+    if (onDate && date) {
+      date.disabled = !onDate.checked;
+    }
+  }
+
+  function copyKey(button) {
+    var key = document.getElementById("new-key");
+    if (!key) {
+      return;
+    }
+    var done = function () { button.textContent = "Copied"; };
+    var manual = function () {
+      var range = document.createRange();
+      range.selectNodeContents(key);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      button.textContent = "Selected: press Ctrl+C";
+    };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(key.textContent).then(done, manual);
+    } else {
+      manual();
+    }
+  }
+
+  function refreshCharts() {
+    var charts = document.querySelectorAll("img.usage");
+    for (var i = 0; i < charts.length; i++) {
+      charts[i].src = charts[i].getAttribute("data-src") + "?t=" + Date.now();
+    }
+  }
+
+  document.addEventListener("change", function (event) {
+    var name = event.target && event.target.name;
+    if (name === "access" || name === "expiry") {
+      sync();
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    sync();
+    var copy = document.getElementById("copy-key");
+    if (copy) {
+      copy.addEventListener("click", function () { copyKey(copy); });
+    }
+    if (document.querySelector("img.usage")) {
+      window.setInterval(refreshCharts, 10000);
+    }
+  });
+})();

@@ -1,0 +1,218 @@
+//! What each key did in the last hour, minute by minute, for the dashboard's chart: a bounded
+//! in-memory record fed by the auth layer's decisions, holding counts and key ids only.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use parking_lot::Mutex;
+use sitequest_auth::{DenialReason, KeyId, UnixTime};
+use sitequest_auth_tower::Outcome;
+
+/// Minutes kept per key.
+pub const MINUTES: usize = 60;
+/// Most keys with a record; past it, keys idle for an hour are dropped, and while none is, a new
+/// key is not recorded.
+pub const MAX_KEYS: usize = 10_000;
+
+/// How a request of a key ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Granted.
+    Granted,
+    /// 403: the key lacked a scope.
+    Forbidden,
+    /// 429: the key's window was used up.
+    Limited,
+}
+
+/// One minute of one key: (minute since the epoch, [granted, 403, 429]).
+type Slot = (u64, [u32; 3]);
+
+/// The per-key, per-minute counts of the last hour.
+#[derive(Debug, Default)]
+pub struct Usage {
+    keys: Mutex<HashMap<KeyId, [Slot; MINUTES]>>,
+}
+
+impl Usage {
+    /// Counts a decision of the auth layer, if it was about a known key.
+    pub fn record_outcome(&self, outcome: &Outcome<'_>, now: UnixTime) {
+        let (key, kind) = match outcome {
+            Outcome::Granted(g) => (g.key_id, Kind::Granted),
+            Outcome::Denied(d) => match d.reason() {
+                DenialReason::InsufficientScope { key_id, .. } => (key_id, Kind::Forbidden),
+                DenialReason::RateLimited(key_id) => (key_id, Kind::Limited),
+                _ => return,
+            },
+            _ => return,
+        };
+        self.record(key, kind, now);
+    }
+
+    /// Counts one request of `key` at `now`.
+    pub fn record(&self, key: KeyId, kind: Kind, now: UnixTime) {
+        let minute = now.as_secs() / 60;
+        let mut keys = self.keys.lock();
+        if !keys.contains_key(&key) && keys.len() >= MAX_KEYS {
+            keys.retain(|_, slots| slots.iter().any(|s| s.0 + MINUTES as u64 > minute));
+            if keys.len() >= MAX_KEYS {
+                return;
+            }
+        }
+        let slots = keys.entry(key).or_insert([(0, [0; 3]); MINUTES]);
+        let slot = &mut slots[(minute % MINUTES as u64) as usize];
+        if slot.0 != minute {
+            *slot = (minute, [0; 3]);
+        }
+        let i = match kind {
+            Kind::Granted => 0,
+            Kind::Forbidden => 1,
+            Kind::Limited => 2,
+        };
+        slot.1[i] = slot.1[i].saturating_add(1);
+    }
+
+    /// The last hour of `key` at `now`, oldest minute first: `MINUTES` entries of
+    /// `[granted, 403, 429]`.
+    #[must_use]
+    pub fn last_hour(&self, key: KeyId, now: UnixTime) -> Vec<[u32; 3]> {
+        let minute = now.as_secs() / 60;
+        let keys = self.keys.lock();
+        let slots = keys.get(&key);
+        (0..MINUTES as u64)
+            .map(|back| minute + 1 + back - MINUTES as u64)
+            .map(|m| {
+                slots
+                    .map(|s| s[(m % MINUTES as u64) as usize])
+                    .filter(|s| s.0 == m)
+                    .map_or([0; 3], |s| s.1)
+            })
+            .collect()
+    }
+}
+
+/// The chart of `minutes` (oldest first) as an SVG image: one bar a minute, stacked granted,
+/// 403 and 429, each bar titled with its counts, and a description with the hour's totals.
+#[must_use]
+pub fn chart(minutes: &[[u32; 3]], name: &str) -> String {
+    const W: u32 = 600;
+    const H: u32 = 160;
+    const TOP: u32 = 16;
+    const BOTTOM: u32 = 20;
+    let totals = minutes.iter().fold([0u64; 3], |mut t, m| {
+        for i in 0..3 {
+            t[i] += u64::from(m[i]);
+        }
+        t
+    });
+    let peak = minutes
+        .iter()
+        .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let plot = u64::from(H - TOP - BOTTOM);
+    let bar = W / minutes.len().max(1) as u32;
+    let summary = format!(
+        "Last hour: {} granted, {} refused for scope (403), {} rate limited (429)",
+        totals[0], totals[1], totals[2]
+    );
+    let mut svg = String::with_capacity(16 * 1024);
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Requests per minute of {name}"><title>Requests per minute of {name}, last hour</title><desc id="summary">{summary}</desc><rect width="{W}" height="{H}" fill="#ffffff"/>"##,
+        name = xml(name)
+    );
+    let colors = ["#2e7d32", "#f9a825", "#c62828"];
+    let labels = ["granted", "403", "429"];
+    for (i, m) in minutes.iter().enumerate() {
+        let x = i as u32 * bar;
+        let mut y = u64::from(H - BOTTOM);
+        let ago = minutes.len() - 1 - i;
+        let _ = write!(
+            svg,
+            r#"<g class="minute"><title>{ago} min ago: {} granted, {} 403, {} 429</title>"#,
+            m[0], m[1], m[2]
+        );
+        for k in 0..3 {
+            if m[k] == 0 {
+                continue;
+            }
+            let h = (u64::from(m[k]) * plot).div_ceil(peak).max(1);
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect class="{}" x="{x}" y="{y}" width="{}" height="{h}" fill="{}"/>"#,
+                labels[k],
+                bar.saturating_sub(1).max(1),
+                colors[k]
+            );
+        }
+        svg.push_str("</g>");
+    }
+    let _ = write!(
+        svg,
+        r##"<line x1="0" y1="{b}" x2="{W}" y2="{b}" stroke="#888"/><text x="0" y="{t}" font-size="11" font-family="sans-serif" fill="#444">60 min ago</text><text x="{W}" y="{t}" font-size="11" font-family="sans-serif" fill="#444" text-anchor="end">now</text><text x="0" y="11" font-size="11" font-family="sans-serif" fill="#444">peak {peak}/min</text></svg>"##,
+        b = H - BOTTOM,
+        t = H - 5,
+    );
+    svg
+}
+
+/// Text for XML content and attributes.
+fn xml(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: UnixTime = UnixTime::from_secs(1_800_000_000);
+
+    #[test]
+    fn counts_by_minute_and_forgets_after_an_hour() {
+        let u = Usage::default();
+        let k = KeyId::from_u64(7);
+        u.record(k, Kind::Granted, T);
+        u.record(k, Kind::Granted, T.plus_secs(59));
+        u.record(k, Kind::Limited, T.plus_secs(60));
+        u.record(k, Kind::Forbidden, T.plus_secs(61));
+        let h = u.last_hour(k, T.plus_secs(61));
+        assert_eq!(h.len(), MINUTES);
+        assert_eq!(h[MINUTES - 1], [0, 1, 1]);
+        assert_eq!(h[MINUTES - 2], [2, 0, 0]);
+        let later = u.last_hour(k, T.plus_secs(3600));
+        assert_eq!(later[MINUTES - 1], [0, 0, 0]);
+        assert_eq!(later[0], [0, 1, 1]);
+        assert!(u
+            .last_hour(k, T.plus_secs(3660))
+            .iter()
+            .all(|m| m == &[0; 3]));
+    }
+
+    #[test]
+    fn the_chart_names_its_totals_and_escapes_the_name() {
+        let mut minutes = vec![[0; 3]; MINUTES];
+        minutes[59] = [3, 1, 2];
+        let svg = chart(&minutes, "<ci & co>");
+        assert!(
+            svg.contains("Last hour: 3 granted, 1 refused for scope (403), 2 rate limited (429)")
+        );
+        assert!(svg.contains("&lt;ci &amp; co&gt;"));
+        assert!(!svg.contains("<ci"));
+        assert_eq!(svg.matches("class=\"granted\"").count(), 1);
+        assert!(svg.contains("0 min ago: 3 granted, 1 403, 2 429"));
+    }
+}
