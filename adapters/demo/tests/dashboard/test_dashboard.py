@@ -9,13 +9,11 @@ Each check prints its name; the first failure ends the run with status 1 (and a 
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from demo_server import http, running  # noqa: E402
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -50,26 +48,6 @@ def check(name, ok, detail=""):
                 pass
         raise SystemExit(1)
     print(f"ok   {name}", flush=True)
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-def http(base, method, path, token=None, body=None, headers=None, follow=True):
-    data = body.encode() if isinstance(body, str) else body
-    req = urllib.request.Request(base + path, data=data, method=method)
-    if token is not None:
-        req.add_header("Authorization", f"Bearer {token}")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    opener = urllib.request.build_opener() if follow else urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(req, timeout=10) as res:
-            return res.status, res.headers, res.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
 
 
 def by_id(i):
@@ -126,20 +104,7 @@ def main(binary, screenshot_dir):
     global driver, shots
     shots = screenshot_dir
     os.makedirs(shots, exist_ok=True)
-    data = tempfile.mkdtemp()
-    env = dict(os.environ, SITEQUEST_ADMIN_TOKEN=ADMIN, RUST_LOG="warn")
-    server = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--data", os.path.join(data, "demo.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )
-    try:
-        base = None
-        deadline = time.time() + 30
-        while base is None and time.time() < deadline:
-            m = re.search(r"listening on (http://\S+)", server.stdout.readline())
-            if m:
-                base = m.group(1)
-        check("the server starts", base is not None)
+    with running(binary, ADMIN) as base:
         opts = Options()
         opts.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
         for arg in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800",
@@ -155,12 +120,6 @@ def main(binary, screenshot_dir):
             run(base)
         finally:
             driver.quit()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def run(base):

@@ -10,13 +10,11 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from demo_server import http, running  # noqa: E402
 
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
@@ -38,23 +36,6 @@ def check(name, ok, detail=""):
         print(f"FAIL {name}: {detail}", flush=True)
         raise SystemExit(1)
     print(f"ok   {name}", flush=True)
-
-
-def http(base, method, path, token=None, body=None, headers=None):
-    """One HTTP request: (status, headers, body text)."""
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(base + path, data=data, method=method)
-    if token is not None:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as res:
-            return res.status, res.headers, res.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.headers, e.read().decode()
 
 
 def create_key(base, preset):
@@ -104,29 +85,8 @@ def away_from_a_window_end():
 
 
 async def main(binary):
-    data = tempfile.mkdtemp()
-    env = dict(os.environ, SITEQUEST_ADMIN_TOKEN=ADMIN, RUST_LOG="warn")
-    server = subprocess.Popen(
-        [binary, "--listen", "127.0.0.1:0", "--data", os.path.join(data, "demo.db")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
-    )
-    try:
-        base = None
-        deadline = time.time() + 30
-        while base is None and time.time() < deadline:
-            line = server.stdout.readline()
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                base = m.group(1)
-        check("the server starts", base is not None)
-        url = base + "/mcp"
-        await run(base, url)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with running(binary, ADMIN) as base:
+        await run(base, base + "/mcp")
 
 
 async def run(base, url):
