@@ -276,10 +276,19 @@ pub(crate) fn validate_name(name: &str) -> Result<(), InvalidRecord> {
     if name.len() > MAX_NAME_LEN {
         return Err(InvalidRecord::NameTooLong { len: name.len() });
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(InvalidRecord::ControlCharacter);
     }
     Ok(())
+}
+
+/// Unicode's bidirectional formatting characters (embeddings, overrides, isolates and marks):
+/// in a name they can make a list show one key's name as another's.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Whether a key can be used.
@@ -306,8 +315,9 @@ pub enum InvalidRecord {
         /// Length of the name in bytes.
         len: usize,
     },
-    /// The name contains a control character.
-    #[error("key name contains a control character")]
+    /// The name contains a control character or a bidirectional formatting character (such as
+    /// U+202E, which would let one name be shown as another).
+    #[error("key name contains a control or bidirectional formatting character")]
     ControlCharacter,
     /// The scope set is empty.
     #[error("a key must hold at least one scope")]

@@ -232,3 +232,17 @@ fn an_address_limiter_of_the_hosts_own_names_its_window() {
     let r = odd.check(ip("192.0.2.1"), T0).rate_limit();
     assert_eq!(r.headers(T0)[3].1, "\"a__b_c\";q=10;w=60");
 }
+
+#[test]
+fn names_cannot_hide_behind_bidirectional_overrides() {
+    for name in ["ci\u{202E}gpj.exe", "a\u{2066}b", "\u{200F}x", "tab\there"] {
+        assert_eq!(
+            NewKey::new(name, Preset::Full).generate(T0).unwrap_err(),
+            sitequest_auth::InvalidRecord::ControlCharacter,
+            "{name:?}"
+        );
+    }
+    assert!(NewKey::new("ünïcode déploy", Preset::Full)
+        .generate(T0)
+        .is_ok());
+}

@@ -43,6 +43,24 @@
     }
   }
 
+  // The key is on the page only while it is shown: cleared when the page is left, so that the
+  // copy a browser keeps for Back and Forward holds no key, and such a copy, shown again, goes
+  // to the list instead.
+  window.addEventListener("pagehide", function () {
+    var ids = ["new-key", "curl-line"];
+    for (var i = 0; i < ids.length; i++) {
+      var element = document.getElementById(ids[i]);
+      if (element) {
+        element.textContent = "";
+      }
+    }
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && document.getElementById("new-key")) {
+      window.location.replace("/dashboard/settings/api");
+    }
+  });
+
   document.addEventListener("change", function (event) {
     var name = event.target && event.target.name;
     if (name === "access" || name === "expiry") {

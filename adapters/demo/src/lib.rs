@@ -628,6 +628,7 @@ fn admin_and_api(state: &AppState) -> Router {
         .merge(api::routes(state))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::from_fn(dashboard::security_headers))
 }
 
 /// Times every request of `router`, its JSON 404s included.

@@ -39,18 +39,32 @@ pub const PATH: &str = "/mcp";
 /// Largest JSON-RPC request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The tools, for one session. Stateless: what a call may do is read from the key of the HTTP
-/// request that carried it, so a change to the key (a revocation) holds from the next request.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Tools;
+/// Most MCP sessions whose key is remembered; past it the oldest is forgotten (and its session
+/// then answers 404, as an unknown one).
+pub const MAX_SESSIONS: usize = 10_000;
 
-/// The scopes of the key that sent the HTTP request carrying this MCP request.
-fn scopes(context: &RequestContext<RoleServer>) -> Result<Scopes, ErrorData> {
+/// The tools, for one session. What a call may do is read from the key of the HTTP request that
+/// carried it, so a change to the key (a revocation) holds from the next request. Calls refused
+/// for a missing scope are counted in the key's usage record, as the REST API's 403s are.
+#[derive(Clone)]
+pub struct Tools {
+    usage: Arc<crate::dashboard::usage::Usage>,
+    clock: sitequest_auth_tower::Clock,
+}
+
+impl std::fmt::Debug for Tools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tools").finish_non_exhaustive()
+    }
+}
+
+/// The key that sent the HTTP request carrying this MCP request: (id, scopes).
+fn key(context: &RequestContext<RoleServer>) -> Result<(sitequest_auth::KeyId, Scopes), ErrorData> {
     context
         .extensions
         .get::<axum::http::request::Parts>()
         .and_then(|parts| parts.extensions.get::<AuthenticatedKey>())
-        .map(|key| key.scopes)
+        .map(|key| (key.id, key.scopes))
         .ok_or_else(|| ErrorData::internal_error("no authenticated key on this request", None))
 }
 
@@ -76,7 +90,7 @@ impl ServerHandler for Tools {
         _request: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        let scopes = scopes(&context)?;
+        let (_, scopes) = key(&context)?;
         let tools = OPERATIONS
             .iter()
             .filter(|op| scopes.contains(op.scope))
@@ -90,7 +104,7 @@ impl ServerHandler for Tools {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let scopes = scopes(&context)?;
+        let (key_id, scopes) = key(&context)?;
         let Some(op) = by_tool(&request.name) else {
             let shown: String = request.name.chars().take(64).collect();
             return Err(ErrorData::invalid_params(
@@ -99,6 +113,11 @@ impl ServerHandler for Tools {
             ));
         };
         if !scopes.contains(op.scope) {
+            self.usage.record(
+                key_id,
+                crate::dashboard::usage::Kind::Forbidden,
+                self.clock.now(),
+            );
             let code = ErrorCode::InsufficientScope;
             return Ok(CallToolResult::structured_error(json!({
                 "error": code.message(),
@@ -116,24 +135,153 @@ impl ServerHandler for Tools {
 }
 
 /// The `/mcp` route, behind the auth layer of [`crate::api::guard`] with no required scope.
-/// `hosts` are the `Host` values accepted (DNS-rebinding protection): the loopback names, and
-/// the host of the server's public URL when it has one.
+/// `hosts` are the `Host` values accepted (DNS-rebinding protection), and requests that carry an
+/// `Origin` must come from one of them.
 pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
+    let origins: Vec<String> = hosts.iter().flat_map(|h| origins_of(h)).collect();
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY);
+    let tools = Tools {
+        usage: state.usage.clone(),
+        clock: state.clock.clone(),
+    };
     let service: StreamableHttpService<Tools, LocalSessionManager> = StreamableHttpService::new(
-        || Ok(Tools),
+        move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
         config,
     );
     let service =
         ServiceExt::<axum::http::Request<Body>>::map_response(service, |res| res.map(Body::new));
-    // Outermost first: the key, then the JSON-RPC shape, then MCP.
+    let owners = Arc::new(SessionOwners::default());
+    // Outermost first: the key, then the session's owner and the JSON-RPC shape, then MCP.
     Router::new()
         .route_service(PATH, service)
-        .layer(axum::middleware::from_fn(json_rpc_only))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            guard_messages(owners.clone(), req, next)
+        }))
         .layer(crate::api::guard(state, Scopes::empty()))
+}
+
+/// The browser origins of a `Host` value, any port unless it names one.
+fn origins_of(host: &str) -> Vec<String> {
+    let host = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() > 1 {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !host.ends_with(']');
+    let port = if has_port { "" } else { ":*" };
+    vec![
+        format!("http://{host}{port}"),
+        format!("https://{host}{port}"),
+    ]
+}
+
+/// Which key opened each MCP session: a session answers only the key that opened it.
+#[derive(Default)]
+struct SessionOwners(
+    parking_lot::Mutex<std::collections::VecDeque<(String, sitequest_auth::KeyId)>>,
+);
+
+impl SessionOwners {
+    fn owner(&self, session: &str) -> Option<sitequest_auth::KeyId> {
+        self.0
+            .lock()
+            .iter()
+            .find(|(s, _)| s == session)
+            .map(|(_, k)| *k)
+    }
+
+    fn insert(&self, session: String, key: sitequest_auth::KeyId) {
+        let mut owners = self.0.lock();
+        if owners.len() >= MAX_SESSIONS {
+            owners.pop_front();
+        }
+        owners.push_back((session, key));
+    }
+
+    fn remove(&self, session: &str) {
+        self.0.lock().retain(|(s, _)| s != session);
+    }
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Around the transport: a session is used only by the key that opened it (another key, or a
+/// session this server does not know, gets the transport's 404); a `POST` body must be one
+/// JSON-RPC message of MCP's; the transport's plain-text errors become JSON-RPC error objects;
+/// and ending a session answers `204`.
+async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) -> Response {
+    let key = req.extensions().get::<AuthenticatedKey>().map(|k| k.id);
+    let session = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        if key.is_none() || owners.owner(session) != key {
+            return json_rpc_error(
+                StatusCode::NOT_FOUND,
+                Value::Null,
+                -32600,
+                "Session not found",
+            );
+        }
+    }
+    let method = req.method().clone();
+    let req = if method == Method::POST {
+        match one_message(req).await {
+            Ok(req) => req,
+            Err(refusal) => return *refusal,
+        }
+    } else {
+        req
+    };
+    let mut res = next.run(req).await;
+    if let (Some(opened), Some(key)) = (res.headers().get(SESSION_HEADER), key) {
+        if session.is_none() {
+            if let Ok(opened) = opened.to_str() {
+                owners.insert(opened.to_owned(), key);
+            }
+        }
+    }
+    if method == Method::DELETE && res.status().is_success() {
+        if let Some(session) = &session {
+            owners.remove(session);
+        }
+        *res.status_mut() = StatusCode::NO_CONTENT;
+        *res.body_mut() = Body::empty();
+        return res;
+    }
+    let plain = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if (res.status().is_client_error() || res.status().is_server_error()) && plain {
+        let status = res.status();
+        let text = axum::body::to_bytes(std::mem::take(res.body_mut()), 1024)
+            .await
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            })
+            .unwrap_or_default();
+        let message = if text.is_empty() {
+            status.canonical_reason().unwrap_or("Error").to_owned()
+        } else {
+            text
+        };
+        return json_rpc_error(status, Value::Null, -32600, &message);
+    }
+    res
 }
 
 /// A JSON-RPC error object for a message that could not be taken.
@@ -142,27 +290,28 @@ fn json_rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Re
     (status, axum::Json(body)).into_response()
 }
 
-/// Answers a `POST` whose body is not one JSON-RPC message of MCP's with a JSON-RPC error
-/// (`-32700` for text that is not JSON, `-32600` for JSON that is not such a message, HTTP 400),
-/// and one over [`MAX_BODY`] with a 413, before the transport sees it (it would answer those
-/// with plain text).
-async fn json_rpc_only(req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
-        return next.run(req).await;
-    }
+/// The request again, when its body is one JSON-RPC message of MCP's; else the JSON-RPC error
+/// to answer (`-32700` for text that is not JSON, `-32600` for JSON that is not such a message,
+/// HTTP 400; a body over [`MAX_BODY`] is a 413), before the transport sees it.
+async fn one_message(req: Request) -> Result<Request, Box<Response>> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return json_rpc_error(
+        return Err(Box::new(json_rpc_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             Value::Null,
             -32600,
             &format!("Invalid Request: the body is larger than {MAX_BODY} bytes"),
-        );
+        )));
     };
     let value: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
         Err(_) => {
-            return json_rpc_error(StatusCode::BAD_REQUEST, Value::Null, -32700, "Parse error")
+            return Err(Box::new(json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32700,
+                "Parse error",
+            )))
         }
     };
     if serde_json::from_value::<ClientJsonRpcMessage>(value.clone()).is_err() {
@@ -170,13 +319,12 @@ async fn json_rpc_only(req: Request, next: Next) -> Response {
             Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
             _ => Value::Null,
         };
-        return json_rpc_error(
+        return Err(Box::new(json_rpc_error(
             StatusCode::BAD_REQUEST,
             id,
             -32600,
             "Invalid Request: not a JSON-RPC message of MCP",
-        );
+        )));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }

@@ -313,7 +313,7 @@ impl Operation {
             Input::ServerCommand => (
                 json!({
                     "server_id": string("The server's id, as srv-1001."),
-                    "command": {"type": "string", "maxLength": 4096, "description": "The command to run."}
+                    "command": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "The command to run."}
                 }),
                 json!(["server_id", "command"]),
             ),
@@ -353,7 +353,10 @@ impl Operation {
         }
         let text = |name: &str, max: usize| -> Result<&'a str, String> {
             match args.and_then(|a| a.get(name)) {
-                Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(s.as_str()),
+                // Counted in characters, as JSON Schema's maxLength counts.
+                Some(Value::String(s)) if !s.is_empty() && s.chars().count() <= max => {
+                    Ok(s.as_str())
+                }
                 Some(Value::String(_)) => Err(format!("{name} must be 1 to {max} characters")),
                 Some(_) => Err(format!("{name} must be a string")),
                 None => Err(format!("{} needs {name}", self.tool)),

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use askama::Template;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -72,12 +74,12 @@ pub fn routes(state: AppState) -> Router {
             get(usage_svg),
         )
         .route("/dashboard/assets/{file}", get(asset))
-        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-/// The headers of every dashboard response.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// The headers of every response of the server (the dashboard's pages need them; the JSON of the
+/// API and the 404s and 405s of paths under `/dashboard` are none the worse for them).
+pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
@@ -284,16 +286,37 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Respon
 
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(fields): Form<Fields>,
 ) -> Response {
     if !same_origin(&state, &headers) {
         return forbidden();
     }
+    // Wrong tokens count in the address's quota of requests without a valid key.
+    let now = state.now();
+    let forwarded = headers.get_all("x-forwarded-for").iter();
+    let ip = state
+        .trusted_proxies
+        .client_address(peer.ip(), forwarded.map(HeaderValue::as_bytes));
+    let limiter = state.auth.address_limiter();
+    if limiter.is_some_and(|l| l.exhausted(ip, now).is_some()) {
+        return page_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            &LoginPage {
+                signed_in: false,
+                csrf: String::new(),
+                error: Some("Too many attempts from this address: wait a minute and try again."),
+            },
+        );
+    }
     let token = Zeroizing::new(field(&fields, "token").unwrap_or("").to_owned());
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
     if !state.admin.check(Some(header.as_bytes())) {
         tracing::debug!("dashboard sign-in refused");
+        if let Some(l) = limiter {
+            let _ = l.check(ip, now);
+        }
         return page_with(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
@@ -303,7 +326,7 @@ async fn login(
             },
         );
     }
-    let c = state.sessions.open(state.now());
+    let c = state.sessions.open(now);
     let secure = if state
         .public_url
         .as_deref()
@@ -481,6 +504,8 @@ struct ApiPage<'a> {
     sort: &'a str,
     activity: Vec<EventRow>,
     mcp_url: String,
+    quota: String,
+    lifetime_note: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -496,8 +521,14 @@ async fn settings(
     let Some((_, csrf)) = signed_in(&state, &headers) else {
         return to_login();
     };
+    // With a maximum lifetime, "No expiry" would only be refused: start from 30 days.
+    let expiry = match state.store().policy().max_lifetime {
+        None => "none",
+        Some(max) if max >= Duration::from_secs(30 * DAY) => "30d",
+        Some(_) => "date",
+    };
     let form = CreateForm {
-        expiry: "none".into(),
+        expiry: expiry.into(),
         access: "read_only".into(),
         ..CreateForm::default()
     };
@@ -567,6 +598,13 @@ async fn settings_page(
             sort,
             activity: events,
             mcp_url: format!("{base}{}", crate::mcp::PATH),
+            quota: quota_text(state.auth.quota()),
+            lifetime_note: state.store().policy().max_lifetime.map(|max| {
+                format!(
+                    "This server requires every key to expire, at most {} after it is created.",
+                    sitequest_auth::Lifetime(max)
+                )
+            }),
         },
     )
 }
@@ -668,20 +706,33 @@ async fn create(
             .collect(),
         errors: FieldErrors::default(),
     };
-    let expiry = expiry_of(&fields, now)
+    // Every field is judged, so that every error shows at once, each next to its field; then the
+    // store, with the operator's policy, is the one judge of the new key.
+    let policy = state.store().policy();
+    let expiry = match expiry_of(&fields, now) {
+        Ok(Some(t)) if t <= now => Err("Expiry time must be in the future.".to_owned()),
+        Ok(t) => policy
+            .check(t, now)
+            .map(|()| t)
+            .map_err(|e| capitalized(&e.to_string())),
+        Err(e) => Err(e),
+    };
+    let expiry = expiry
         .map_err(|e| form.errors.expiry = Some(e))
         .ok()
         .flatten();
     let scopes = scopes_of(&fields)
         .map_err(|e| form.errors.access = Some(e))
         .ok();
+    if let Err(e) = NewKey::new(form.name.clone(), Scopes::VPS_READ).generate(now) {
+        form.errors.name = Some(capitalized(&e.to_string()));
+    }
     let mut issued = None;
     if let (Some(scopes), false) = (scopes, form.errors.any()) {
         let mut new = NewKey::new(form.name.clone(), scopes);
         if let Some(t) = expiry {
             new = new.expires_at(t);
         }
-        // The store, with the operator's policy, is the one judge of a new key.
         match state.store().prepare(&new, now) {
             Ok(i) => issued = Some(i),
             Err(e) => {
@@ -695,14 +746,6 @@ async fn create(
                 }
             }
         }
-    } else if let Err(
-        e @ (InvalidRecord::EmptyName
-        | InvalidRecord::NameTooLong { .. }
-        | InvalidRecord::ControlCharacter),
-    ) = NewKey::new(form.name.clone(), Scopes::VPS_READ).generate(now)
-    {
-        // The other fields are wrong: say what is wrong with the name too.
-        form.errors.name = Some(capitalized(&e.to_string()));
     }
     let Some(issued) = issued else {
         let csrf = state.sessions.csrf(&c, now).unwrap_or_default();
@@ -723,8 +766,18 @@ async fn create(
             id: issued.record.id().to_string(),
             name: issued.record.name.clone(),
         },
+        now,
     );
     Redirect::to("/dashboard/settings/api/created").into_response()
+}
+
+/// `60 per minute`, `100 per 30 seconds`.
+fn quota_text(q: sitequest_auth::Quota) -> String {
+    if q.period_secs() == 60 {
+        format!("{} per minute", q.limit())
+    } else {
+        format!("{} per {} seconds", q.limit(), q.period_secs())
+    }
 }
 
 fn capitalized(text: &str) -> String {
@@ -776,7 +829,7 @@ async fn created(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return to_login();
     };
     // Shown once: a reload finds nothing and goes back to the list.
-    let Some(reveal) = state.sessions.take_reveal(&c) else {
+    let Some(reveal) = state.sessions.take_reveal(&c, state.now()) else {
         return Redirect::to(SETTINGS).into_response();
     };
     page(&CreatedPage {
@@ -829,6 +882,9 @@ async fn revoke_page(
     let Some(r) = find(&state, &id) else {
         return not_found();
     };
+    if r.status(state.now()) != KeyStatus::Active {
+        return change_failed(ChangeError::NotActive);
+    }
     page(&RevokePage {
         signed_in: true,
         csrf,
@@ -870,6 +926,9 @@ async fn rotate_page(
     let Some(r) = find(&state, &id) else {
         return not_found();
     };
+    if r.status(state.now()) != KeyStatus::Active {
+        return change_failed(ChangeError::NotActive);
+    }
     page(&RotatePage {
         signed_in: true,
         csrf,
@@ -895,7 +954,18 @@ async fn rotate(
     };
     let grace = match field(&fields, "grace").and_then(|g| GRACES.iter().find(|(v, _)| *v == g)) {
         Some((v, _)) => Duration::from_secs(v.parse().unwrap_or(0)),
-        None => return forbidden(),
+        None => {
+            return page_with(
+                StatusCode::BAD_REQUEST,
+                &MessagePage {
+                    signed_in: false,
+                    csrf: String::new(),
+                    heading: "Not done",
+                    text: "Choose a grace period for the old key.",
+                    back: SETTINGS,
+                },
+            )
+        }
     };
     match state
         .db
@@ -911,6 +981,7 @@ async fn rotate(
                     id: rotated.new.record.id().to_string(),
                     name: rotated.new.record.name.clone(),
                 },
+                state.now(),
             );
             Redirect::to("/dashboard/settings/api/created").into_response()
         }

@@ -16,6 +16,9 @@ pub const COOKIE: &str = "sq_dashboard";
 pub const LIFETIME_SECS: u64 = 12 * 3600;
 /// Most sessions at once; past it, expired ones are dropped, then the oldest.
 pub const MAX_SESSIONS: usize = 1024;
+/// How long a new key waits to be shown: its page is the next one the browser loads, so a key
+/// not shown by then never will be.
+pub const REVEAL_SECS: u64 = 600;
 
 /// A new key to show once: its plaintext, id and name.
 pub struct Reveal {
@@ -39,7 +42,7 @@ struct Session {
     csrf: String,
     created: UnixTime,
     expires: UnixTime,
-    reveal: Option<Reveal>,
+    reveal: Option<(Reveal, UnixTime)>,
 }
 
 /// The signed-in sessions.
@@ -112,19 +115,22 @@ impl Sessions {
             .is_some_and(|csrf| bool::from(csrf.as_bytes().ct_eq(token.as_bytes())))
     }
 
-    /// Keeps a new key to show once on the session's next page that asks for it.
-    pub fn set_reveal(&self, cookie: &str, reveal: Reveal) {
+    /// Keeps a new key to show once on the session's next page that asks for it, for at most
+    /// [`REVEAL_SECS`] from `now`.
+    pub fn set_reveal(&self, cookie: &str, reveal: Reveal, now: UnixTime) {
         if let Some(s) = self.map.lock().get_mut(&digest(cookie)) {
-            s.reveal = Some(reveal);
+            s.reveal = Some((reveal, now.plus_secs(REVEAL_SECS)));
         }
     }
 
-    /// Takes the new key waiting to be shown, if any: it is never shown twice.
-    pub fn take_reveal(&self, cookie: &str) -> Option<Reveal> {
+    /// Takes the new key waiting to be shown, if it is still due at `now`: it is never shown
+    /// twice.
+    pub fn take_reveal(&self, cookie: &str, now: UnixTime) -> Option<Reveal> {
         self.map
             .lock()
             .get_mut(&digest(cookie))
             .and_then(|s| s.reveal.take())
+            .and_then(|(reveal, until)| (now < until).then_some(reveal))
     }
 
     /// Ends the session.
@@ -147,16 +153,16 @@ mod tests {
         assert!(s.check_csrf(&c, &csrf, T));
         assert!(!s.check_csrf(&c, "nope", T));
         assert!(!s.check_csrf("other", &csrf, T));
-        s.set_reveal(
-            &c,
-            Reveal {
-                key: Zeroizing::new("k".into()),
-                id: "kid".into(),
-                name: "n".into(),
-            },
-        );
-        assert!(s.take_reveal(&c).is_some());
-        assert!(s.take_reveal(&c).is_none());
+        let reveal = || Reveal {
+            key: Zeroizing::new("k".into()),
+            id: "kid".into(),
+            name: "n".into(),
+        };
+        s.set_reveal(&c, reveal(), T);
+        assert!(s.take_reveal(&c, T).is_some());
+        assert!(s.take_reveal(&c, T).is_none());
+        s.set_reveal(&c, reveal(), T);
+        assert!(s.take_reveal(&c, T.plus_secs(REVEAL_SECS)).is_none());
         assert!(s.csrf(&c, T.plus_secs(LIFETIME_SECS)).is_none());
         s.close(&c);
     }

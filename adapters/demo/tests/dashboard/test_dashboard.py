@@ -181,6 +181,16 @@ def run(base):
     check("and may not create one (403 INSUFFICIENT_SCOPE)",
           status == 403 and json.loads(body)["code"] == "INSUFFICIENT_SCOPE", f"{status} {body}")
 
+    # Back and Forward after leaving the page do not bring the key back.
+    go("done")
+    driver.back()
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    holds_no_key("the page Back leads to", driver.execute_script("return document.documentElement.outerHTML"))
+    driver.forward()
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    holds_no_key("the page Forward leads to", driver.execute_script("return document.documentElement.outerHTML"))
+    driver.get(base + "/dashboard/settings/api/created")
+
     # Reload: the key is not shown again.
     driver.refresh()
     check("a reload does not show the key again", "new-key" not in driver.page_source

@@ -186,6 +186,33 @@ async def run(base, url):
     status, _, _ = http(base, "GET", "/v1/servers", good)
     check("the server still serves", status == 200)
 
+    # A session answers only the key that opened it.
+    _, a_key = create_key(base, "read_only")
+    _, b_key = create_key(base, "full")
+    status, headers, _ = mcp_post(base, a_key, init_msg)
+    a_session = headers.get("Mcp-Session-Id")
+    check("initialize opens a session", status == 200 and a_session, f"{status} {dict(headers)}")
+    mcp_post(base, a_key, {"jsonrpc": "2.0", "method": "notifications/initialized"}, a_session)
+    for method in ["POST", "DELETE", "GET"]:
+        headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25",
+                   "Mcp-Session-Id": a_session}
+        body = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"} if method == "POST" else None
+        status, _, text = http(base, method, "/mcp", b_key, body, headers)
+        check(f"another key's {method} on that session is a 404", status == 404
+              and json.loads(text)["error"]["message"] == "Session not found", f"{status} {text}")
+    status, _, _ = mcp_post(base, a_key, {"jsonrpc": "2.0", "id": 6, "method": "tools/list"}, a_session)
+    check("the session still answers its own key", status == 200, status)
+    status, _, text = http(base, "DELETE", "/mcp", a_key, None, {"Mcp-Session-Id": a_session})
+    check("its own key ends it with a 204", status == 204, f"{status} {text}")
+    status, _, text = mcp_post(base, a_key, {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}, a_session)
+    check("an ended session is a 404 with a JSON-RPC error", status == 404 and "error" in json.loads(text),
+          f"{status} {text}")
+
+    # A browser page of another site cannot use the endpoint.
+    status, _, text = http(base, "POST", "/mcp", a_key, init_msg,
+                           {"Accept": "application/json, text/event-stream", "Origin": "http://evil.example"})
+    check("a request from another site's page (Origin) is refused", status == 403, f"{status} {text}")
+
     # One window per key across REST and MCP: 30 REST + 30 MCP requests, then a 429 for either.
     _, shared = create_key(base, "read_only")
     away_from_a_window_end()
