@@ -265,7 +265,9 @@ async fn main() -> Result<()> {
     let (stderr, _flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            // rmcp logs each MCP session id at info: a bearer of access to that session.
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rmcp=warn".into()),
         )
         .with_writer(stderr)
         .init();
