@@ -19,7 +19,8 @@ pub struct RateLimit {
 }
 
 /// Whose window a [`RateLimit`] describes, named in the `RateLimit-Policy` and `RateLimit`
-/// fields.
+/// fields. One byte, so that a refusal carrying a window stays as small as it was without one
+/// (every refusal is returned by value on the hot path).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LimitPolicy {
@@ -28,21 +29,19 @@ pub enum LimitPolicy {
     Key,
     /// A client address's window for requests that carry no valid key: `"unauthenticated"`.
     Unauthenticated,
-    /// Another window of the host's, named so that a client can tell it from the others (such
-    /// as a per-address quota of an endpoint of its own). The name is sent inside a quoted
-    /// string: letters, digits, `-`, `_` and `.` only; any other byte is rendered as `_`.
-    Named(&'static str),
+    /// A client address's window of requests that revoke keys by presenting them:
+    /// `"key-revocation"`.
+    KeyRevocation,
 }
 
 impl LimitPolicy {
-    /// The policy's name in the IETF fields (for [`LimitPolicy::Named`], as given; the
-    /// rendered fields replace any byte outside letters, digits, `-`, `_` and `.`).
+    /// The policy's name in the IETF fields.
     #[must_use]
     pub const fn name(self) -> &'static str {
         match self {
             Self::Key => "default",
             Self::Unauthenticated => "unauthenticated",
-            Self::Named(name) => name,
+            Self::KeyRevocation => "key-revocation",
         }
     }
 }

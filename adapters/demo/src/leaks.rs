@@ -39,7 +39,7 @@ pub const MAX_PRESENT_BODY: usize = 16 * 1024;
 pub const MAX_GITHUB_BODY: usize = 1024 * 1024;
 /// The name of the `POST /v1/keys/revoke` window in the `RateLimit-Policy` and `RateLimit`
 /// fields.
-pub const REVOKE_POLICY: LimitPolicy = LimitPolicy::Named("key-revocation");
+pub const REVOKE_POLICY: LimitPolicy = LimitPolicy::KeyRevocation;
 /// The one answer of `POST /v1/keys/revoke`, whatever the keys were.
 pub const PRESENTED_BODY: &str =
     r#"{"status":202,"message":"Any live key among those presented is now revoked"}"#;

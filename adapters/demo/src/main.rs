@@ -324,6 +324,7 @@ async fn main() -> Result<()> {
         println!("metrics and health on http://{metrics}");
     }
     println!("listening on http://{addr}");
+    println!("dashboard: http://{addr}/dashboard (sign in with the admin token)");
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown).await
 }
