@@ -16,7 +16,7 @@
   }
 
   function copyKey(button) {
-    var key = document.getElementById("new-key");
+    var key = document.getElementById(button.getAttribute("data-target"));
     if (!key) {
       return;
     }
@@ -47,12 +47,9 @@
   // copy a browser keeps for Back and Forward holds no key, and such a copy, shown again, goes
   // to the list instead.
   window.addEventListener("pagehide", function () {
-    var ids = ["new-key", "curl-line"];
-    for (var i = 0; i < ids.length; i++) {
-      var element = document.getElementById(ids[i]);
-      if (element) {
-        element.textContent = "";
-      }
+    var shown = document.querySelectorAll(".reveal .key, .reveal .curl");
+    for (var i = 0; i < shown.length; i++) {
+      shown[i].textContent = "";
     }
   });
   window.addEventListener("pageshow", function (event) {
@@ -70,9 +67,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     sync();
-    var copy = document.getElementById("copy-key");
-    if (copy) {
-      copy.addEventListener("click", function () { copyKey(copy); });
+    var buttons = document.querySelectorAll("button.copy-key");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener("click", function (event) { copyKey(event.currentTarget); });
     }
     if (document.querySelector("img.usage")) {
       window.setInterval(refreshCharts, 10000);

@@ -101,24 +101,45 @@ fn refused(e: ChangeError) -> Response {
     }
 }
 
+/// Lets through requests with the admin token. Refusals count in the client address's quota of
+/// requests without a valid key (the authorizer's) and carry its window; past it they are a 429.
+/// The token is compared first (a constant-time comparison costs next to nothing), so that a
+/// flood of wrong tokens from an address never locks the admin out.
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let now = state.now();
+    let addresses = state
+        .auth
+        .address_limiter()
+        .zip(crate::leaks::client_ip(&state, &req));
     // The one rule for Authorization fields: two of them are no credential.
     let fields = req
         .headers()
         .get_all(AUTHORIZATION)
         .iter()
         .map(|v| v.as_bytes());
-    let header = AuthRequest::from_fields(fields, Scopes::empty(), state.now()).authorization;
+    let header = AuthRequest::from_fields(fields, Scopes::empty(), now).authorization;
     if state.admin.check(header) {
         next.run(req).await
     } else {
         // Debug, not info: anyone can send these, as fast as they like.
         tracing::debug!(path = %req.uri().path(), "admin request refused");
-        error(
+        if let Some((limiter, ip)) = addresses {
+            if let Some(window) = limiter.exhausted(ip, now) {
+                return crate::leaks::too_many(&window, now);
+            }
+        }
+        let mut res = error(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized.as_str(),
             "Invalid or missing admin token",
-        )
+        );
+        if let Some((limiter, ip)) = addresses {
+            limiter
+                .check(ip, now)
+                .rate_limit()
+                .insert_headers(now, res.headers_mut());
+        }
+        res
     }
 }
 

@@ -65,6 +65,25 @@ pub fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
     )
 }
 
+/// The spec's 429 for a client address past its window, with the window's headers and
+/// `Retry-After`.
+pub fn too_many(window: &RateLimit, now: UnixTime) -> Response {
+    let mut res = with_window(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("content-type", "application/json")],
+            ErrorCode::RateLimited.json(),
+        )
+            .into_response(),
+        window,
+        now,
+    );
+    let wait = window.seconds_to_reset(now).max(1);
+    res.headers_mut()
+        .insert("retry-after", HeaderValue::from(wait));
+    res
+}
+
 fn with_window(mut res: Response, window: &RateLimit, now: UnixTime) -> Response {
     window.insert_headers(now, res.headers_mut());
     res
@@ -93,22 +112,7 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
     };
     let window = match state.revoke_limiter.check(ip, now) {
         LimitDecision::Allowed(w) => w,
-        LimitDecision::Limited(w) => {
-            let mut res = with_window(
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("content-type", "application/json")],
-                    ErrorCode::RateLimited.json(),
-                )
-                    .into_response(),
-                &w,
-                now,
-            );
-            let wait = w.seconds_to_reset(now).max(1);
-            res.headers_mut()
-                .insert("retry-after", HeaderValue::from(wait));
-            return res;
-        }
+        LimitDecision::Limited(w) => return too_many(&w, now),
     };
     let body = match axum::body::to_bytes(req.into_body(), MAX_PRESENT_BODY).await {
         Ok(b) => b,
@@ -229,20 +233,7 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
     let addresses = state.auth.address_limiter().zip(ip);
     if let Some((limiter, ip)) = addresses {
         if let Some(window) = limiter.exhausted(ip, now) {
-            let mut res = with_window(
-                (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [("content-type", "application/json")],
-                    ErrorCode::RateLimited.json(),
-                )
-                    .into_response(),
-                &window,
-                now,
-            );
-            let wait = window.seconds_to_reset(now).max(1);
-            res.headers_mut()
-                .insert("retry-after", HeaderValue::from(wait));
-            return res;
+            return too_many(&window, now);
         }
     }
     let refuse = |message: &str| {

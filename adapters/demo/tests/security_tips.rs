@@ -511,3 +511,36 @@ async fn requests_without_a_valid_key_have_their_own_quota_per_address() {
     s.set_time(T0 + 60);
     assert_eq!(get(&s, &unknown_key('f'), from).await.status(), 401);
 }
+
+#[tokio::test]
+async fn wrong_admin_tokens_count_in_the_address_quota() {
+    let s = Server::start(Quota::SPEC).await;
+    for i in 0..60u32 {
+        let res = s
+            .call(
+                Method::GET,
+                "/admin/v1/keys",
+                Some("not-the-admin-token"),
+                None,
+            )
+            .await;
+        assert_eq!(res.status(), 401, "attempt {i}");
+        assert_eq!(
+            header(&res, "x-ratelimit-remaining"),
+            Some((59 - i).to_string().as_str())
+        );
+    }
+    let res = s
+        .call(
+            Method::GET,
+            "/admin/v1/keys",
+            Some("not-the-admin-token"),
+            None,
+        )
+        .await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.text().await.unwrap(), RATE_LIMITED);
+    // The admin is never locked out by them.
+    let (status, _) = s.admin(Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(status, StatusCode::OK);
+}

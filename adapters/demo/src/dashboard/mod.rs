@@ -818,9 +818,7 @@ fn change_failed(e: ChangeError) -> Response {
 struct CreatedPage {
     signed_in: bool,
     csrf: String,
-    key: Zeroizing<String>,
-    id: String,
-    name: String,
+    keys: Vec<Reveal>,
     base_url: String,
 }
 
@@ -829,15 +827,14 @@ async fn created(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return to_login();
     };
     // Shown once: a reload finds nothing and goes back to the list.
-    let Some(reveal) = state.sessions.take_reveal(&c, state.now()) else {
+    let keys = state.sessions.take_reveals(&c, state.now());
+    if keys.is_empty() {
         return Redirect::to(SETTINGS).into_response();
-    };
+    }
     page(&CreatedPage {
         signed_in: true,
         csrf,
-        key: reveal.key,
-        id: reveal.id,
-        name: reveal.name,
+        keys,
         base_url: own_origin(&state, &headers).unwrap_or_default(),
     })
 }

@@ -19,6 +19,9 @@ pub const MAX_SESSIONS: usize = 1024;
 /// How long a new key waits to be shown: its page is the next one the browser loads, so a key
 /// not shown by then never will be.
 pub const REVEAL_SECS: u64 = 600;
+/// Most new keys waiting to be shown in one session (two forms sent before the page showed the
+/// first key); past it the oldest is dropped, and zeroized.
+pub const MAX_REVEALS: usize = 8;
 
 /// A new key to show once: its plaintext, id and name.
 pub struct Reveal {
@@ -42,7 +45,7 @@ struct Session {
     csrf: String,
     created: UnixTime,
     expires: UnixTime,
-    reveal: Option<(Reveal, UnixTime)>,
+    reveals: Vec<(Reveal, UnixTime)>,
 }
 
 /// The signed-in sessions.
@@ -88,7 +91,7 @@ impl Sessions {
                 csrf: random_hex(),
                 created: now,
                 expires: now.plus_secs(LIFETIME_SECS),
-                reveal: None,
+                reveals: Vec::new(),
             },
         );
         cookie
@@ -119,18 +122,25 @@ impl Sessions {
     /// [`REVEAL_SECS`] from `now`.
     pub fn set_reveal(&self, cookie: &str, reveal: Reveal, now: UnixTime) {
         if let Some(s) = self.map.lock().get_mut(&digest(cookie)) {
-            s.reveal = Some((reveal, now.plus_secs(REVEAL_SECS)));
+            if s.reveals.len() == MAX_REVEALS {
+                s.reveals.remove(0);
+            }
+            s.reveals.push((reveal, now.plus_secs(REVEAL_SECS)));
         }
     }
 
-    /// Takes the new key waiting to be shown, if it is still due at `now`: it is never shown
-    /// twice.
-    pub fn take_reveal(&self, cookie: &str, now: UnixTime) -> Option<Reveal> {
+    /// Takes the new keys waiting to be shown that are still due at `now`, oldest first: none
+    /// is ever shown twice.
+    pub fn take_reveals(&self, cookie: &str, now: UnixTime) -> Vec<Reveal> {
         self.map
             .lock()
             .get_mut(&digest(cookie))
-            .and_then(|s| s.reveal.take())
-            .and_then(|(reveal, until)| (now < until).then_some(reveal))
+            .map(|s| std::mem::take(&mut s.reveals))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, until)| now < *until)
+            .map(|(reveal, _)| reveal)
+            .collect()
     }
 
     /// Ends the session.
@@ -159,10 +169,15 @@ mod tests {
             name: "n".into(),
         };
         s.set_reveal(&c, reveal(), T);
-        assert!(s.take_reveal(&c, T).is_some());
-        assert!(s.take_reveal(&c, T).is_none());
         s.set_reveal(&c, reveal(), T);
-        assert!(s.take_reveal(&c, T.plus_secs(REVEAL_SECS)).is_none());
+        assert_eq!(s.take_reveals(&c, T).len(), 2);
+        assert!(s.take_reveals(&c, T).is_empty());
+        s.set_reveal(&c, reveal(), T);
+        assert!(s.take_reveals(&c, T.plus_secs(REVEAL_SECS)).is_empty());
+        for _ in 0..MAX_REVEALS + 3 {
+            s.set_reveal(&c, reveal(), T);
+        }
+        assert_eq!(s.take_reveals(&c, T).len(), MAX_REVEALS);
         assert!(s.csrf(&c, T.plus_secs(LIFETIME_SECS)).is_none());
         s.close(&c);
     }

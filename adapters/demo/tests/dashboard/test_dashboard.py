@@ -256,6 +256,24 @@ def run(base):
           "revoked by dashboard" in activity and "rotated by dashboard" in activity
           and "created by dashboard" in activity, activity)
 
+    # Two forms sent before the page showed a key (a double submit): both keys are shown, once.
+    driver.get(base + "/dashboard/settings/api")
+    driver.execute_script("""
+        return (async () => {
+          const csrf = document.querySelector('input[name=csrf]').value;
+          for (const name of ['twice 1', 'twice 2']) {
+            const body = new URLSearchParams({csrf, name, access: 'read_only', expiry: 'none'});
+            await fetch('/dashboard/settings/api/keys', {method: 'POST', body, redirect: 'manual'});
+          }
+        })();""")
+    driver.get(base + "/dashboard/settings/api/created")
+    twice = [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, ".reveal .key")]
+    check("two keys created before either was shown are both shown",
+          len(twice) == 2 and all(KEY_RE.fullmatch(k) for k in twice), twice)
+    seen_keys.extend(twice)
+    driver.get(base + "/dashboard/settings/api/created")
+    holds_no_key("the creation page after both were shown", driver.page_source)
+
     # No page, cookie or storage holds a full key once the creation page is left.
     holds_no_key("the settings page", driver.page_source)
     holds_no_key("the cookies", json.dumps(driver.get_cookies()))
