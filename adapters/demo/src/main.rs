@@ -317,16 +317,30 @@ async fn main() -> Result<()> {
     // rather than killing the process with the default action.
     let shutdown = shutdown_signal()?;
     if let Some(token) = demo.state().admin.created() {
-        println!("admin token (shown once, kept in its 0600 file): {token}");
+        announce(format_args!(
+            "admin token (shown once, kept in its 0600 file): {token}"
+        ));
     }
     let addr = demo.local_addr()?;
     if let Some(metrics) = demo.metrics_addr()? {
-        println!("metrics and health on http://{metrics}");
+        announce(format_args!("metrics and health on http://{metrics}"));
     }
-    println!("listening on http://{addr}");
-    println!("dashboard: http://{addr}/dashboard (sign in with the admin token)");
+    announce(format_args!(
+        "dashboard: http://{addr}/dashboard (sign in with the admin token)"
+    ));
+    // Last: scripts wait for this line, and may stop reading after it.
+    announce(format_args!("listening on http://{addr}"));
     tracing::info!(%addr, "sitequest-demo ready");
     demo.serve(shutdown).await
+}
+
+/// Prints a start-up line. A closed standard output (a supervisor that stopped reading) must not
+/// stop the server, so a failed write is ignored.
+fn announce(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Reads `--github-scanning-keys`.

@@ -335,27 +335,39 @@ fn a_revocation_elsewhere_is_honoured_within_the_bound_through_a_frozen_link() {
     b.terminate();
 }
 
+/// Two instances sharing `redis`, with their data files in `dir`.
+fn two_instances(redis: &RedisServer, dir: &Path) -> (Running, Running) {
+    let url = redis.url();
+    let flags = ["--redis", url.as_str()];
+    let a = start(&dir.join("a.db"), &flags, Some(TOKEN));
+    let b = start(&dir.join("b.db"), &flags, Some(TOKEN));
+    (a, b)
+}
+
+/// A key created on `a` with the admin body `body`, once `b` knows it: (plaintext, id).
+fn shared_key(a: &Running, b: &Running, body: &str) -> (String, String) {
+    let (status, created) = a.request("POST", "/admin/v1/keys", TOKEN, body);
+    assert_eq!(status, 201, "{created}");
+    let (key, id) = (
+        field(&created, "key").to_owned(),
+        field(&created, "id").to_owned(),
+    );
+    wait_until("the key on b", Duration::from_secs(2), || {
+        b.request("GET", "/admin/v1/keys", TOKEN, "")
+            .1
+            .contains(&id)
+    });
+    (key, id)
+}
+
 /// A rotation on one instance: the old key (used on one) and the new key (used on the other)
 /// draw from one window of 60 across both, so rotating never doubles the allowance.
 #[test]
 fn a_rotation_shares_one_window_across_instances() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let flags = ["--redis", url.as_str()];
-    let a = start(&dir.path().join("a.db"), &flags, Some(TOKEN));
-    let b = start(&dir.path().join("b.db"), &flags, Some(TOKEN));
-    let (status, created) = a.request(
-        "POST",
-        "/admin/v1/keys",
-        TOKEN,
-        r#"{"name":"ci","preset":"full"}"#,
-    );
-    assert_eq!(status, 201, "{created}");
-    let (old, id) = (
-        field(&created, "key").to_owned(),
-        field(&created, "id").to_owned(),
-    );
+    let (a, b) = two_instances(&redis, dir.path());
+    let (old, id) = shared_key(&a, &b, r#"{"name":"ci","preset":"full"}"#);
     away_from_a_window_end();
     for i in 0..40 {
         assert_eq!(a.request("GET", "/v1/servers", &old, "").0, 200, "old {i}");
@@ -392,25 +404,8 @@ fn a_rotation_shares_one_window_across_instances() {
 fn an_allowlist_set_on_one_instance_holds_on_the_other() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let url = redis.url();
-    let flags = ["--redis", url.as_str()];
-    let a = start(&dir.path().join("a.db"), &flags, Some(TOKEN));
-    let b = start(&dir.path().join("b.db"), &flags, Some(TOKEN));
-    let (_, created) = a.request(
-        "POST",
-        "/admin/v1/keys",
-        TOKEN,
-        r#"{"name":"office","preset":"full"}"#,
-    );
-    let (key, id) = (
-        field(&created, "key").to_owned(),
-        field(&created, "id").to_owned(),
-    );
-    wait_until("the key on b", Duration::from_secs(2), || {
-        b.request("GET", "/admin/v1/keys", TOKEN, "")
-            .1
-            .contains(&id)
-    });
+    let (a, b) = two_instances(&redis, dir.path());
+    let (key, id) = shared_key(&a, &b, r#"{"name":"office","preset":"full"}"#);
     assert_eq!(b.request("GET", "/v1/servers", &key, "").0, 200);
     let path = format!("/admin/v1/keys/{id}");
     let (status, body) = a.request("PATCH", &path, TOKEN, r#"{"allowed_ips":["192.0.2.0/24"]}"#);

@@ -868,27 +868,40 @@ fn not_found() -> Response {
     change_failed(ChangeError::NotFound)
 }
 
+/// The signed-in session's CSRF token and the active key with this id, for the pages that act
+/// on one; else the answer (to sign in, 404, or 409 for a revoked or expired key).
+fn active_key(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(String, KeyRecord), Box<Response>> {
+    let Some((_, csrf)) = signed_in(state, headers) else {
+        return Err(Box::new(to_login()));
+    };
+    let Some(r) = find(state, id) else {
+        return Err(Box::new(not_found()));
+    };
+    if r.status(state.now()) != KeyStatus::Active {
+        return Err(Box::new(change_failed(ChangeError::NotActive)));
+    }
+    Ok((csrf, r))
+}
+
 async fn revoke_page(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((_, csrf)) = signed_in(&state, &headers) else {
-        return to_login();
-    };
-    let Some(r) = find(&state, &id) else {
-        return not_found();
-    };
-    if r.status(state.now()) != KeyStatus::Active {
-        return change_failed(ChangeError::NotActive);
+    match active_key(&state, &headers, &id) {
+        Ok((csrf, r)) => page(&RevokePage {
+            signed_in: true,
+            csrf,
+            id: r.id().to_string(),
+            name: r.name.clone(),
+            last4: r.last4.as_str().to_owned(),
+        }),
+        Err(res) => *res,
     }
-    page(&RevokePage {
-        signed_in: true,
-        csrf,
-        id: r.id().to_string(),
-        name: r.name.clone(),
-        last4: r.last4.as_str().to_owned(),
-    })
 }
 
 async fn revoke(
@@ -917,23 +930,17 @@ async fn rotate_page(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some((_, csrf)) = signed_in(&state, &headers) else {
-        return to_login();
-    };
-    let Some(r) = find(&state, &id) else {
-        return not_found();
-    };
-    if r.status(state.now()) != KeyStatus::Active {
-        return change_failed(ChangeError::NotActive);
+    match active_key(&state, &headers, &id) {
+        Ok((csrf, r)) => page(&RotatePage {
+            signed_in: true,
+            csrf,
+            id: r.id().to_string(),
+            name: r.name.clone(),
+            last4: r.last4.as_str().to_owned(),
+            graces: &GRACES,
+        }),
+        Err(res) => *res,
     }
-    page(&RotatePage {
-        signed_in: true,
-        csrf,
-        id: r.id().to_string(),
-        name: r.name.clone(),
-        last4: r.last4.as_str().to_owned(),
-        graces: &GRACES,
-    })
 }
 
 async fn rotate(

@@ -44,7 +44,9 @@ pub fn start(data: &Path, extra: &[&str], admin_token: Option<&str>) -> Running 
             running.addr = addr.to_string();
             return running;
         }
-        running.token_line = Some(line);
+        if line.starts_with("admin token") {
+            running.token_line = Some(line);
+        }
     }
     panic!("server exited before listening");
 }
