@@ -138,8 +138,13 @@ impl AddressLimiter {
     #[must_use]
     pub fn peek(&self, ip: IpAddr, now: UnixTime) -> RateLimit {
         let key = Self::slot_key(ip);
+        self.window(self.stripe(key), key, now)
+    }
+
+    /// The window of the address `key` in `stripe` at `now`, without counting.
+    fn window(&self, stripe: &Stripe, key: u128, now: UnixTime) -> RateLimit {
         let end = self.quota.window_end(now).as_secs();
-        let count = match self.stripe(key).table.lock().get(&key) {
+        let count = match stripe.table.lock().get(&key) {
             Some(s) if s.reset_at == end => s.count,
             _ => 0,
         };
@@ -157,7 +162,7 @@ impl AddressLimiter {
         if now.as_secs() >= stripe.blocked_until.load(Ordering::Relaxed) {
             return None;
         }
-        let window = self.peek(ip, now);
+        let window = self.window(stripe, key, now);
         (window.remaining == 0).then_some(window)
     }
 

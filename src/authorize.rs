@@ -203,11 +203,11 @@ impl Authorizer {
                 quota: rate_limit.unwrap_or(self.quota),
                 limit_id,
             }),
-            Lookup::Unknown => Err(Denial::unauthorized(DenialReason::UnknownKey)),
-            Lookup::Revoked(id) => Err(Denial::unauthorized(DenialReason::Revoked(id))),
-            Lookup::Expired(id) => Err(Denial::unauthorized(DenialReason::Expired(id))),
+            Lookup::Unknown => Err(Denial::without_window(DenialReason::UnknownKey)),
+            Lookup::Revoked(id) => Err(Denial::without_window(DenialReason::Revoked(id))),
+            Lookup::Expired(id) => Err(Denial::without_window(DenialReason::Expired(id))),
             Lookup::AddressNotAllowed(id) => {
-                Err(Denial::unauthorized(DenialReason::AddressNotAllowed(id)))
+                Err(Denial::without_window(DenialReason::AddressNotAllowed(id)))
             }
         }
     }
@@ -268,9 +268,9 @@ fn address_limited(window: RateLimit, now: UnixTime) -> Denial {
 #[inline]
 fn credential(authorization: Option<&[u8]>) -> Result<ApiKey, Denial> {
     match authorization {
-        None => Err(Denial::unauthorized(DenialReason::MissingHeader)),
+        None => Err(Denial::without_window(DenialReason::MissingHeader)),
         Some(value) => {
-            parse_bearer(value).map_err(|e| Denial::unauthorized(DenialReason::Malformed(e)))
+            parse_bearer(value).map_err(|e| Denial::without_window(DenialReason::Malformed(e)))
         }
     }
 }

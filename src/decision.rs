@@ -157,7 +157,9 @@ pub struct Denial {
 }
 
 impl Denial {
-    pub(crate) fn unauthorized(reason: DenialReason) -> Self {
+    /// A refusal without a window yet (the authorizer adds the client address's, if it counts
+    /// them): a 401, or the 403 of an allowlist.
+    pub(crate) fn without_window(reason: DenialReason) -> Self {
         Self {
             reason,
             rate_limit: None,

@@ -31,7 +31,7 @@ use sitequest_auth::{
     Scopes, UnixTime,
 };
 
-use crate::db::{ChangeError, DbError, Source};
+use crate::db::{ActivityRead, ChangeError, DbError, Source};
 use crate::{AppState, MAX_BODY};
 
 /// The admin routes, behind the admin-token check.
@@ -57,7 +57,8 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-fn invalid(message: impl std::fmt::Display) -> Response {
+/// A 400 `INVALID_REQUEST` with `message`.
+pub(crate) fn invalid(message: impl std::fmt::Display) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         "INVALID_REQUEST",
@@ -107,10 +108,7 @@ fn refused(e: ChangeError) -> Response {
 /// flood of wrong tokens from an address never locks the admin out.
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let now = state.now();
-    let addresses = state
-        .auth
-        .address_limiter()
-        .zip(crate::leaks::client_ip(&state, &req));
+    let refusals = crate::leaks::Refusals::of(&state, crate::leaks::client_ip(&state, &req), now);
     // The one rule for Authorization fields: two of them are no credential.
     let fields = req
         .headers()
@@ -119,28 +117,18 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
         .map(|v| v.as_bytes());
     let header = AuthRequest::from_fields(fields, Scopes::empty(), now).authorization;
     if state.admin.check(header) {
-        next.run(req).await
-    } else {
-        // Debug, not info: anyone can send these, as fast as they like.
-        tracing::debug!(path = %req.uri().path(), "admin request refused");
-        if let Some((limiter, ip)) = addresses {
-            if let Some(window) = limiter.exhausted(ip, now) {
-                return crate::leaks::too_many(&window, now);
-            }
-        }
-        let mut res = error(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized.as_str(),
-            "Invalid or missing admin token",
-        );
-        if let Some((limiter, ip)) = addresses {
-            limiter
-                .check(ip, now)
-                .rate_limit()
-                .insert_headers(now, res.headers_mut());
-        }
-        res
+        return next.run(req).await;
     }
+    // Debug, not info: anyone can send these, as fast as they like.
+    tracing::debug!(path = %req.uri().path(), "admin request refused");
+    if let Some(window) = refusals.exhausted() {
+        return crate::leaks::too_many(&window, now);
+    }
+    refusals.count(error(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthorized.as_str(),
+        "Invalid or missing admin token",
+    ))
 }
 
 /// Reads a JSON body of at most [`MAX_BODY`] bytes; the error is the 400 message.
@@ -296,7 +284,7 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         }
     }
     let since = unused_for.map(|d| state.now() - d);
-    let activity = match state.db.activity().await {
+    let activity = match state.db.activity(ActivityRead::RevokedBy).await {
         Ok(a) => a,
         Err(e) => return refused(e.into()),
     };
@@ -317,7 +305,7 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
 
 /// `GET /admin/v1/activity`: the latest key changes, newest first.
 async fn activity(State(state): State<AppState>) -> Response {
-    match state.db.activity().await {
+    match state.db.activity(ActivityRead::Events).await {
         Ok(a) => Json(json!({ "events": a.events })).into_response(),
         Err(e) => refused(e.into()),
     }

@@ -21,8 +21,8 @@ use sitequest_auth::{
 };
 
 pub use worker::{
-    Activity, ChangeError, DbError, DbHandle, Rotated, WorkerOptions, DATA_VERSION_POLL,
-    QUEUE_CAPACITY,
+    Activity, ActivityRead, ChangeError, DbError, DbHandle, Rotated, WorkerOptions,
+    DATA_VERSION_POLL, QUEUE_CAPACITY,
 };
 
 /// Longest wait for a lock held by another connection before a statement fails.

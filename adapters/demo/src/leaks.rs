@@ -23,11 +23,11 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use sitequest_auth::{
-    ApiKey, ErrorCode, KeyStatus, LimitDecision, LimitPolicy, RateLimit, UnixTime,
+    AddressLimiter, ApiKey, ErrorCode, KeyStatus, LimitDecision, LimitPolicy, RateLimit, UnixTime,
 };
 use sitequest_auth_secret_scanning::{parse_payload, KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER};
 
-use crate::admin::error;
+use crate::admin::{error, invalid};
 use crate::db::Source;
 use crate::AppState;
 
@@ -53,16 +53,63 @@ pub fn routes(state: AppState) -> Router {
     router.with_state(state)
 }
 
-/// The client's address: the connection's peer, or, behind a trusted proxy, the address the
-/// proxies name in `X-Forwarded-For`.
-pub fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    let forwarded = req.headers().get_all("x-forwarded-for").iter();
+/// The client's address: the connection's `peer`, or, behind a trusted proxy, the address the
+/// proxies name in `X-Forwarded-For`. `None` without a peer.
+pub fn client_address(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+) -> Option<IpAddr> {
+    let forwarded = headers.get_all("x-forwarded-for").iter();
     Some(
         state
             .trusted_proxies
-            .client_address(peer, forwarded.map(HeaderValue::as_bytes)),
+            .client_address(peer?.ip(), forwarded.map(HeaderValue::as_bytes)),
     )
+}
+
+/// The client's address of a request (see [`client_address`]).
+pub fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    client_address(state, req.headers(), peer)
+}
+
+/// Refusals outside the guarded API routes (a wrong admin token, a bad signature), counted in
+/// the client address's quota of requests without a valid key as the API's 401s are: nothing is
+/// counted when the authorizer counts no addresses or the address is unknown.
+#[derive(Debug)]
+pub struct Refusals<'a> {
+    quota: Option<(&'a AddressLimiter, IpAddr)>,
+    now: UnixTime,
+}
+
+impl<'a> Refusals<'a> {
+    /// The refusals of requests from `ip` at `now`.
+    pub fn of(state: &'a AppState, ip: Option<IpAddr>, now: UnixTime) -> Self {
+        Self {
+            quota: state.auth.address_limiter().zip(ip),
+            now,
+        }
+    }
+
+    /// The address's window when it has no room left: the request is then refused with a 429
+    /// before anything else about it is looked at.
+    pub fn exhausted(&self) -> Option<RateLimit> {
+        self.quota
+            .and_then(|(limiter, ip)| limiter.exhausted(ip, self.now))
+    }
+
+    /// Counts one refusal and puts the address's window on its answer.
+    pub fn count(&self, mut res: Response) -> Response {
+        if let Some((limiter, ip)) = self.quota {
+            let window = limiter.check(ip, self.now).rate_limit();
+            window.insert_headers(self.now, res.headers_mut());
+        }
+        res
+    }
 }
 
 /// The spec's 429 for a client address past its window, with the window's headers and
@@ -87,10 +134,6 @@ pub fn too_many(window: &RateLimit, now: UnixTime) -> Response {
 fn with_window(mut res: Response, window: &RateLimit, now: UnixTime) -> Response {
     window.insert_headers(now, res.headers_mut());
     res
-}
-
-fn invalid(message: &str) -> Response {
-    error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message)
 }
 
 #[derive(Deserialize)]
@@ -229,21 +272,14 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
         return crate::api::not_found().await;
     };
     let now = state.now();
-    let ip = client_ip(&state, &req);
-    let addresses = state.auth.address_limiter().zip(ip);
-    if let Some((limiter, ip)) = addresses {
-        if let Some(window) = limiter.exhausted(ip, now) {
-            return too_many(&window, now);
-        }
+    let refusals = Refusals::of(&state, client_ip(&state, &req), now);
+    if let Some(window) = refusals.exhausted() {
+        return too_many(&window, now);
     }
     let refuse = |message: &str| {
         // Debug, not warn: anyone can send these, as fast as they like.
         tracing::debug!(reason = message, "secret scanning report refused");
-        let res = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message);
-        match addresses {
-            Some((limiter, ip)) => with_window(res, &limiter.check(ip, now).rate_limit(), now),
-            None => res,
-        }
+        refusals.count(error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message))
     };
     let (parts, body) = req.into_parts();
     let (Some(key_id), Some(signature)) = (
@@ -270,7 +306,7 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
     }
     let reports = match parse_payload(&body) {
         Ok(r) => r,
-        Err(e) => return invalid(&e.to_string()),
+        Err(e) => return invalid(e),
     };
     let mut verdicts = Vec::with_capacity(reports.len());
     for report in &reports {

@@ -164,49 +164,63 @@ pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
         .layer(crate::api::guard(state, Scopes::empty()))
 }
 
-/// The browser origins of a `Host` value, any port unless it names one.
+/// The browser origins of a `Host` value (a name or address, with or without a port), any port
+/// unless it names one.
 fn origins_of(host: &str) -> Vec<String> {
-    let host = if host.contains(':') && !host.starts_with('[') && host.matches(':').count() > 1 {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    let has_port = host
+    let (host, port) = if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        (format!("[{host}]"), ":*")
+    } else if host
         .rsplit_once(':')
         .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !host.ends_with(']');
-    let port = if has_port { "" } else { ":*" };
+    {
+        (host.to_owned(), "")
+    } else {
+        (host.to_owned(), ":*")
+    };
     vec![
         format!("http://{host}{port}"),
         format!("https://{host}{port}"),
     ]
 }
 
-/// Which key opened each MCP session: a session answers only the key that opened it.
+/// Which key opened each MCP session: a session answers only the key that opened it. Looked up
+/// on every request that names a session, so by hash; the queue remembers the order of opening,
+/// to forget the oldest past [`MAX_SESSIONS`].
 #[derive(Default)]
-struct SessionOwners(
-    parking_lot::Mutex<std::collections::VecDeque<(String, sitequest_auth::KeyId)>>,
-);
+struct SessionOwners(parking_lot::Mutex<Owners>);
+
+#[derive(Default)]
+struct Owners {
+    by_session: std::collections::HashMap<String, sitequest_auth::KeyId>,
+    /// Sessions in the order they were opened; ended ones are skipped when they come up.
+    opened: std::collections::VecDeque<String>,
+}
 
 impl SessionOwners {
     fn owner(&self, session: &str) -> Option<sitequest_auth::KeyId> {
-        self.0
-            .lock()
-            .iter()
-            .find(|(s, _)| s == session)
-            .map(|(_, k)| *k)
+        self.0.lock().by_session.get(session).copied()
     }
 
     fn insert(&self, session: String, key: sitequest_auth::KeyId) {
         let mut owners = self.0.lock();
-        if owners.len() >= MAX_SESSIONS {
-            owners.pop_front();
+        while owners.by_session.len() >= MAX_SESSIONS {
+            let Some(oldest) = owners.opened.pop_front() else {
+                break;
+            };
+            owners.by_session.remove(&oldest);
         }
-        owners.push_back((session, key));
+        // Ended sessions leave their place in the queue; drop those before it grows past twice
+        // the bound.
+        if owners.opened.len() >= 2 * MAX_SESSIONS {
+            let Owners { by_session, opened } = &mut *owners;
+            opened.retain(|s| by_session.contains_key(s));
+        }
+        owners.opened.push_back(session.clone());
+        owners.by_session.insert(session, key);
     }
 
     fn remove(&self, session: &str) {
-        self.0.lock().retain(|(s, _)| s != session);
+        self.0.lock().by_session.remove(session);
     }
 }
 
@@ -327,4 +341,52 @@ async fn one_message(req: Request) -> Result<Request, Box<Response>> {
         )));
     }
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_the_hosts() {
+        assert_eq!(
+            origins_of("127.0.0.1"),
+            ["http://127.0.0.1:*", "https://127.0.0.1:*"]
+        );
+        assert_eq!(origins_of("::1"), ["http://[::1]:*", "https://[::1]:*"]);
+        assert_eq!(
+            origins_of("keys.example.com:8443"),
+            [
+                "http://keys.example.com:8443",
+                "https://keys.example.com:8443"
+            ]
+        );
+        assert_eq!(
+            origins_of("[::1]:8080"),
+            ["http://[::1]:8080", "https://[::1]:8080"]
+        );
+    }
+
+    #[test]
+    fn session_owners_are_found_and_bounded() {
+        let owners = SessionOwners::default();
+        let k = |n| sitequest_auth::KeyId::from_u64(n);
+        for i in 0..(MAX_SESSIONS as u64 + 5) {
+            owners.insert(format!("s{i}"), k(i));
+        }
+        assert_eq!(owners.owner("s0"), None);
+        assert_eq!(
+            owners.owner(&format!("s{}", MAX_SESSIONS + 4)),
+            Some(k(MAX_SESSIONS as u64 + 4))
+        );
+        owners.remove("s10");
+        assert_eq!(owners.owner("s10"), None);
+        for i in 0..(3 * MAX_SESSIONS as u64) {
+            owners.insert(format!("t{i}"), k(i));
+            owners.remove(&format!("t{i}"));
+        }
+        let inner = owners.0.lock();
+        assert!(inner.opened.len() <= 2 * MAX_SESSIONS);
+        assert!(inner.by_session.len() <= MAX_SESSIONS);
+    }
 }

@@ -295,12 +295,12 @@ async fn login(
     }
     // Wrong tokens count in the address's quota of requests without a valid key.
     let now = state.now();
-    let forwarded = headers.get_all("x-forwarded-for").iter();
-    let ip = state
-        .trusted_proxies
-        .client_address(peer.ip(), forwarded.map(HeaderValue::as_bytes));
-    let limiter = state.auth.address_limiter();
-    if limiter.is_some_and(|l| l.exhausted(ip, now).is_some()) {
+    let refusals = crate::leaks::Refusals::of(
+        &state,
+        crate::leaks::client_address(&state, &headers, Some(peer)),
+        now,
+    );
+    if refusals.exhausted().is_some() {
         return page_with(
             StatusCode::TOO_MANY_REQUESTS,
             &LoginPage {
@@ -314,17 +314,14 @@ async fn login(
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
     if !state.admin.check(Some(header.as_bytes())) {
         tracing::debug!("dashboard sign-in refused");
-        if let Some(l) = limiter {
-            let _ = l.check(ip, now);
-        }
-        return page_with(
+        return refusals.count(page_with(
             StatusCode::UNAUTHORIZED,
             &LoginPage {
                 signed_in: false,
                 csrf: String::new(),
                 error: Some("That is not the admin token."),
             },
-        );
+        ));
     }
     let c = state.sessions.open(now);
     let secure = if state
@@ -552,7 +549,11 @@ async fn settings_page(
     status: StatusCode,
 ) -> Response {
     let now = state.now();
-    let activity = state.db.activity().await.unwrap_or_default();
+    let activity = state
+        .db
+        .activity(crate::db::ActivityRead::Both)
+        .await
+        .unwrap_or_default();
     let mut records = state.store().list();
     let sort = match sort {
         Some("last_used") => {
@@ -844,9 +845,7 @@ async fn created(State(state): State<AppState>, headers: HeaderMap) -> Response 
 struct RevokePage {
     signed_in: bool,
     csrf: String,
-    id: String,
-    name: String,
-    last4: String,
+    key: KeyRecord,
 }
 
 #[derive(Template)]
@@ -854,9 +853,7 @@ struct RevokePage {
 struct RotatePage<'a> {
     signed_in: bool,
     csrf: String,
-    id: String,
-    name: String,
-    last4: String,
+    key: KeyRecord,
     graces: &'a [(&'a str, &'a str)],
 }
 
@@ -893,12 +890,10 @@ async fn revoke_page(
     Path(id): Path<String>,
 ) -> Response {
     match active_key(&state, &headers, &id) {
-        Ok((csrf, r)) => page(&RevokePage {
+        Ok((csrf, key)) => page(&RevokePage {
             signed_in: true,
             csrf,
-            id: r.id().to_string(),
-            name: r.name.clone(),
-            last4: r.last4.as_str().to_owned(),
+            key,
         }),
         Err(res) => *res,
     }
@@ -931,12 +926,10 @@ async fn rotate_page(
     Path(id): Path<String>,
 ) -> Response {
     match active_key(&state, &headers, &id) {
-        Ok((csrf, r)) => page(&RotatePage {
+        Ok((csrf, key)) => page(&RotatePage {
             signed_in: true,
             csrf,
-            id: r.id().to_string(),
-            name: r.name.clone(),
-            last4: r.last4.as_str().to_owned(),
+            key,
             graces: &GRACES,
         }),
         Err(res) => *res,

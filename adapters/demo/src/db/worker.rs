@@ -227,14 +227,16 @@ impl DbHandle {
         .await?
     }
 
-    /// The latest events, newest first (see [`Db::events`]), and who revoked each revoked key.
+    /// What `read` asks of the activity list: the latest events, newest first (see
+    /// [`Db::events`]), and who revoked each revoked key; what is not asked is left empty.
     ///
     /// # Errors
     ///
     /// When the worker is busy or stopped, or SQLite failed.
-    pub async fn activity(&self) -> Result<Activity, DbError> {
+    pub async fn activity(&self, read: ActivityRead) -> Result<Activity, DbError> {
         self.submit(|reply| {
             Box::new(Read {
+                read,
                 reply,
                 outcome: None,
             })
@@ -613,17 +615,33 @@ pub struct Activity {
     pub revoked_by: std::collections::HashMap<KeyId, String>,
 }
 
+/// The parts of the activity list a reader needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActivityRead {
+    /// The latest events.
+    Events,
+    /// Who revoked each key.
+    RevokedBy,
+    /// Both.
+    Both,
+}
+
 struct Read {
+    read: ActivityRead,
     reply: oneshot::Sender<Result<Activity, DbError>>,
     outcome: Option<Activity>,
 }
 
 impl Job for Read {
     fn run(&mut self, conn: &Connection, _: &KeyStore) -> anyhow::Result<()> {
-        self.outcome = Some(Activity {
-            events: super::events(conn)?,
-            revoked_by: super::revoked_by(conn)?,
-        });
+        let mut activity = Activity::default();
+        if self.read != ActivityRead::RevokedBy {
+            activity.events = super::events(conn)?;
+        }
+        if self.read != ActivityRead::Events {
+            activity.revoked_by = super::revoked_by(conn)?;
+        }
+        self.outcome = Some(activity);
         Ok(())
     }
 
