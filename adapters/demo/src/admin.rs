@@ -91,6 +91,7 @@ fn refused(e: ChangeError) -> Response {
                 .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
             res
         }
+        ChangeError::NotShared => not_shared(),
         ChangeError::Db(e) => {
             tracing::error!(error = %e, "data file write failed");
             error(
@@ -100,6 +101,22 @@ fn refused(e: ChangeError) -> Response {
             )
         }
     }
+}
+
+/// The 503 of a change saved and in force on this instance but not yet confirmed shared with
+/// the others: `Retry-After` says when asking again may succeed.
+pub(crate) fn not_shared() -> Response {
+    let mut res = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "SERVICE_UNAVAILABLE",
+        "The change is saved on this instance but the other instances could not be told yet; \
+         it is retried until they are: send it again",
+    );
+    res.headers_mut().insert(
+        RETRY_AFTER,
+        axum::http::HeaderValue::from(crate::service::RETRY_UNSHARED_SECS),
+    );
+    res
 }
 
 /// Lets through requests with the admin token. Refusals count in the client address's quota of
@@ -231,20 +248,10 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
         Ok(n) => n,
         Err(message) => return invalid(message),
     };
-    let now = state.now();
-    let issued = match state.store().prepare(&new, now) {
-        Ok(i) => i,
-        Err(e) => return invalid(e),
-    };
-    if let Err(e) = state
-        .db
-        .create(issued.record.clone(), Source::AdminApi)
-        .await
-    {
-        return refused(e);
+    match state.keys.create(&new, state.now(), Source::AdminApi).await {
+        Ok(issued) => created(&issued),
+        Err(e) => refused(e),
     }
-    tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, "key created");
-    created(&issued)
 }
 
 /// A key as the list shows it; `revoked_by` names who revoked it, when recorded.
@@ -284,7 +291,7 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         }
     }
     let since = unused_for.map(|d| state.now() - d);
-    let activity = match state.db.activity(ActivityRead::RevokedBy).await {
+    let activity = match state.keys.activity(ActivityRead::RevokedBy).await {
         Ok(a) => a,
         Err(e) => return refused(e.into()),
     };
@@ -305,7 +312,7 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
 
 /// `GET /admin/v1/activity`: the latest key changes, newest first.
 async fn activity(State(state): State<AppState>) -> Response {
-    match state.db.activity(ActivityRead::Events).await {
+    match state.keys.activity(ActivityRead::Events).await {
         Ok(a) => Json(json!({ "events": a.events })).into_response(),
         Err(e) => refused(e.into()),
     }
@@ -331,14 +338,11 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         Err(message) => return invalid(message),
     };
     match state
-        .db
+        .keys
         .set_allowed_ips(id, list, state.now(), Source::AdminApi)
         .await
     {
-        Ok(record) => {
-            tracing::info!(key_id = %id, allowed_ips = %record.allowed_ips, "key allowlist set");
-            Json(listed(&record, None)).into_response()
-        }
+        Ok(record) => Json(listed(&record, None)).into_response(),
         Err(e) => refused(e),
     }
 }
@@ -347,11 +351,8 @@ async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Respon
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
-    match state.db.revoke(id, state.now(), Source::AdminApi).await {
-        Ok(_) => {
-            tracing::info!(key_id = %id, "key revoked");
-            StatusCode::NO_CONTENT.into_response()
-        }
+    match state.keys.revoke(id, state.now(), Source::AdminApi).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => refused(e),
     }
 }
@@ -374,7 +375,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     // The key is checked inside the data file's transaction, so a revocation committed first
     // (through this server or the `keys` subcommands) is a 409, never a live replacement.
     match state
-        .db
+        .keys
         .rotate(
             id,
             Duration::from_secs(req.grace_seconds),
@@ -383,26 +384,14 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         )
         .await
     {
-        Ok(rotated) => {
-            tracing::info!(old = %id, new = %rotated.new.record.id(), grace = req.grace_seconds, "key rotated");
-            created(&rotated.new)
-        }
+        Ok(rotated) => created(&rotated.new),
         Err(e) => refused(e),
     }
 }
 
 /// Writes the keys' last-use times to the data file.
 pub async fn flush_last_used(state: &AppState) -> anyhow::Result<()> {
-    let used: Vec<(KeyId, UnixTime)> = state
-        .store()
-        .export()
-        .into_iter()
-        .filter_map(|r| r.last_used_at.map(|t| (r.id(), t)))
-        .collect();
-    if used.is_empty() {
-        return Ok(());
-    }
-    Ok(state.db.touch(used).await?)
+    Ok(state.keys.flush_last_used().await?)
 }
 
 /// Flushes last-use times every 30 seconds.

@@ -29,7 +29,9 @@ pub fn routes(state: AppState) -> Router {
 ///
 /// The data file is loaded before any listener is bound, so only the shared keys can make it
 /// unready: with Redis, key changes must have been confirmed in sync within the staleness bound
-/// (`--max-sync-age`), or revocations made on other instances may be missing here. Under
+/// (`--max-sync-age`), or revocations made on other instances may be missing here; and every key
+/// change saved here must have been written to Redis, or other instances may still grant a key
+/// revoked here (the change is retried every half second). Under
 /// `--redis-failure open` such an instance still serves requests with its own view of the keys;
 /// this is where it says so.
 ///
@@ -40,6 +42,12 @@ pub fn readiness(state: &AppState) -> Result<(), String> {
     let Some(sync) = &state.sync else {
         return Ok(());
     };
+    let unshared = sync.pending();
+    if unshared > 0 && sync.is_in_sync(state.max_sync_age) {
+        return Err(format!(
+            "{unshared} key changes saved here not yet shared with the other instances"
+        ));
+    }
     if sync.is_in_sync(state.max_sync_age) {
         return Ok(());
     }

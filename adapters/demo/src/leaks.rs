@@ -23,12 +23,12 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use sitequest_auth::{
-    AddressLimiter, ApiKey, ErrorCode, KeyStatus, LimitDecision, LimitPolicy, RateLimit, UnixTime,
+    AddressLimiter, ApiKey, ErrorCode, LimitDecision, LimitPolicy, RateLimit, UnixTime,
 };
 use sitequest_auth_secret_scanning::{parse_payload, KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER};
 
 use crate::admin::{error, invalid};
-use crate::db::Source;
+use crate::db::{ChangeError, Source};
 use crate::AppState;
 
 /// Most keys one `POST /v1/keys/revoke` may present.
@@ -185,12 +185,16 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
         let Ok(key) = ApiKey::parse(text) else {
             continue;
         };
-        match revoke_if_live(&state, &key, now, Source::Presentation).await {
+        match state
+            .keys
+            .revoke_presented(&key, now, Source::Presentation)
+            .await
+        {
             Ok(true) => {
                 tracing::warn!(key_id = %key.digest().id(), client = %ip, "key revoked by presentation");
             }
             Ok(false) => {}
-            Err(NotSaved) => return with_window(not_saved(), &window, now),
+            Err(e) => return with_window(not_done(&e), &window, now),
         }
     }
     let mut res = (
@@ -203,12 +207,12 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
     res
 }
 
-/// A live key's revocation could not be saved (the data file is locked, full or gone).
-struct NotSaved;
-
-/// The answer when a revocation could not be saved: a 503 to retry, never a success that a
-/// restart would undo.
-fn not_saved() -> Response {
+/// The answer when a revocation could not be saved, or not yet shared with the other
+/// instances: a 503 to retry, never a success that a restart or another instance would undo.
+fn not_done(e: &ChangeError) -> Response {
+    if matches!(e, ChangeError::NotShared) {
+        return crate::admin::not_shared();
+    }
     let mut res = error(
         StatusCode::SERVICE_UNAVAILABLE,
         "SERVICE_UNAVAILABLE",
@@ -217,45 +221,6 @@ fn not_saved() -> Response {
     res.headers_mut()
         .insert("retry-after", HeaderValue::from_static("1"));
     res
-}
-
-/// Revokes `key` if it is live in the store, returning whether it was. A key revoked meanwhile
-/// by someone else counts as not live.
-///
-/// # Errors
-///
-/// [`NotSaved`] when the data file could not record it. The key is then refused by this
-/// process at once anyway and remembered as unsaved, and the caller answers a 503 so that the
-/// reporter tries again: only a saved revocation outlives a restart and reaches the other
-/// instances, and a key whose revocation is unsaved still counts as live until it is saved.
-async fn revoke_if_live(
-    state: &AppState,
-    key: &ApiKey,
-    now: UnixTime,
-    source: Source,
-) -> Result<bool, NotSaved> {
-    let digest = key.digest();
-    let id = digest.id();
-    let Some(record) = state.store().get(id) else {
-        return Ok(false);
-    };
-    let unsaved = || state.unsaved_revocations.lock().contains(&id);
-    if record.digest != digest || (record.status(now) != KeyStatus::Active && !unsaved()) {
-        return Ok(false);
-    }
-    match state.db.revoke(id, now, source).await {
-        Ok(_) => {
-            state.unsaved_revocations.lock().remove(&id);
-            Ok(true)
-        }
-        Err(e) => {
-            tracing::error!(key_id = %id, error = %e, "could not save a revocation");
-            // Refused by this process at once; saved when the report comes again.
-            let _ = state.store().revoke(id, now);
-            state.unsaved_revocations.lock().insert(id);
-            Err(NotSaved)
-        }
-    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -312,10 +277,15 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
     for report in &reports {
         let live = match &report.key {
             Some(key) => {
-                match revoke_if_live(&state, key, now, Source::GithubSecretScanning).await {
+                match state
+                    .keys
+                    .revoke_presented(key, now, Source::GithubSecretScanning)
+                    .await
+                {
                     Ok(live) => live,
-                    // GitHub sends the report again after an error.
-                    Err(NotSaved) => return not_saved(),
+                    // GitHub sends the report again after an error, not after a 2xx: only a
+                    // revocation every instance enforces is answered with one.
+                    Err(e) => return not_done(&e),
                 }
             }
             None => false,

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod operations;
 pub mod scan;
 pub mod server;
+pub mod service;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -137,9 +138,11 @@ pub const DEFAULT_REVOKE_LIMIT: Quota = Quota::per_minute(10);
 pub struct AppState {
     /// Authorizes API requests.
     pub auth: Arc<Authorizer>,
-    /// The data file's thread, which makes every change to keys in turn: saved first, then
-    /// applied to the key store.
-    pub db: db::DbHandle,
+    /// The one owner of key changes: every surface creates, revokes, rotates and changes
+    /// allowlists through it.
+    pub keys: Arc<service::KeyService>,
+    /// The data file's thread (for closing it at shutdown; changes go through `keys`).
+    db: db::DbHandle,
     /// Checks the admin token.
     pub admin: Arc<token::AdminToken>,
     /// Where the time comes from.
@@ -160,10 +163,6 @@ pub struct AppState {
     pub scanning_keys: Option<Arc<PartnerKeys>>,
     /// `Host` values `/mcp` accepts.
     pub mcp_hosts: Vec<String>,
-    /// Keys revoked by presentation or secret scanning in this process whose revocation the
-    /// data file could not save yet (saved when reported again).
-    pub unsaved_revocations:
-        Arc<parking_lot::Mutex<std::collections::HashSet<sitequest_auth::KeyId>>>,
     /// The dashboard's sessions.
     pub sessions: Arc<dashboard::session::Sessions>,
     /// Each key's requests of the last hour, for the dashboard's charts.
@@ -255,6 +254,11 @@ impl Demo {
         let changes = sync.clone().map(share_changes);
         let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
         tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
+        let keys = Arc::new(service::KeyService::new(
+            store.clone(),
+            Arc::new(db.clone()),
+            sync.clone().map(|s| s as Arc<dyn service::Sharing>),
+        ));
         let auth = Authorizer::new(store)
             .with_quota(config.rate_limit)
             .with_address_limiter(Some(AddressLimiter::new(config.unauthenticated_limit)));
@@ -280,6 +284,7 @@ impl Demo {
         let mut demo = Self {
             state: AppState {
                 auth: Arc::new(auth),
+                keys,
                 db,
                 admin: Arc::new(admin),
                 clock: config.clock,
@@ -297,7 +302,6 @@ impl Demo {
                     config.mcp_allowed_hosts,
                     config.public_url.as_deref(),
                 ),
-                unsaved_revocations: Arc::default(),
                 sessions: Arc::default(),
                 usage: Arc::default(),
                 public_url: config.public_url.clone(),

@@ -246,6 +246,12 @@ impl Collector for Scraped {
                 shared.max_sync_age.as_secs_f64(),
             ),
             (
+                "sitequest_key_changes_unshared",
+                "Key changes saved on this instance and not yet confirmed written to Redis (retried \
+                 every half second); above 0 other instances may still grant a key revoked here.",
+                shared.sync.pending() as f64,
+            ),
+            (
                 "sitequest_resync_duration_seconds",
                 "Duration of the last complete resynchronization of the shared key hash.",
                 Duration::from_millis(sync.last_resync_ms).as_secs_f64(),

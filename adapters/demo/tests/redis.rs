@@ -439,3 +439,151 @@ fn an_allowlist_set_on_one_instance_holds_on_the_other() {
     a.terminate();
     b.terminate();
 }
+
+/// The status, the headers (lower-cased names) and the body of a raw HTTP/1.1 response.
+fn parts(raw: &str) -> (u16, Vec<(String, String)>, String) {
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    let mut lines = head.lines();
+    let status = lines.next().unwrap_or("")[9..12].parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A request on its own connection, answered as [`parts`].
+fn send(
+    server: &Running,
+    method: &str,
+    path: &str,
+    auth: &str,
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    parts(&server.raw(req.as_bytes()))
+}
+
+const NOT_SHARED: &str = r#"{"error":"The change is saved on this instance but the other instances could not be told yet; it is retried until they are: send it again","code":"SERVICE_UNAVAILABLE","status":503}"#;
+
+/// Issue 18's partition: instance a's link to Redis is cut by a proxy the test controls while b
+/// keeps its own. A revocation on a (admin API or presentation) is never answered with a 2xx
+/// while b still grants the key: it is a 503 `SERVICE_UNAVAILABLE` with `Retry-After` within
+/// the 2 s deadline, `/readyz` and the metrics show the unshared change, and once the link heals
+/// a's background retry shares it and b refuses the key; asked again, a answers success, and b
+/// refuses the key within a second of that answer.
+#[test]
+fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt.block_on(FreezingProxy::start(redis.port));
+    let dir = tempfile::tempdir().unwrap();
+    let (direct, via_proxy) = (redis.url(), proxy.url());
+    let quota = [
+        "--unauthenticated-limit",
+        "100000/60",
+        "--revoke-limit",
+        "1000/60",
+    ];
+    let mut b_flags = vec!["--redis", direct.as_str()];
+    b_flags.extend(quota);
+    let mut a_flags = vec!["--redis", via_proxy.as_str()];
+    a_flags.extend(quota);
+    let b = start(&dir.path().join("b.db"), &b_flags, Some(TOKEN));
+    let a = start(&dir.path().join("a.db"), &a_flags, Some(TOKEN));
+    let mut keys = Vec::new();
+    for name in ["by-admin", "by-presentation"] {
+        let (status, created) = b.request(
+            "POST",
+            "/admin/v1/keys",
+            TOKEN,
+            &format!(r#"{{"name":"{name}","preset":"full"}}"#),
+        );
+        assert_eq!(status, 201, "{created}");
+        keys.push((
+            field(&created, "key").to_owned(),
+            field(&created, "id").to_owned(),
+        ));
+    }
+    let [(key1, id1), (key2, _)] = [keys[0].clone(), keys[1].clone()];
+    for key in [&key1, &key2] {
+        wait_until("the key on a", Duration::from_secs(2), || {
+            a.request("GET", "/v1/servers", key, "").0 == 200
+        });
+    }
+    let delete = format!("/admin/v1/keys/{id1}");
+    let presented = format!(r#"{{"keys":["{key2}"]}}"#);
+
+    proxy.cut();
+    let started = Instant::now();
+    let (status, headers, body) = send(&a, "DELETE", &delete, TOKEN, "");
+    let waited = started.elapsed();
+    assert_eq!((status, body.as_str()), (503, NOT_SHARED));
+    assert_eq!(header(&headers, "retry-after"), Some("2"));
+    assert!(
+        waited >= Duration::from_millis(1900) && waited < Duration::from_secs(4),
+        "answered after {waited:?}"
+    );
+    let (status, headers, body) = send(&a, "POST", "/v1/keys/revoke", "", &presented);
+    assert_eq!((status, body.as_str()), (503, NOT_SHARED));
+    assert_eq!(header(&headers, "retry-after"), Some("2"));
+    // Right to refuse success: b, which a cannot reach, still grants both keys.
+    assert_eq!(b.request("GET", "/v1/servers", &key1, "").0, 200);
+    assert_eq!(b.request("GET", "/v1/servers", &key2, "").0, 200);
+    // a says so.
+    let (status, body) = a.request("GET", "/readyz", "", "");
+    assert_eq!(status, 503, "{body}");
+    let (_, metrics) = a.request("GET", "/metrics", "", "");
+    let unshared: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sitequest_key_changes_unshared "))
+        .expect("the unshared gauge")
+        .parse()
+        .unwrap();
+    assert!(unshared >= 2.0, "{unshared}");
+    // Asked again while cut off: never a 2xx.
+    while started.elapsed() < Duration::from_secs(8) {
+        assert_eq!(send(&a, "DELETE", &delete, TOKEN, "").0, 503);
+        assert_eq!(send(&a, "POST", "/v1/keys/revoke", "", &presented).0, 503);
+    }
+    assert_eq!(b.request("GET", "/v1/servers", &key1, "").0, 200);
+
+    proxy.heal();
+    let healed = Instant::now();
+    // Nobody asks again: a's own retries share both revocations.
+    for key in [&key1, &key2] {
+        wait_until("the revocation on b", Duration::from_secs(5), || {
+            b.request("GET", "/v1/servers", key, "").0 == 401
+        });
+    }
+    println!(
+        "b refuses both keys {:?} after the link healed",
+        healed.elapsed()
+    );
+    // Asked again, a now answers success, and b refuses the keys.
+    let acknowledged = wait_until("a 204 from a", Duration::from_secs(10), || {
+        let (status, _, body) = send(&a, "DELETE", &delete, TOKEN, "");
+        assert!(matches!(status, 204 | 503), "{status} {body}");
+        status == 204
+    });
+    println!("a acknowledged {acknowledged:?} after asked again");
+    assert_eq!(b.request("GET", "/v1/servers", &key1, "").0, 401);
+    let (status, _, _) = send(&a, "POST", "/v1/keys/revoke", "", &presented);
+    assert_eq!(status, 202);
+    assert_eq!(b.request("GET", "/v1/servers", &key2, "").0, 401);
+    wait_until("a ready again", Duration::from_secs(5), || {
+        a.request("GET", "/readyz", "", "").0 == 200
+    });
+    a.terminate();
+    b.terminate();
+}

@@ -382,6 +382,13 @@ impl SyncError {
             retry: false,
         }
     }
+
+    /// Whether publishing again may succeed (Redis did not answer in time), as opposed to a
+    /// change refused for good (the key was removed, or another key is shared under its id).
+    #[must_use]
+    pub fn can_retry(&self) -> bool {
+        self.retry
+    }
 }
 
 impl fmt::Display for SyncError {

@@ -103,11 +103,15 @@ impl Drop for RedisServer {
 /// open but no longer forward a byte either way, while new connections work normally. This is
 /// how a stalled link looks to a client (a proxy or NAT that dropped its state, a half-dead
 /// peer), and what a plain reconnect-on-error client never notices.
+///
+/// [`FreezingProxy::cut`] makes a partition instead: open connections freeze and new ones are
+/// accepted but never reach the server, until [`FreezingProxy::heal`].
 #[derive(Debug)]
 pub struct FreezingProxy {
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -122,9 +126,21 @@ impl FreezingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let generation = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let current = generation.clone();
+        let partitioned = cut.clone();
         let listener = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                if partitioned.load(Ordering::SeqCst) {
+                    // Accepted, then nothing: what a client sees across a partition.
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt;
+                        let mut client = client;
+                        let mut buf = [0u8; 1024];
+                        while matches!(client.read(&mut buf).await, Ok(n) if n > 0) {}
+                    });
+                    continue;
+                }
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else {
                     continue;
                 };
@@ -138,6 +154,7 @@ impl FreezingProxy {
         Self {
             port,
             generation,
+            cut,
             listener,
         }
     }
@@ -152,6 +169,19 @@ impl FreezingProxy {
     pub fn freeze(&self) {
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Cuts the link: every open connection freezes, and new ones are accepted but never
+    /// connected to the server, until [`FreezingProxy::heal`].
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.freeze();
+    }
+
+    /// Heals a [`FreezingProxy::cut`]: new connections reach the server again (the frozen ones
+    /// stay frozen, as after a real partition).
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

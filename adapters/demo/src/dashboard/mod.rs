@@ -550,7 +550,7 @@ async fn settings_page(
 ) -> Response {
     let now = state.now();
     let activity = state
-        .db
+        .keys
         .activity(crate::db::ActivityRead::Both)
         .await
         .unwrap_or_default();
@@ -734,9 +734,9 @@ async fn create(
         if let Some(t) = expiry {
             new = new.expires_at(t);
         }
-        match state.store().prepare(&new, now) {
+        match state.keys.create(&new, now, Source::Dashboard).await {
             Ok(i) => issued = Some(i),
-            Err(e) => {
+            Err(ChangeError::Invalid(e)) => {
                 let message = capitalized(&e.to_string());
                 match e {
                     InvalidRecord::EmptyName
@@ -746,20 +746,13 @@ async fn create(
                     _ => form.errors.expiry = Some(message),
                 }
             }
+            Err(e) => return change_failed(e),
         }
     }
     let Some(issued) = issued else {
         let csrf = state.sessions.csrf(&c, now).unwrap_or_default();
         return settings_page(&state, &headers, csrf, &form, None, StatusCode::BAD_REQUEST).await;
     };
-    if let Err(e) = state
-        .db
-        .create(issued.record.clone(), Source::Dashboard)
-        .await
-    {
-        return change_failed(e);
-    }
-    tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, "key created in the dashboard");
     state.sessions.set_reveal(
         &c,
         Reveal {
@@ -795,12 +788,16 @@ fn change_failed(e: ChangeError) -> Response {
         ChangeError::NotActive => "The key is revoked or expired.",
         ChangeError::Invalid(_) => "The key could not be saved.",
         ChangeError::Db(_) => "The data file is busy; try again in a moment.",
+        ChangeError::NotShared => {
+            "The change is in force on this server, but the other servers could not be told \
+             yet. It is retried until they are; send it again to be sure."
+        }
     };
     let status = match e {
         ChangeError::NotFound => StatusCode::NOT_FOUND,
         ChangeError::NotActive => StatusCode::CONFLICT,
         ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
-        ChangeError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ChangeError::Db(_) | ChangeError::NotShared => StatusCode::SERVICE_UNAVAILABLE,
     };
     page_with(
         status,
@@ -911,11 +908,8 @@ async fn revoke(
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
-    match state.db.revoke(id, state.now(), Source::Dashboard).await {
-        Ok(_) => {
-            tracing::info!(key_id = %id, "key revoked in the dashboard");
-            Redirect::to(SETTINGS).into_response()
-        }
+    match state.keys.revoke(id, state.now(), Source::Dashboard).await {
+        Ok(_) => Redirect::to(SETTINGS).into_response(),
         Err(e) => change_failed(e),
     }
 }
@@ -965,12 +959,11 @@ async fn rotate(
         }
     };
     match state
-        .db
+        .keys
         .rotate(id, grace, state.now(), Source::Dashboard)
         .await
     {
         Ok(rotated) => {
-            tracing::info!(old = %id, new = %rotated.new.record.id(), "key rotated in the dashboard");
             state.sessions.set_reveal(
                 &c,
                 Reveal {

@@ -71,6 +71,10 @@ pub enum ChangeError {
     /// The data file could not do it; nothing was changed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The change is saved and in force on this instance, but the other instances could not be
+    /// told in time (Redis did not confirm it); it is retried until they are.
+    #[error("the change is saved here but not yet shared with the other instances")]
+    NotShared,
 }
 
 /// A successful rotation.

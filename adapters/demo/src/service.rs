@@ -1,0 +1,375 @@
+//! The key service: the one owner of every change to keys.
+//!
+//! Every surface (the admin API, the dashboard, MCP, the leak endpoints, and the `keys`
+//! subcommands through the running server) creates, revokes, rotates and changes allowlists here
+//! and nowhere else. The service saves a change through [`Storage`] (the data file, which records
+//! the activity list in the same transaction), applies it to the key store, and, with Redis, has
+//! it confirmed by [`Sharing`] before it acknowledges a change that takes access away.
+//!
+//! # The guarantee
+//!
+//! A revocation (and an allowlist change, which can narrow access) is acknowledged only once
+//! it is saved here **and** confirmed written to the shared hash in Redis, from where every
+//! instance applies it (at once through the change channel, or at its next resync; an instance
+//! that cannot confirm being in sync for `--max-sync-age` stops vouching for any key under the
+//! default `--redis-failure closed`). When that confirmation does not come within
+//! [`CONFIRM_DEADLINE`], the answer is [`ChangeError::NotShared`] (the surfaces answer 503
+//! `SERVICE_UNAVAILABLE` with `Retry-After`): the key is refused here already, the change stays
+//! saved and queued, and it is published again every half second until Redis takes it. Asking
+//! again is safe: it answers success once the change is shared.
+//!
+//! New keys and rotations are answered at once (their plaintext must be shown); a new key
+//! unknown elsewhere is refused there, never granted, and the old key's shortened expiry is
+//! shared in the background like any change, counted in [`KeyService::unshared`] until it is.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use sitequest_auth::{
+    ApiKey, IpAllowlist, IssuedKey, KeyId, KeyRecord, KeyStatus, KeyStore, NewKey, UnixTime,
+};
+use sitequest_auth_redis::KeySync;
+
+use crate::db::{Activity, ActivityRead, ChangeError, DbError, DbHandle, Rotated, Source};
+
+/// Longest wait for Redis to confirm a revocation before the answer is a 503.
+pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(2);
+/// The `Retry-After` of a change saved here but not yet shared, in seconds.
+pub const RETRY_UNSHARED_SECS: u64 = 2;
+
+/// A boxed future, for the object-safe storage traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where keys are kept: each change is durable, with its activity entry, before it is applied
+/// to the key store and answered. The data file ([`DbHandle`]) is the one implementation today;
+/// a shared database would be another.
+pub trait Storage: Send + Sync + 'static {
+    /// Saves a new key's record, then puts it in the store.
+    fn create(&self, record: KeyRecord, source: Source) -> BoxFuture<'_, Result<(), ChangeError>>;
+    /// Revokes a key (keeping its first revocation time) and returns its record.
+    fn revoke(
+        &self,
+        id: KeyId,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<KeyRecord, ChangeError>>;
+    /// Issues a replacement for an active key; the old one expires after `grace`.
+    fn rotate(
+        &self,
+        id: KeyId,
+        grace: Duration,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<Rotated, ChangeError>>;
+    /// Sets an active key's allowlist and returns its record.
+    fn set_allowed_ips(
+        &self,
+        id: KeyId,
+        list: IpAllowlist,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<KeyRecord, ChangeError>>;
+    /// Reads the activity list.
+    fn activity(&self, read: ActivityRead) -> BoxFuture<'_, Result<Activity, DbError>>;
+    /// Records last-use times.
+    fn touch(&self, used: Vec<(KeyId, UnixTime)>) -> BoxFuture<'_, Result<(), DbError>>;
+}
+
+impl Storage for DbHandle {
+    fn create(&self, record: KeyRecord, source: Source) -> BoxFuture<'_, Result<(), ChangeError>> {
+        Box::pin(DbHandle::create(self, record, source))
+    }
+    fn revoke(
+        &self,
+        id: KeyId,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<KeyRecord, ChangeError>> {
+        Box::pin(DbHandle::revoke(self, id, now, source))
+    }
+    fn rotate(
+        &self,
+        id: KeyId,
+        grace: Duration,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<Rotated, ChangeError>> {
+        Box::pin(DbHandle::rotate(self, id, grace, now, source))
+    }
+    fn set_allowed_ips(
+        &self,
+        id: KeyId,
+        list: IpAllowlist,
+        now: UnixTime,
+        source: Source,
+    ) -> BoxFuture<'_, Result<KeyRecord, ChangeError>> {
+        Box::pin(DbHandle::set_allowed_ips(self, id, list, now, source))
+    }
+    fn activity(&self, read: ActivityRead) -> BoxFuture<'_, Result<Activity, DbError>> {
+        Box::pin(DbHandle::activity(self, read))
+    }
+    fn touch(&self, used: Vec<(KeyId, UnixTime)>) -> BoxFuture<'_, Result<(), DbError>> {
+        Box::pin(DbHandle::touch(self, used))
+    }
+}
+
+/// How changes reach the other instances. Redis ([`KeySync`]) is the one implementation.
+pub trait Sharing: Send + Sync + 'static {
+    /// Writes `record` where every instance reads it; `Ok` once it is there (or something
+    /// stronger is, such as the key's removal). A change not written is kept and published
+    /// again by the sharing's own retry loop.
+    fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>>;
+    /// Changes saved here and not yet shared.
+    fn pending(&self) -> usize;
+}
+
+impl Sharing for KeySync {
+    fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>> {
+        let record = record.clone();
+        Box::pin(async move {
+            match self.publish(&record).await {
+                Ok(_) => Ok(()),
+                // Removed, or another key under this id: nothing to share, and nothing stronger
+                // can be had by retrying.
+                Err(e) if !e.can_retry() => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+    fn pending(&self) -> usize {
+        KeySync::pending(self)
+    }
+}
+
+/// The one owner of key changes (see the module's documentation).
+pub struct KeyService {
+    store: Arc<KeyStore>,
+    storage: Arc<dyn Storage>,
+    sharing: Option<Arc<dyn Sharing>>,
+    deadline: Duration,
+    /// Keys revoked here whose revocation is not yet saved or not yet confirmed shared: a
+    /// reporter presenting one again is answered as for a live key, and the change is retried.
+    unconfirmed: Mutex<HashSet<KeyId>>,
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService")
+            .field("shared", &self.sharing.is_some())
+            .field("unconfirmed", &self.unconfirmed.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyService {
+    /// A service over `store`, saving through `storage` and, if given, sharing through
+    /// `sharing`.
+    #[must_use]
+    pub fn new(
+        store: Arc<KeyStore>,
+        storage: Arc<dyn Storage>,
+        sharing: Option<Arc<dyn Sharing>>,
+    ) -> Self {
+        Self {
+            store,
+            storage,
+            sharing,
+            deadline: CONFIRM_DEADLINE,
+            unconfirmed: Mutex::default(),
+        }
+    }
+
+    /// The same service with another confirmation deadline.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The key store the service changes.
+    #[must_use]
+    pub fn store(&self) -> &Arc<KeyStore> {
+        &self.store
+    }
+
+    /// Changes saved here and not yet confirmed shared (0 without Redis).
+    #[must_use]
+    pub fn unshared(&self) -> usize {
+        self.sharing.as_ref().map_or(0, |s| s.pending())
+    }
+
+    /// Issues a key as `new` asks, saves it and returns it (its plaintext, once).
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::Invalid`] when the store's rules or policy refuse it, else as
+    /// [`Storage::create`].
+    pub async fn create(
+        &self,
+        new: &NewKey,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<IssuedKey, ChangeError> {
+        let issued = self.store.prepare(new, now)?;
+        self.storage.create(issued.record.clone(), source).await?;
+        tracing::info!(key_id = %issued.record.id(), name = %issued.record.name, source = source.as_str(), "key created");
+        Ok(issued)
+    }
+
+    /// Revokes a key everywhere: saved, refused here, and confirmed shared before this returns
+    /// `Ok`. Revoking a revoked key keeps its first time and confirms it is shared.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::NotFound`]; [`ChangeError::Db`] when it could not be saved (nothing was
+    /// changed); [`ChangeError::NotShared`] when it is saved and in force here but not yet
+    /// confirmed shared (retried in the background; asking again is safe).
+    pub async fn revoke(
+        &self,
+        id: KeyId,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<KeyRecord, ChangeError> {
+        let record = self.storage.revoke(id, now, source).await?;
+        tracing::info!(key_id = %id, source = source.as_str(), "key revoked");
+        self.confirmed(id, &record).await?;
+        Ok(record)
+    }
+
+    /// Revokes `key` if it is live here (or its revocation is not yet confirmed), returning
+    /// whether it was: for whoever presents a leaked key, who learns nothing of other keys.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeError::Db`] when the revocation could not be saved: the key is refused by this
+    /// process at once anyway and remembered, so that the reporter's next attempt saves it;
+    /// [`ChangeError::NotShared`] as for [`KeyService::revoke`].
+    pub async fn revoke_presented(
+        &self,
+        key: &ApiKey,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<bool, ChangeError> {
+        let digest = key.digest();
+        let id = digest.id();
+        let Some(record) = self.store.get(id) else {
+            return Ok(false);
+        };
+        let unconfirmed = || self.unconfirmed.lock().contains(&id);
+        if record.digest != digest || (record.status(now) != KeyStatus::Active && !unconfirmed()) {
+            return Ok(false);
+        }
+        match self.storage.revoke(id, now, source).await {
+            Ok(record) => {
+                self.confirmed(id, &record).await?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(key_id = %id, error = %e, "could not save a revocation");
+                // Refused by this process at once; saved when the report comes again.
+                let _ = self.store.revoke(id, now);
+                self.unconfirmed.lock().insert(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Issues a replacement for an active key; the old key expires `grace` after `now`, and
+    /// until then both share one rate-limit window.
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::rotate`].
+    pub async fn rotate(
+        &self,
+        id: KeyId,
+        grace: Duration,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<Rotated, ChangeError> {
+        let rotated = self.storage.rotate(id, grace, now, source).await?;
+        tracing::info!(old = %id, new = %rotated.new.record.id(), grace = grace.as_secs(), source = source.as_str(), "key rotated");
+        Ok(rotated)
+    }
+
+    /// Sets an active key's allowlist (empty: any address), confirmed shared before `Ok`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Storage::set_allowed_ips`], and [`ChangeError::NotShared`] as for
+    /// [`KeyService::revoke`].
+    pub async fn set_allowed_ips(
+        &self,
+        id: KeyId,
+        list: IpAllowlist,
+        now: UnixTime,
+        source: Source,
+    ) -> Result<KeyRecord, ChangeError> {
+        let record = self.storage.set_allowed_ips(id, list, now, source).await?;
+        tracing::info!(key_id = %id, allowed_ips = %record.allowed_ips, source = source.as_str(), "key allowlist set");
+        self.confirmed(id, &record).await?;
+        Ok(record)
+    }
+
+    /// The activity list (`read` says which parts).
+    ///
+    /// # Errors
+    ///
+    /// When the data file cannot be read now.
+    pub async fn activity(&self, read: ActivityRead) -> Result<Activity, DbError> {
+        self.storage.activity(read).await
+    }
+
+    /// Saves the keys' last-use times.
+    ///
+    /// # Errors
+    ///
+    /// When the data file cannot save them.
+    pub async fn flush_last_used(&self) -> Result<(), DbError> {
+        let used: Vec<(KeyId, UnixTime)> = self
+            .store
+            .export()
+            .into_iter()
+            .filter_map(|r| r.last_used_at.map(|t| (r.id(), t)))
+            .collect();
+        if used.is_empty() {
+            return Ok(());
+        }
+        self.storage.touch(used).await
+    }
+
+    /// Waits until `record` is confirmed shared, within the deadline; without sharing it is at
+    /// once. While it is not, the key is remembered as unconfirmed.
+    async fn confirmed(&self, id: KeyId, record: &KeyRecord) -> Result<(), ChangeError> {
+        let Some(sharing) = &self.sharing else {
+            self.unconfirmed.lock().remove(&id);
+            return Ok(());
+        };
+        let started = Instant::now();
+        let mut last = String::from("no answer from Redis");
+        loop {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                break;
+            }
+            match tokio::time::timeout(left, sharing.confirm(record)).await {
+                Ok(Ok(())) => {
+                    self.unconfirmed.lock().remove(&id);
+                    return Ok(());
+                }
+                Ok(Err(e)) => last = e,
+                Err(_) => break,
+            }
+            let pause =
+                Duration::from_millis(100).min(self.deadline.saturating_sub(started.elapsed()));
+            tokio::time::sleep(pause).await;
+        }
+        self.unconfirmed.lock().insert(id);
+        tracing::warn!(key_id = %id, reason = %last, "key change saved here, not yet shared with the other instances");
+        Err(ChangeError::NotShared)
+    }
+}
