@@ -42,7 +42,9 @@ pub fn readiness(state: &AppState) -> Result<(), String> {
     let Some(sync) = &state.sync else {
         return Ok(());
     };
-    let unshared = sync.pending();
+    // A change in flight waits for a moment; one waiting past the revocation deadline is one
+    // Redis did not take.
+    let unshared = sync.pending_longer_than(crate::service::CONFIRM_DEADLINE);
     if unshared > 0 && sync.is_in_sync(state.max_sync_age) {
         return Err(format!(
             "{unshared} key changes saved here not yet shared with the other instances"

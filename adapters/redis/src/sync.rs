@@ -344,7 +344,8 @@ pub struct KeySync {
     script: redis::Script,
     hash: String,
     channel: String,
-    pending: Mutex<HashMap<KeyId, Entry>>,
+    /// Changes waiting to be published, with when the first of them was queued.
+    pending: Mutex<HashMap<KeyId, (Entry, Instant)>>,
     /// Keys this instance knows to be removed, with the time: records for them are ignored,
     /// and a resync that finds one in the hash puts the tombstone back.
     removed: Mutex<HashMap<KeyId, UnixTime>>,
@@ -505,6 +506,17 @@ impl KeySync {
         self.pending.lock().len()
     }
 
+    /// Number of changes waiting to be published for longer than `age`: a change in flight is
+    /// waiting for a moment, one Redis cannot take waits longer.
+    #[must_use]
+    pub fn pending_longer_than(&self, age: Duration) -> usize {
+        self.pending
+            .lock()
+            .values()
+            .filter(|(_, since)| since.elapsed() > age)
+            .count()
+    }
+
     /// What the sync has done so far.
     #[must_use]
     pub fn stats(&self) -> SyncStats {
@@ -561,7 +573,7 @@ impl KeySync {
         let mut pending = self.pending.lock();
         // Done, or refused for good (another key under this id), where retrying cannot help.
         if (result.is_ok() || result.as_ref().is_err_and(|e| !e.retry))
-            && pending.get(&id) == Some(&outgoing)
+            && pending.get(&id).map(|(e, _)| e) == Some(&outgoing)
         {
             pending.remove(&id);
         }
@@ -625,7 +637,12 @@ impl KeySync {
     /// Many at a time on the multiplexed connection, so a large backlog (a new instance with
     /// many keys, or Redis that lost its data) drains at the pipeline's pace.
     async fn retry_pending(&self) {
-        let waiting: Vec<Entry> = self.pending.lock().values().cloned().collect();
+        let waiting: Vec<Entry> = self
+            .pending
+            .lock()
+            .values()
+            .map(|(e, _)| e.clone())
+            .collect();
         futures_util::stream::iter(waiting)
             .for_each_concurrent(PUBLISH_CONCURRENCY, |entry| async move {
                 if let Err(e) = self.publish_entry(entry.clone()).await {
@@ -940,11 +957,11 @@ impl KeySync {
     fn queue(&self, entry: Entry) -> Entry {
         let id = entry.id();
         let mut pending = self.pending.lock();
-        let merged = match pending.get(&id) {
-            Some(waiting) => waiting.merged_with(&entry).unwrap_or(entry),
-            None => entry,
+        let (merged, since) = match pending.get(&id) {
+            Some((waiting, since)) => (waiting.merged_with(&entry).unwrap_or(entry), *since),
+            None => (entry, Instant::now()),
         };
-        pending.insert(id, merged.clone());
+        pending.insert(id, (merged.clone(), since));
         merged
     }
 }
