@@ -86,6 +86,9 @@ pub struct Config {
     /// The URL people reach the server by (`--public-url`), as `https://keys.example.com`: the
     /// dashboard's origin, and `Secure` session cookies when it is `https`.
     pub public_url: Option<String>,
+    /// How many MCP sessions may be open (`--mcp-max-sessions`,
+    /// `--mcp-max-sessions-per-key`), and when a silent one closes.
+    pub mcp_sessions: mcp::SessionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -126,6 +129,7 @@ impl Config {
             github_scanning_keys: None,
             mcp_allowed_hosts: Vec::new(),
             public_url: None,
+            mcp_sessions: mcp::SessionLimits::DEFAULT,
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct AppState {
     pub usage: Arc<dashboard::usage::Usage>,
     /// The URL people reach the server by, if configured.
     pub public_url: Option<String>,
+    /// The open MCP sessions and the keys that opened them.
+    pub mcp_sessions: Arc<mcp::SessionOwners>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -305,6 +311,7 @@ impl Demo {
                 sessions: Arc::default(),
                 usage: Arc::default(),
                 public_url: config.public_url.clone(),
+                mcp_sessions: Arc::new(mcp::SessionOwners::new(config.mcp_sessions)),
             },
             listener,
             metrics_listener,

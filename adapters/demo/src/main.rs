@@ -127,6 +127,15 @@ struct Cli {
     /// header over plain http.
     #[arg(long, value_name = "URL", value_parser = parse_public_url)]
     public_url: Option<String>,
+    /// Most MCP sessions open at once; past it new sessions are refused (503), open ones are
+    /// never closed to make room. A session closes when its client ends it or after 5 minutes
+    /// without a request.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = parse_cap)]
+    mcp_max_sessions: usize,
+    /// Most MCP sessions one key may have open; past it that key's new sessions are refused
+    /// (429).
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = parse_cap)]
+    mcp_max_sessions_per_key: usize,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -286,6 +295,11 @@ async fn main() -> Result<()> {
     config.revoke_limit = cli.revoke_limit;
     config.mcp_allowed_hosts = cli.mcp_allowed_hosts;
     config.public_url = cli.public_url;
+    config.mcp_sessions = sitequest_demo::mcp::SessionLimits {
+        total: cli.mcp_max_sessions,
+        per_key: cli.mcp_max_sessions_per_key,
+        ..sitequest_demo::mcp::SessionLimits::DEFAULT
+    };
     if let Some(path) = &cli.github_scanning_keys {
         config.github_scanning_keys = Some(read_scanning_keys(path)?);
     }

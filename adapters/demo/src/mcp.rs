@@ -23,7 +23,13 @@ use rmcp::model::{
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use futures_util::Stream;
+use rmcp::model::ServerJsonRpcMessage;
+use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
@@ -38,10 +44,6 @@ use crate::AppState;
 pub const PATH: &str = "/mcp";
 /// Largest JSON-RPC request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Most MCP sessions whose key is remembered; past it the oldest is forgotten (and its session
-/// then answers 404, as an unknown one).
-pub const MAX_SESSIONS: usize = 10_000;
 
 /// The tools, for one session. What a call may do is read from the key of the HTTP request that
 /// carried it, so a change to the key (a revocation) holds from the next request. Calls refused
@@ -147,14 +149,17 @@ pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
         usage: state.usage.clone(),
         clock: state.clock.clone(),
     };
-    let service: StreamableHttpService<Tools, LocalSessionManager> = StreamableHttpService::new(
-        move || Ok(tools.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    let owners = state.mcp_sessions.clone();
+    let mut local = LocalSessionManager::default();
+    local.session_config.keep_alive = Some(owners.limits.idle);
+    let sessions = OwnedSessions {
+        local,
+        owners: owners.clone(),
+    };
+    let service: StreamableHttpService<Tools, OwnedSessions> =
+        StreamableHttpService::new(move || Ok(tools.clone()), Arc::new(sessions), config);
     let service =
         ServiceExt::<axum::http::Request<Body>>::map_response(service, |res| res.map(Body::new));
-    let owners = Arc::new(SessionOwners::default());
     // Outermost first: the key, then the session's owner and the JSON-RPC shape, then MCP.
     Router::new()
         .route_service(PATH, service)
@@ -183,44 +188,233 @@ fn origins_of(host: &str) -> Vec<String> {
     ]
 }
 
-/// Which key opened each MCP session: a session answers only the key that opened it. Looked up
-/// on every request that names a session, so by hash; the queue remembers the order of opening,
-/// to forget the oldest past [`MAX_SESSIONS`].
-#[derive(Default)]
-struct SessionOwners(parking_lot::Mutex<Owners>);
+/// How many MCP sessions may be open, and for how long a silent one is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Open sessions in all (`--mcp-max-sessions`).
+    pub total: usize,
+    /// Open sessions per key (`--mcp-max-sessions-per-key`).
+    pub per_key: usize,
+    /// A session without any request for this long is closed.
+    pub idle: std::time::Duration,
+}
 
-#[derive(Default)]
+impl SessionLimits {
+    /// 1,000 sessions in all, 16 per key, closed after 5 minutes without a request.
+    pub const DEFAULT: Self = Self {
+        total: 1_000,
+        per_key: 16,
+        idle: std::time::Duration::from_secs(300),
+    };
+}
+
+tokio::task_local! {
+    /// The key of the request being served, for the session manager that opens its session.
+    static OPENING_KEY: sitequest_auth::KeyId;
+}
+
+/// Why a new session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefusal {
+    /// The key has [`SessionLimits::per_key`] sessions open.
+    #[error("this key has {0} MCP sessions open, the most allowed: end one (DELETE) or let one expire")]
+    Key(usize),
+    /// The server has [`SessionLimits::total`] sessions open.
+    #[error("the server has {0} MCP sessions open, the most allowed: try again later")]
+    Server(usize),
+    /// No authenticated key on the request.
+    #[error("no authenticated key")]
+    NoKey,
+}
+
+impl SessionRefusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Key(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Server(_) | Self::NoKey => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Which key opened each open MCP session: a session answers only the key that opened it. Live
+/// sessions are never evicted: past a limit new ones are refused, and an entry leaves when its
+/// session ends (closed by the client, idle, or failed).
+#[derive(Debug)]
+pub struct SessionOwners {
+    limits: SessionLimits,
+    inner: parking_lot::Mutex<Owners>,
+}
+
+#[derive(Debug, Default)]
 struct Owners {
     by_session: std::collections::HashMap<String, sitequest_auth::KeyId>,
-    /// Sessions in the order they were opened; ended ones are skipped when they come up.
-    opened: std::collections::VecDeque<String>,
+    /// Open and opening sessions per key.
+    per_key: std::collections::HashMap<sitequest_auth::KeyId, usize>,
+    /// Open and opening sessions in all.
+    total: usize,
 }
 
 impl SessionOwners {
+    /// An empty table under `limits`.
+    #[must_use]
+    pub fn new(limits: SessionLimits) -> Self {
+        Self {
+            limits,
+            inner: parking_lot::Mutex::default(),
+        }
+    }
+
     fn owner(&self, session: &str) -> Option<sitequest_auth::KeyId> {
-        self.0.lock().by_session.get(session).copied()
+        self.inner.lock().by_session.get(session).copied()
     }
 
-    fn insert(&self, session: String, key: sitequest_auth::KeyId) {
-        let mut owners = self.0.lock();
-        while owners.by_session.len() >= MAX_SESSIONS {
-            let Some(oldest) = owners.opened.pop_front() else {
-                break;
-            };
-            owners.by_session.remove(&oldest);
+    /// Whether `key` may open one more session now.
+    fn room_for(&self, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
+        let owners = self.inner.lock();
+        if owners.per_key.get(&key).copied().unwrap_or(0) >= self.limits.per_key {
+            return Err(SessionRefusal::Key(self.limits.per_key));
         }
-        // Ended sessions leave their place in the queue; drop those before it grows past twice
-        // the bound.
-        if owners.opened.len() >= 2 * MAX_SESSIONS {
-            let Owners { by_session, opened } = &mut *owners;
-            opened.retain(|s| by_session.contains_key(s));
+        if owners.total >= self.limits.total {
+            return Err(SessionRefusal::Server(self.limits.total));
         }
-        owners.opened.push_back(session.clone());
-        owners.by_session.insert(session, key);
+        Ok(())
     }
 
+    /// Holds a place for a session `key` is opening.
+    fn reserve(&self, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
+        let mut owners = self.inner.lock();
+        let of_key = owners.per_key.get(&key).copied().unwrap_or(0);
+        if of_key >= self.limits.per_key {
+            return Err(SessionRefusal::Key(self.limits.per_key));
+        }
+        if owners.total >= self.limits.total {
+            return Err(SessionRefusal::Server(self.limits.total));
+        }
+        owners.per_key.insert(key, of_key + 1);
+        owners.total += 1;
+        Ok(())
+    }
+
+    /// Gives back a place held by [`SessionOwners::reserve`].
+    fn release(&self, key: sitequest_auth::KeyId) {
+        let mut owners = self.inner.lock();
+        Self::forget(&mut owners, key);
+    }
+
+    fn forget(owners: &mut Owners, key: sitequest_auth::KeyId) {
+        owners.total = owners.total.saturating_sub(1);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = owners.per_key.entry(key) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    fn bind(&self, session: String, key: sitequest_auth::KeyId) {
+        self.inner.lock().by_session.insert(session, key);
+    }
+
+    /// Forgets an ended session.
     fn remove(&self, session: &str) {
-        self.0.lock().by_session.remove(session);
+        let mut owners = self.inner.lock();
+        if let Some(key) = owners.by_session.remove(session) {
+            Self::forget(&mut owners, key);
+        }
+    }
+
+    /// Open sessions in all.
+    #[must_use]
+    pub fn open(&self) -> usize {
+        self.inner.lock().by_session.len()
+    }
+}
+
+/// An error of [`OwnedSessions`].
+#[derive(Debug, thiserror::Error)]
+pub enum SessionsError {
+    /// Refused by a limit.
+    #[error(transparent)]
+    Refused(#[from] SessionRefusal),
+    /// From rmcp's session manager.
+    #[error(transparent)]
+    Local(#[from] LocalSessionManagerError),
+}
+
+/// rmcp's in-memory session manager, with each session bound to the key that opened it and
+/// counted in [`SessionLimits`]; an ended session (closed, idle or failed) leaves the table.
+struct OwnedSessions {
+    local: LocalSessionManager,
+    owners: Arc<SessionOwners>,
+}
+
+impl SessionManager for OwnedSessions {
+    type Error = SessionsError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let key = OPENING_KEY
+            .try_with(|k| *k)
+            .map_err(|_| SessionRefusal::NoKey)?;
+        self.owners.reserve(key)?;
+        match self.local.create_session().await {
+            Ok((id, transport)) => {
+                self.owners.bind(id.to_string(), key);
+                Ok((id, transport))
+            }
+            Err(e) => {
+                self.owners.release(key);
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        Ok(self.local.initialize_session(id, message).await?)
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        Ok(self.local.has_session(id).await?)
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        self.owners.remove(id);
+        Ok(self.local.close_session(id).await?)
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.local.create_stream(id, message).await?)
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        Ok(self.local.accept_message(id, message).await?)
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.local.create_standalone_stream(id).await?)
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        Ok(self.local.resume(id, last_event_id).await?)
     }
 }
 
@@ -250,24 +444,26 @@ async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) ->
     let method = req.method().clone();
     let req = if method == Method::POST {
         match one_message(req).await {
-            Ok(req) => req,
+            Ok((req, opens)) => {
+                // A new session past a limit is refused here, with its reason; the session
+                // manager holds the limit exactly.
+                if opens && session.is_none() {
+                    if let Err(refused) = key.map_or(Err(SessionRefusal::NoKey), |k| owners.room_for(k)) {
+                        return json_rpc_error(refused.status(), Value::Null, -32000, &refused.to_string());
+                    }
+                }
+                req
+            }
             Err(refusal) => return *refusal,
         }
     } else {
         req
     };
-    let mut res = next.run(req).await;
-    if let (Some(opened), Some(key)) = (res.headers().get(SESSION_HEADER), key) {
-        if session.is_none() {
-            if let Ok(opened) = opened.to_str() {
-                owners.insert(opened.to_owned(), key);
-            }
-        }
-    }
+    let mut res = match key {
+        Some(key) => OPENING_KEY.scope(key, next.run(req)).await,
+        None => next.run(req).await,
+    };
     if method == Method::DELETE && res.status().is_success() {
-        if let Some(session) = &session {
-            owners.remove(session);
-        }
         *res.status_mut() = StatusCode::NO_CONTENT;
         *res.body_mut() = Body::empty();
         return res;
@@ -304,10 +500,11 @@ fn json_rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Re
     (status, axum::Json(body)).into_response()
 }
 
-/// The request again, when its body is one JSON-RPC message of MCP's; else the JSON-RPC error
+/// The request again, and whether it is an `initialize` (which opens a session), when its body
+/// is one JSON-RPC message of MCP's; else the JSON-RPC error
 /// to answer (`-32700` for text that is not JSON, `-32600` for JSON that is not such a message,
 /// HTTP 400; a body over [`MAX_BODY`] is a 413), before the transport sees it.
-async fn one_message(req: Request) -> Result<Request, Box<Response>> {
+async fn one_message(req: Request) -> Result<(Request, bool), Box<Response>> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return Err(Box::new(json_rpc_error(
@@ -340,7 +537,8 @@ async fn one_message(req: Request) -> Result<Request, Box<Response>> {
             "Invalid Request: not a JSON-RPC message of MCP",
         )));
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    let opens = value.get("method").and_then(Value::as_str) == Some("initialize");
+    Ok((Request::from_parts(parts, Body::from(bytes)), opens))
 }
 
 #[cfg(test)]
@@ -368,25 +566,30 @@ mod tests {
     }
 
     #[test]
-    fn session_owners_are_found_and_bounded() {
-        let owners = SessionOwners::default();
-        let k = |n| sitequest_auth::KeyId::from_u64(n);
-        for i in 0..(MAX_SESSIONS as u64 + 5) {
-            owners.insert(format!("s{i}"), k(i));
+    fn sessions_are_refused_past_the_limits_never_evicted() {
+        let owners = SessionOwners::new(SessionLimits {
+            total: 3,
+            per_key: 2,
+            idle: std::time::Duration::from_secs(1),
+        });
+        let k = sitequest_auth::KeyId::from_u64;
+        for (s, key) in [("a1", 1), ("a2", 1)] {
+            owners.reserve(k(key)).unwrap();
+            owners.bind(s.into(), k(key));
         }
-        assert_eq!(owners.owner("s0"), None);
-        assert_eq!(
-            owners.owner(&format!("s{}", MAX_SESSIONS + 4)),
-            Some(k(MAX_SESSIONS as u64 + 4))
-        );
-        owners.remove("s10");
-        assert_eq!(owners.owner("s10"), None);
-        for i in 0..(3 * MAX_SESSIONS as u64) {
-            owners.insert(format!("t{i}"), k(i));
-            owners.remove(&format!("t{i}"));
-        }
-        let inner = owners.0.lock();
-        assert!(inner.opened.len() <= 2 * MAX_SESSIONS);
-        assert!(inner.by_session.len() <= MAX_SESSIONS);
+        assert_eq!(owners.reserve(k(1)), Err(SessionRefusal::Key(2)));
+        owners.reserve(k(2)).unwrap();
+        owners.bind("b1".into(), k(2));
+        assert_eq!(owners.reserve(k(3)), Err(SessionRefusal::Server(3)));
+        assert_eq!(owners.owner("a1"), Some(k(1)));
+        owners.remove("a1");
+        assert_eq!(owners.owner("a1"), None);
+        owners.reserve(k(1)).unwrap();
+        owners.release(k(1));
+        owners.remove("a2");
+        owners.remove("b1");
+        owners.remove("b1");
+        let inner = owners.inner.lock();
+        assert!(inner.by_session.is_empty() && inner.per_key.is_empty() && inner.total == 0);
     }
 }

@@ -156,3 +156,34 @@ async fn every_dashboard_answer_carries_the_security_headers() {
         assert_eq!(h["referrer-policy"], "no-referrer");
     }
 }
+
+/// Issue 18: anyone sharing the admin's address (or every client, behind a proxy that is not
+/// trusted) used up the address's quota with wrong tokens, and the admin could no longer sign
+/// in. The token is compared first: wrong tokens are refused (429 past the quota), the right
+/// one always signs in, and it is not counted.
+#[tokio::test]
+async fn wrong_tokens_from_the_admins_address_do_not_lock_the_admin_out() {
+    let s = Server::start_configured(tempfile::tempdir().unwrap(), Quota::SPEC, |c| {
+        c.unauthenticated_limit = Quota::new(3, 60).unwrap();
+    })
+    .await;
+    let c = client();
+    let attempt = |token: &'static str| {
+        c.post(format!("{}/dashboard/login", s.base))
+            .header(ORIGIN, &s.base)
+            .form(&[("token", token)])
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(attempt("wrong").await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    // The right token from the same address: signed in, and not counted.
+    for _ in 0..3 {
+        let res = attempt(ADMIN).await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        assert!(res.headers().get(SET_COOKIE).is_some());
+    }
+    assert_eq!(attempt("wrong").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+}

@@ -293,26 +293,30 @@ async fn login(
     if !same_origin(&state, &headers) {
         return forbidden();
     }
-    // Wrong tokens count in the address's quota of requests without a valid key.
+    // The token is compared first, so that nobody sharing the admin's address (or a proxy that
+    // is not trusted) can lock the admin out; only wrong tokens count in the address's quota of
+    // requests without a valid key, and past it they are refused before being compared.
     let now = state.now();
-    let refusals = crate::leaks::Refusals::of(
-        &state,
-        crate::leaks::client_address(&state, &headers, Some(peer)),
-        now,
-    );
-    if refusals.exhausted().is_some() {
-        return page_with(
-            StatusCode::TOO_MANY_REQUESTS,
-            &LoginPage {
-                signed_in: false,
-                csrf: String::new(),
-                error: Some("Too many attempts from this address: wait a minute and try again."),
-            },
-        );
-    }
     let token = Zeroizing::new(field(&fields, "token").unwrap_or("").to_owned());
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
     if !state.admin.check(Some(header.as_bytes())) {
+        let refusals = crate::leaks::Refusals::of(
+            &state,
+            crate::leaks::client_address(&state, &headers, Some(peer)),
+            now,
+        );
+        if refusals.exhausted().is_some() {
+            return page_with(
+                StatusCode::TOO_MANY_REQUESTS,
+                &LoginPage {
+                    signed_in: false,
+                    csrf: String::new(),
+                    error: Some(
+                        "Too many attempts from this address: wait a minute and try again.",
+                    ),
+                },
+            );
+        }
         tracing::debug!("dashboard sign-in refused");
         return refusals.count(page_with(
             StatusCode::UNAUTHORIZED,
