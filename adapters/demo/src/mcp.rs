@@ -18,13 +18,13 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures_util::Stream;
+use rmcp::model::ServerJsonRpcMessage;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientJsonRpcMessage, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
-use futures_util::Stream;
-use rmcp::model::ServerJsonRpcMessage;
 use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
@@ -217,7 +217,9 @@ tokio::task_local! {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SessionRefusal {
     /// The key has [`SessionLimits::per_key`] sessions open.
-    #[error("this key has {0} MCP sessions open, the most allowed: end one (DELETE) or let one expire")]
+    #[error(
+        "this key has {0} MCP sessions open, the most allowed: end one (DELETE) or let one expire"
+    )]
     Key(usize),
     /// The server has [`SessionLimits::total`] sessions open.
     #[error("the server has {0} MCP sessions open, the most allowed: try again later")]
@@ -448,8 +450,15 @@ async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) ->
                 // A new session past a limit is refused here, with its reason; the session
                 // manager holds the limit exactly.
                 if opens && session.is_none() {
-                    if let Err(refused) = key.map_or(Err(SessionRefusal::NoKey), |k| owners.room_for(k)) {
-                        return json_rpc_error(refused.status(), Value::Null, -32000, &refused.to_string());
+                    if let Err(refused) =
+                        key.map_or(Err(SessionRefusal::NoKey), |k| owners.room_for(k))
+                    {
+                        return json_rpc_error(
+                            refused.status(),
+                            Value::Null,
+                            -32000,
+                            &refused.to_string(),
+                        );
                     }
                 }
                 req

@@ -185,5 +185,8 @@ async fn wrong_tokens_from_the_admins_address_do_not_lock_the_admin_out() {
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         assert!(res.headers().get(SET_COOKIE).is_some());
     }
-    assert_eq!(attempt("wrong").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        attempt("wrong").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }

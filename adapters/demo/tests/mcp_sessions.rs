@@ -33,7 +33,10 @@ async fn open(s: &Server, key: &str) -> Result<String, (StatusCode, Value)> {
     let res = post(s, key, None, INITIALIZE).await;
     if res.status() != StatusCode::OK {
         let status = res.status();
-        return Err((status, serde_json::from_str(&res.text().await.unwrap()).unwrap()));
+        return Err((
+            status,
+            serde_json::from_str(&res.text().await.unwrap()).unwrap(),
+        ));
     }
     let id = res.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let _ = res.text().await;
@@ -71,17 +74,13 @@ fn refusal(status: StatusCode, message: &str) -> Result<String, (StatusCode, Val
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_past_a_limit_are_refused_and_live_ones_are_never_evicted() {
-    let s = Server::start_configured(
-        tempfile::tempdir().unwrap(),
-        Quota::per_minute(1000),
-        |c| {
-            c.mcp_sessions = SessionLimits {
-                total: 4,
-                per_key: 2,
-                idle: Duration::from_secs(2),
-            };
-        },
-    )
+    let s = Server::start_configured(tempfile::tempdir().unwrap(), Quota::per_minute(1000), |c| {
+        c.mcp_sessions = SessionLimits {
+            total: 4,
+            per_key: 2,
+            idle: Duration::from_secs(2),
+        };
+    })
     .await;
     let full = r#"{"name":"k","preset":"full"}"#;
     let (_, a) = s.create(full).await;

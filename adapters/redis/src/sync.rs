@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use sitequest_auth::{KeyId, KeyRecord, KeyStore, UnixTime};
+use sitequest_auth::{KeyId, KeyRecord, KeyStore, Throttle, UnixTime};
 use zeroize::Zeroizing;
 
 use crate::link::{self, Link};
@@ -351,6 +351,12 @@ pub struct KeySync {
     removed: Mutex<HashMap<KeyId, UnixTime>>,
     confirmed: Mutex<Option<Instant>>,
     counters: Counters,
+    /// Messages on the channel that fail the signature check: one line per interval, however
+    /// many arrive.
+    unsigned_message_log: Throttle,
+    /// Hash entries that fail the signature check: one summary line per resync at most, and
+    /// at most one a minute.
+    unsigned_entry_log: Throttle,
 }
 
 impl fmt::Debug for KeySync {
@@ -424,6 +430,8 @@ impl KeySync {
             removed: Mutex::new(HashMap::new()),
             confirmed: Mutex::new(None),
             counters: Counters::default(),
+            unsigned_message_log: Throttle::new(Duration::from_secs(10)),
+            unsigned_entry_log: Throttle::new(Duration::from_secs(60)),
         })
     }
 
@@ -724,8 +732,18 @@ impl KeySync {
                         )));
                     };
                     if let Ok(raw) = msg.get_payload::<String>() {
-                        if let Some((_, Some(change))) = self.apply_raw(store, &raw, None) {
-                            on_change(vec![change]);
+                        match self.apply_raw(store, &raw, None) {
+                            Ok((_, Some(change))) => on_change(vec![change]),
+                            Err(Rejected::Signature) => {
+                                if let Some(held_back) = self.unsigned_message_log.allow(Instant::now()) {
+                                    tracing::warn!(
+                                        held_back,
+                                        "ignoring key changes on the channel that are not signed \
+                                         with the sync secret"
+                                    );
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -781,25 +799,23 @@ impl KeySync {
         store: &KeyStore,
         raw: &str,
         field: Option<&str>,
-    ) -> Option<(Entry, Option<KeyChange>)> {
-        let Ok(entry) = self.decode(raw) else {
-            tracing::warn!("ignoring a key change that is not signed with the sync secret");
-            return None;
-        };
+    ) -> Result<(Entry, Option<KeyChange>), Rejected> {
+        // Not logged here: a flood of forged entries would be a flood of lines. The callers
+        // log one line per interval, or one per resync.
+        let entry = self.decode(raw)?;
         if field.is_some_and(|f| f != entry.id().to_string()) {
             self.counters
                 .rejected_conflict
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(key_id = %entry.id(), "ignoring a shared key filed under another id");
-            return None;
+            return Err(Rejected::Conflict);
         }
         match self.apply(store, entry.clone()) {
-            Ok(change) => Some((entry, change)),
+            Ok(change) => Ok((entry, change)),
             Err(_) => {
                 self.counters
                     .rejected_conflict
                     .fetch_add(1, Ordering::Relaxed);
-                None
+                Err(Rejected::Conflict)
             }
         }
     }
@@ -852,6 +868,8 @@ impl KeySync {
         let started = Instant::now();
         let now = unix_now();
         let mut seen = HashSet::new();
+        // Entries skipped: not signed with the sync secret, or signed but not applicable.
+        let (mut unsigned, mut misfiled) = (0_u64, 0_u64);
         let mut cursor: u64 = 0;
         loop {
             let (hash, page) = (self.hash.clone(), self.config.page);
@@ -877,8 +895,16 @@ impl KeySync {
                 };
                 // An entry that does not verify counts as missing: what this instance knows of
                 // the key (below) is published over it.
-                let Some((shared, change)) = self.apply_raw(store, &raw, Some(&field)) else {
-                    continue;
+                let (shared, change) = match self.apply_raw(store, &raw, Some(&field)) {
+                    Ok(applied) => applied,
+                    Err(Rejected::Signature) => {
+                        unsigned += 1;
+                        continue;
+                    }
+                    Err(Rejected::Conflict) => {
+                        misfiled += 1;
+                        continue;
+                    }
                 };
                 seen.insert(id);
                 changes.extend(change);
@@ -930,6 +956,18 @@ impl KeySync {
                 });
             } else {
                 self.queue(Entry::Record { record });
+            }
+        }
+        if unsigned + misfiled > 0 {
+            if let Some(held_back) = self.unsigned_entry_log.allow(Instant::now()) {
+                tracing::warn!(
+                    unsigned,
+                    rejected = misfiled,
+                    resyncs_not_logged = held_back,
+                    hash = %self.hash,
+                    "skipped shared key entries that are not signed with the sync secret or \
+                     cannot be applied (see sitequest_key_changes_rejected)"
+                );
             }
         }
         let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
