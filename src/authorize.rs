@@ -19,9 +19,6 @@ use crate::time::UnixTime;
 ///
 /// # Order of checks
 ///
-/// 0. When the host names the client's address ([`AuthRequest::with_client_ip`]) and that
-///    address has used up its quota of requests without a valid key (see below): 429, before
-///    any parsing or hashing.
 /// 1. No `Authorization` header: 401.
 /// 2. Not `Bearer <well-formed key>`: 401, before any hashing or limiter work.
 /// 3. SHA-256 of the key, then lookup: unknown, revoked or expired keys get a 401 without
@@ -30,6 +27,12 @@ use crate::time::UnixTime;
 ///    does not hold the client's address, or the host did not name one: 403 `IP_NOT_ALLOWED`,
 ///    not counted against the key's window (a stolen key used from elsewhere does not use up
 ///    its owner's quota).
+///
+///    A refusal in steps 1 to 4 from a client address ([`AuthRequest::with_client_ip`]) that
+///    has used up its quota of requests without a valid key (see below) is a 429 instead. A
+///    live key is always looked up, whatever its address's quota: someone else sharing the
+///    address (a NAT, an office) cannot deny the key's owner service, and nothing is gained by
+///    refusing it, since a 256-bit key cannot be guessed.
 /// 5. The key's request is counted in its window. If the window is already full: 429, and the
 ///    refused request is not counted.
 /// 6. The key lacks a required scope: 403. The request was counted in step 5, so a key cannot
@@ -45,8 +48,9 @@ use crate::time::UnixTime;
 /// The spec says every response carries rate-limit headers. Refusals in steps 1 to 4 are
 /// counted per client address in an [`AddressLimiter`] (by default 60 a minute for up to
 /// 65,536 addresses; see [`Authorizer::with_address_limiter`]), and carry that address's
-/// window, policy `"unauthenticated"`; past it, step 0 answers 429 without hashing. Without a
-/// client address nothing is counted and a 401 carries no rate-limit fields.
+/// window, policy `"unauthenticated"`; past it, those refusals are 429s (a missing or malformed
+/// credential still costs no hashing). Without a client address nothing is counted and a 401
+/// carries no rate-limit fields.
 #[derive(Debug)]
 pub struct Authorizer {
     store: Arc<KeyStore>,
@@ -164,22 +168,15 @@ impl Authorizer {
     /// stalled every refusal on a store-forwarding miss.
     #[inline(always)]
     fn authenticate_inline(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
-        let counted = match (&self.addresses, request.client_ip) {
-            (Some(limiter), Some(ip)) => {
+        match (self.lookup(request), &self.addresses, request.client_ip) {
+            (Err(mut denial), Some(limiter), Some(ip)) => {
                 if let Some(window) = limiter.exhausted(ip, request.now) {
                     return Err(address_limited(window, request.now));
                 }
-                Some((limiter, ip))
-            }
-            _ => None,
-        };
-        let result = self.lookup(request);
-        match (result, counted) {
-            (Err(mut denial), Some((limiter, ip))) => {
                 denial.rate_limit = Some(limiter.check(ip, request.now).rate_limit());
                 Err(denial)
             }
-            (result, _) => result,
+            (result, _, _) => result,
         }
     }
 

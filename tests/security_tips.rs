@@ -153,8 +153,8 @@ fn requests_without_a_valid_key_count_per_address() {
             )
         );
     }
-    // The 61st: a 429 before any hashing, whatever it carries, with Retry-After.
-    for h in [bad.as_str(), "Bearer nonsense", &header(&good.key)] {
+    // The 61st refusal: a 429 with Retry-After, whatever the bad credential.
+    for h in [bad.as_str(), "Bearer nonsense", "Basic x", ""] {
         let d = ask(&auth, h, Some(a), T0.plus_secs(15))
             .into_result()
             .unwrap_err();
@@ -166,6 +166,22 @@ fn requests_without_a_valid_key_count_per_address() {
             r#"{"error":"Too many requests","code":"RATE_LIMITED","status":429}"#
         );
     }
+    // A live key from that address is still served, in its own window, and not counted in the
+    // address's (issue 18: anyone sharing a NAT could deny the key's owner service).
+    for n in 1..=3u32 {
+        let Decision::Granted(g) = ask(&auth, &header(&good.key), Some(a), T0.plus_secs(15)) else {
+            panic!("a live key refused because its address's quota of refusals is used up");
+        };
+        assert_eq!(g.rate_limit.remaining, 60 - n);
+        assert_eq!(g.rate_limit.policy, LimitPolicy::Key);
+    }
+    assert_eq!(
+        auth.address_limiter()
+            .unwrap()
+            .peek(a, T0.plus_secs(15))
+            .remaining,
+        0
+    );
     // Another address is unaffected, and so is a request without a known address.
     let d = ask(&auth, &bad, Some(ip("192.0.2.2")), T0)
         .into_result()
@@ -177,7 +193,8 @@ fn requests_without_a_valid_key_count_per_address() {
     let Decision::Granted(g) = ask(&auth, &header(&good.key), Some(ip("192.0.2.3")), T0) else {
         panic!("refused");
     };
-    assert_eq!(g.rate_limit.remaining, 59);
+    // Its fourth request of the window (three came from the exhausted address above).
+    assert_eq!(g.rate_limit.remaining, 56);
     assert_eq!(
         auth.address_limiter()
             .unwrap()

@@ -294,7 +294,8 @@ mod conformance {
             if prior > 0 {
                 let prior_route = case["prior_route"].as_str().unwrap_or(route);
                 let prior_status = case["prior_status"].as_u64();
-                let fields = [field(PRIOR_FIELD, &key)];
+                let prior_field = case["prior_authorization"].as_str().unwrap_or(PRIOR_FIELD);
+                let fields = [field(prior_field, &key)];
                 for i in 0..prior {
                     let status = send(&client, base, prior_route, &from, &fields)
                         .await
