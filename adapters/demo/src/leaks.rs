@@ -259,11 +259,13 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
     let body = match axum::body::to_bytes(Body::new(body), MAX_GITHUB_BODY).await {
         Ok(b) => b,
         Err(_) => {
-            return error(
+            // Unsigned as far as anyone can tell: counted as a refusal, so that a flood of
+            // megabytes from one address stops at its quota.
+            return refusals.count(error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "PAYLOAD_TOO_LARGE",
                 &format!("request body is larger than {MAX_GITHUB_BODY} bytes"),
-            )
+            ));
         }
     };
     if keys.verify(key_id, signature, &body).is_err() {

@@ -364,10 +364,11 @@ impl Demo {
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
         let open = self.state.metrics.open_connections();
+        let trusted = self.state.trusted_proxies.clone();
         let result = match self.metrics_listener {
             None => {
                 let app = router(self.state.clone());
-                server::serve(self.listener, app, self.limits, open, shutdown).await
+                server::serve(self.listener, app, self.limits, trusted, open, shutdown).await
             }
             Some(metrics_listener) => {
                 // One shutdown for both listeners.
@@ -379,6 +380,7 @@ impl Demo {
                     self.listener,
                     api_router(self.state.clone()),
                     self.limits,
+                    trusted.clone(),
                     open.clone(),
                     closed(stopped.clone()),
                 );
@@ -386,6 +388,7 @@ impl Demo {
                     metrics_listener,
                     health_router(self.state.clone()),
                     self.limits,
+                    trusted,
                     open,
                     closed(stopped),
                 );

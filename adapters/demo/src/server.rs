@@ -41,6 +41,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// for a response not taken in time to say goodbye (an HTTP/2 GOAWAY exchange); then it is
 /// dropped.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for a connection closed for idleness (no request in flight) to say goodbye:
+/// it has nothing left to finish, so a client that ignores the GOAWAY is dropped soon.
+pub const IDLE_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often an HTTP/2 connection with no frames from the client is pinged, so a client that
 /// vanished in the middle of a request is noticed.
 pub const HTTP2_KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(20);
@@ -69,8 +72,11 @@ pub struct ConnectionLimits {
     /// A connection that sends no byte within this time is closed. Default 10 s.
     pub first_byte_timeout: Duration,
     /// A connection with no request in flight for this long is closed (gracefully: HTTP/1 at
-    /// once, HTTP/2 with a GOAWAY). This is what closes a connection stuck half-way through the
-    /// HTTP/2 preface and an HTTP/2 session kept open by its pings alone. Default 60 s.
+    /// once, HTTP/2 with a GOAWAY, dropped [`IDLE_DRAIN_TIMEOUT`] later if the client does not
+    /// close). This is what closes a connection stuck half-way through the HTTP/2 preface and
+    /// an HTTP/2 session kept open by its pings alone. Default 10 s, as HTTP/1's wait for a
+    /// request head ([`HEADER_TIMEOUT`]), so a silent connection is closed within 12 s either
+    /// way.
     pub idle_timeout: Duration,
     /// A request whose response has not been sent completely this long after the request
     /// arrived no longer keeps its connection open: the connection is closed as an idle one is
@@ -82,13 +88,13 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The defaults: 10,000 connections, 256 per client, 10 s to the first byte, 60 s idle, 30 s
+    /// The defaults: 10,000 connections, 256 per client, 10 s to the first byte, 10 s idle, 30 s
     /// to send a response.
     pub const DEFAULT: Self = Self {
         max_connections: 10_000,
         max_connections_per_ip: 256,
         first_byte_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(60),
+        idle_timeout: HEADER_TIMEOUT,
         response_timeout: Duration::from_secs(30),
     };
 
@@ -145,7 +151,10 @@ pub fn raise_open_file_limit() -> std::io::Result<Option<u64>> {
 
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then drains the open
 /// connections (up to [`DRAIN_TIMEOUT`]). `open_connections` counts the connections open, from
-/// their accept to their end (several listeners may share it).
+/// their accept to their end (several listeners may share it). Connections from `trusted`
+/// proxies are not held to [`ConnectionLimits::max_connections_per_ip`]: every client behind a
+/// proxy arrives from its address (they still count in
+/// [`ConnectionLimits::max_connections`]).
 ///
 /// # Errors
 ///
@@ -155,6 +164,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    trusted: sitequest_auth::TrustedProxies,
     open_connections: Gauge,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -172,7 +182,7 @@ pub async fn serve(
         .keep_alive_timeout(HTTP2_KEEP_ALIVE_TIMEOUT)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
     let open = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
+    let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip, trusted));
     let (stop, stopped) = watch::channel(());
     let accept_log = Throttle::new(ACCEPT_LOG_INTERVAL);
     tokio::pin!(shutdown);
@@ -314,15 +324,21 @@ impl Conn {
                     return;
                 }
                 why = activity.expired(self.limits.idle_timeout, self.limits.response_timeout), if close_by.is_none() => {
-                    match why {
-                        Expired::Idle => tracing::debug!(%peer, "closing an idle connection"),
-                        Expired::ResponseNotTaken => tracing::debug!(
-                            %peer,
-                            "closing a connection: a response was not taken in time"
-                        ),
-                    }
+                    let drain = match why {
+                        Expired::Idle => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            IDLE_DRAIN_TIMEOUT
+                        }
+                        Expired::ResponseNotTaken => {
+                            tracing::debug!(
+                                %peer,
+                                "closing a connection: a response was not taken in time"
+                            );
+                            DRAIN_TIMEOUT
+                        }
+                    };
                     conn.as_mut().graceful_shutdown();
-                    close_by = Some(Instant::now() + DRAIN_TIMEOUT);
+                    close_by = Some(Instant::now() + drain);
                 }
                 _ = self.stopped.changed(), if close_by.is_none() => {
                     conn.as_mut().graceful_shutdown();
@@ -472,24 +488,27 @@ impl HttpBody for TrackedBody {
     }
 }
 
-/// Open connections per client, capped.
+/// Open connections per client, capped; trusted proxies are not counted.
 #[derive(Debug)]
 struct PerIp {
     cap: usize,
+    exempt: sitequest_auth::TrustedProxies,
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
-/// One open connection counted against its client; uncounted on drop.
+/// One open connection counted against its client (unless `client` is `None`: a trusted proxy);
+/// uncounted on drop.
 #[derive(Debug)]
 struct IpSlot {
     table: Arc<PerIp>,
-    client: IpAddr,
+    client: Option<IpAddr>,
 }
 
 impl PerIp {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, exempt: sitequest_auth::TrustedProxies) -> Self {
         Self {
             cap,
+            exempt,
             open: Mutex::new(HashMap::new()),
         }
     }
@@ -500,6 +519,12 @@ impl PerIp {
 
     /// Counts a connection from `ip`, or returns `None` when its client already has `cap` open.
     fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        if self.exempt.contains(ip) {
+            return Some(IpSlot {
+                table: self.clone(),
+                client: None,
+            });
+        }
         let client = client_of(ip);
         let mut open = self.open();
         let n = open.entry(client).or_insert(0);
@@ -509,18 +534,21 @@ impl PerIp {
         *n += 1;
         Some(IpSlot {
             table: self.clone(),
-            client,
+            client: Some(client),
         })
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
+        let Some(client) = self.client else {
+            return;
+        };
         let mut open = self.table.open();
-        if let Some(n) = open.get_mut(&self.client) {
+        if let Some(n) = open.get_mut(&client) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.client);
+                open.remove(&client);
             }
         }
     }
@@ -545,7 +573,7 @@ mod tests {
 
     #[test]
     fn per_ip_slots_are_capped_and_given_back() {
-        let table = Arc::new(PerIp::new(2));
+        let table = Arc::new(PerIp::new(2, sitequest_auth::TrustedProxies::default()));
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let first = table.try_acquire(a).unwrap();
@@ -564,8 +592,24 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_are_not_capped() {
+        let proxies =
+            sitequest_auth::TrustedProxies::new([
+                sitequest_auth::Cidr::parse("10.0.0.0/8").unwrap()
+            ]);
+        let table = Arc::new(PerIp::new(1, proxies));
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let held: Vec<IpSlot> = (0..5).map(|_| table.try_acquire(proxy).unwrap()).collect();
+        assert!(table.open().is_empty());
+        let _client = table.try_acquire("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(table.try_acquire("192.0.2.1".parse().unwrap()).is_none());
+        drop(held);
+        assert_eq!(table.open().len(), 1);
+    }
+
+    #[test]
     fn ipv6_clients_are_counted_per_64() {
-        let table = Arc::new(PerIp::new(1));
+        let table = Arc::new(PerIp::new(1, sitequest_auth::TrustedProxies::default()));
         let _one = table
             .try_acquire("2001:db8:1:2::1".parse().unwrap())
             .unwrap();

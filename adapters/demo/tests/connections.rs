@@ -28,6 +28,13 @@ struct Running {
 }
 
 async fn start(limits: ConnectionLimits) -> Running {
+    start_behind(limits, sitequest_auth::TrustedProxies::default()).await
+}
+
+async fn start_behind(
+    limits: ConnectionLimits,
+    trusted: sitequest_auth::TrustedProxies,
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new(
         "127.0.0.1:0".parse().unwrap(),
@@ -36,6 +43,7 @@ async fn start(limits: ConnectionLimits) -> Running {
     );
     config.admin_token = Some(ADMIN.to_owned());
     config.limits = limits;
+    config.trusted_proxies = trusted;
     let demo = Demo::bind(config).await.unwrap();
     let addr = demo.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel();
@@ -377,4 +385,75 @@ async fn limits_that_let_nothing_through_are_refused_at_bind() {
         e.to_string(),
         format!("max connections must be between 1 and {}", u32::MAX)
     );
+}
+
+/// Issue 18: with the default limits, silent HTTP/2 connections (the preface and a SETTINGS
+/// frame, then nothing, not even the GOAWAY read) stayed open about 66 s, while a silent HTTP/1
+/// connection is closed after the 10 s header timeout. Both now close within 15 s.
+#[tokio::test]
+async fn silent_http2_connections_close_within_fifteen_seconds_by_default() {
+    let server = start(ConnectionLimits::default()).await;
+    let mut silent = Vec::new();
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        // The client preface and an empty SETTINGS frame.
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        silent.push(s);
+    }
+    let mut http1 = TcpStream::connect(server.addr).await.unwrap();
+    http1.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    silent.push(http1);
+    let started = Instant::now();
+    let closes = silent.into_iter().map(|mut s| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return Instant::now(),
+                Ok(_) => {}
+            }
+        }
+    });
+    let closed = tokio::time::timeout(
+        Duration::from_secs(15),
+        futures_util::future::join_all(closes),
+    )
+    .await
+    .expect("a silent connection was still open after 15 s");
+    let last = closed.iter().max().unwrap().duration_since(started);
+    println!("every silent connection closed within {last:?}");
+    server.stop().await;
+}
+
+/// Issue 18: behind one trusted proxy every client arrives from the proxy's address, and the
+/// per-address cap of 256 connections bound them all together. Trusted proxies are exempt;
+/// other addresses keep their cap.
+#[tokio::test]
+async fn trusted_proxies_are_not_held_to_the_per_address_cap() {
+    let proxy = sitequest_auth::Cidr::parse("127.0.0.7").unwrap();
+    let server = start_behind(
+        limits(100, 3, LONG, LONG),
+        sitequest_auth::TrustedProxies::new([proxy]),
+    )
+    .await;
+    let mut through_proxy = Vec::new();
+    for _ in 0..8 {
+        through_proxy.push(connect_from(Ipv4Addr::new(127, 0, 0, 7), server.addr).await);
+    }
+    for stream in &mut through_proxy {
+        assert_eq!(
+            closed_within(stream, Duration::from_millis(200)).await,
+            None
+        );
+    }
+    let mut direct = Vec::new();
+    for _ in 0..3 {
+        direct.push(connect_from(Ipv4Addr::new(127, 0, 0, 8), server.addr).await);
+    }
+    let mut extra = connect_from(Ipv4Addr::new(127, 0, 0, 8), server.addr).await;
+    assert!(closed_within(&mut extra, Duration::from_secs(2))
+        .await
+        .is_some_and(|t| t < Duration::from_millis(500)));
+    server.stop().await;
 }

@@ -250,6 +250,8 @@ async fn github_secret_scanning_revokes_reported_live_keys() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413);
+    // Counted as a refusal too (issue 18): a flood of megabytes stops at the quota.
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("54"));
     assert_eq!(get(&s, &live, None).await.status(), 200);
 
     let res = report(&s, &payload, "kid-1", &sign(&github, &payload)).await;
@@ -489,20 +491,26 @@ async fn requests_without_a_valid_key_have_their_own_quota_per_address() {
         );
         assert_eq!(res.text().await.unwrap(), UNAUTHORIZED);
     }
-    // The 61st: a 429, whatever it carries.
-    for key in [unknown_key('f'), good.clone()] {
+    // The 61st refusal: a 429, whatever the bad credential.
+    for key in [unknown_key('f'), "garbage".to_owned()] {
         let res = get(&s, &key, from).await;
         assert_eq!(res.status(), 429);
         assert_eq!(header(&res, "retry-after"), Some("50"));
         assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
         assert_eq!(res.text().await.unwrap(), RATE_LIMITED);
     }
+    // A live key from that address is served in its own window (issue 18: anyone sharing the
+    // address could deny the key's owner service).
+    let res = get(&s, &good, from).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "ratelimit"), Some("\"default\";r=59;t=50"));
     // Another address is unaffected.
     let res = get(&s, &unknown_key('f'), Some("203.0.113.6")).await;
     assert_eq!(res.status(), 401);
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some("59"));
     let res = get(&s, &good, Some("203.0.113.6")).await;
     assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("58"));
     assert_eq!(
         header(&res, "ratelimit-policy"),
         Some("\"default\";q=60;w=60")
