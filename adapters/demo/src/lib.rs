@@ -5,19 +5,22 @@
 //! with their own clock.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod api;
-pub mod dashboard;
 pub mod db;
-pub mod health;
-pub mod leaks;
-pub mod mcp;
+pub mod http;
 pub mod metrics;
-pub mod operations;
 pub mod scan;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod token;
+
+pub use http::state::{self, AppState};
+pub use http::{
+    admin, api, api_router, dashboard, health, health_router, leaks, mcp, operations, router,
+};
+pub use shared::{
+    redact_url, DEFAULT_MAX_SYNC_AGE, REDIS_LIMITER_PREFIX, REDIS_SYNC_PREFIX, REDIS_TIMEOUT,
+};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,13 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use axum::Router;
-use sitequest_auth::{
-    AddressLimiter, Authorizer, KeyPolicy, KeyRecord, KeyStore, Quota, TrustedProxies, UnixTime,
-};
-use sitequest_auth_redis::{
-    FailurePolicy, KeyChange, KeySync, KeySyncConfig, RedisLimiter, RedisLimiterConfig, SyncSecret,
-};
+use sitequest_auth::{AddressLimiter, Authorizer, KeyPolicy, KeyStore, Quota, TrustedProxies};
+use sitequest_auth_redis::{FailurePolicy, SyncSecret};
 use sitequest_auth_secret_scanning::PartnerKeys;
 use sitequest_auth_tower::{AsyncLimiter, Clock};
 
@@ -137,69 +135,6 @@ impl Config {
 /// Default quota of `POST /v1/keys/revoke` per client address: 10 a minute.
 pub const DEFAULT_REVOKE_LIMIT: Quota = Quota::per_minute(10);
 
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// Authorizes API requests.
-    pub auth: Arc<Authorizer>,
-    /// The one owner of key changes: every surface creates, revokes, rotates and changes
-    /// allowlists through it.
-    pub keys: Arc<service::KeyService>,
-    /// The data file's thread (for closing it at shutdown; changes go through `keys`).
-    db: db::DbHandle,
-    /// Checks the admin token.
-    pub admin: Arc<token::AdminToken>,
-    /// Where the time comes from.
-    pub clock: Clock,
-    /// The shared limiter, with `--redis`.
-    pub limiter: Option<Arc<dyn AsyncLimiter>>,
-    /// The shared key-change channel, with `--redis`.
-    pub sync: Option<Arc<KeySync>>,
-    /// The staleness bound of `sync`: past it the instance is not ready.
-    pub max_sync_age: Duration,
-    /// The metrics served at `/metrics`.
-    pub metrics: Arc<metrics::Metrics>,
-    /// Proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: TrustedProxies,
-    /// Counts `POST /v1/keys/revoke` per client address.
-    pub revoke_limiter: Arc<AddressLimiter>,
-    /// GitHub's public keys, when the secret scanning endpoint is served.
-    pub scanning_keys: Option<Arc<PartnerKeys>>,
-    /// `Host` values `/mcp` accepts.
-    pub mcp_hosts: Vec<String>,
-    /// The dashboard's sessions.
-    pub sessions: Arc<dashboard::session::Sessions>,
-    /// Each key's requests of the last hour, for the dashboard's charts.
-    pub usage: Arc<dashboard::usage::Usage>,
-    /// The URL people reach the server by, if configured.
-    pub public_url: Option<String>,
-    /// The open MCP sessions and the keys that opened them.
-    pub mcp_sessions: Arc<mcp::SessionOwners>,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("auth", &self.auth)
-            .field("shared", &self.sync.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// The current time.
-    #[must_use]
-    pub fn now(&self) -> UnixTime {
-        self.clock.now()
-    }
-
-    /// The key store.
-    #[must_use]
-    pub fn store(&self) -> &Arc<KeyStore> {
-        self.auth.store()
-    }
-}
-
 /// A bound, loaded server, ready to serve.
 pub struct Demo {
     state: AppState,
@@ -243,7 +178,8 @@ impl Demo {
                     "--redis needs a sync secret: --sync-secret-file PATH or SITEQUEST_SYNC_SECRET",
                 )?;
                 let (limiter, sync) =
-                    connect_redis(url, config.redis_policy, secret, config.max_sync_age).await?;
+                    shared::connect_redis(url, config.redis_policy, secret, config.max_sync_age)
+                        .await?;
                 (Some(limiter), Some(sync))
             }
             None => (None, None),
@@ -257,7 +193,7 @@ impl Demo {
             // Removals learned before this start: a replayed record must not revive them.
             sync.remember_removed(file.removed()?);
         }
-        let changes = sync.clone().map(share_changes);
+        let changes = sync.clone().map(shared::share_changes);
         let (db, n) = db::DbHandle::start(file, store.clone(), changes, options)?;
         tracing::info!(keys = n, data = %config.data.display(), "loaded keys");
         let keys = Arc::new(service::KeyService::new(
@@ -289,29 +225,40 @@ impl Demo {
         };
         let mut demo = Self {
             state: AppState {
-                auth: Arc::new(auth),
-                keys,
-                db,
+                core: state::Core {
+                    auth: Arc::new(auth),
+                    keys: keys.clone(),
+                    clock: config.clock,
+                    limiter: limiter.map(|l| l as Arc<dyn AsyncLimiter>),
+                    trusted_proxies: config.trusted_proxies,
+                    usage: Arc::default(),
+                },
                 admin: Arc::new(admin),
-                clock: config.clock,
-                limiter: limiter.map(|l| l as Arc<dyn AsyncLimiter>),
-                sync,
-                max_sync_age: config.max_sync_age,
-                metrics: Arc::new(metrics::Metrics::new(shared)),
-                trusted_proxies: config.trusted_proxies,
-                revoke_limiter: Arc::new(
-                    AddressLimiter::new(config.revoke_limit).with_policy(leaks::REVOKE_POLICY),
-                ),
-                scanning_keys: config.github_scanning_keys.map(Arc::new),
-                mcp_hosts: mcp_hosts(
-                    config.listen,
-                    config.mcp_allowed_hosts,
-                    config.public_url.as_deref(),
-                ),
-                sessions: Arc::default(),
-                usage: Arc::default(),
-                public_url: config.public_url.clone(),
-                mcp_sessions: Arc::new(mcp::SessionOwners::new(config.mcp_sessions)),
+                ops: state::Ops {
+                    metrics: Arc::new(metrics::Metrics::new(shared)),
+                    sync,
+                    max_sync_age: config.max_sync_age,
+                    keys,
+                },
+                leaks: state::Leaks {
+                    revoke_limiter: Arc::new(
+                        AddressLimiter::new(config.revoke_limit).with_policy(leaks::REVOKE_POLICY),
+                    ),
+                    scanning_keys: config.github_scanning_keys.map(Arc::new),
+                },
+                dashboard: state::Dashboard {
+                    sessions: Arc::default(),
+                    public_url: config.public_url.clone(),
+                },
+                mcp: state::Mcp {
+                    hosts: http::mcp_hosts(
+                        config.listen,
+                        config.mcp_allowed_hosts,
+                        config.public_url.as_deref(),
+                    ),
+                    sessions: Arc::new(mcp::SessionOwners::new(config.mcp_sessions)),
+                },
+                db,
             },
             listener,
             metrics_listener,
@@ -319,8 +266,12 @@ impl Demo {
             admin_token_created,
             follower: None,
         };
-        if let Some(sync) = demo.state.sync.clone() {
-            demo.follower = Some(follow_changes(&demo.state, sync.clone()));
+        if let Some(sync) = demo.state.ops.sync.clone() {
+            demo.follower = Some(shared::follow_changes(
+                &demo.state.db,
+                demo.state.store(),
+                sync.clone(),
+            ));
             // Serve once in sync, so the first requests are not refused as unconfirmed; give up
             // waiting after the bound, and let the failure policy decide.
             let waited = Instant::now();
@@ -363,8 +314,8 @@ impl Demo {
     /// last-use times and closes the data file.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
         let flusher = tokio::spawn(admin::flush_last_used_periodically(self.state.clone()));
-        let open = self.state.metrics.open_connections();
-        let trusted = self.state.trusted_proxies.clone();
+        let open = self.state.ops.metrics.open_connections();
+        let trusted = self.state.core.trusted_proxies.clone();
         let result = match self.metrics_listener {
             None => {
                 let app = router(self.state.clone());
@@ -413,334 +364,10 @@ impl Demo {
     }
 }
 
-/// Prefix of the Redis counter keys.
-pub const REDIS_LIMITER_PREFIX: &str = "sitequest:rl";
-/// Prefix of the Redis key-change hash and channel.
-pub const REDIS_SYNC_PREFIX: &str = "sitequest:keys";
-/// Longest wait for Redis.
-pub const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
-/// Default longest time without confirming that key changes are in sync.
-pub const DEFAULT_MAX_SYNC_AGE: Duration = Duration::from_secs(10);
-
-async fn connect_redis(
-    url: &str,
-    policy: FailurePolicy,
-    secret: SyncSecret,
-    max_sync_age: Duration,
-) -> Result<(Arc<RedisLimiter>, Arc<KeySync>)> {
-    // The URL may hold a password: only its redacted form goes into errors and logs.
-    let shown = redact_url(url);
-    let mut sync_config = KeySyncConfig::new(secret);
-    sync_config.prefix = REDIS_SYNC_PREFIX.to_owned();
-    sync_config.timeout = REDIS_TIMEOUT;
-    let sync = Arc::new(
-        KeySync::connect(url, sync_config)
-            .await
-            .with_context(|| format!("cannot connect to Redis at {shown}"))?,
-    );
-    let config = RedisLimiterConfig {
-        prefix: REDIS_LIMITER_PREFIX.to_owned(),
-        timeout: REDIS_TIMEOUT,
-        policy,
-        ..RedisLimiterConfig::default()
-    };
-    let limiter = RedisLimiter::connect(url, config)
-        .await
-        .with_context(|| format!("cannot connect to Redis at {shown}"))?
-        .guard_with(sync.clone(), max_sync_age);
-    tracing::info!(
-        url = %shown,
-        ?policy,
-        "sharing rate limits and key changes through Redis"
-    );
-    Ok((Arc::new(limiter), sync))
-}
-
-/// A Redis URL without its password, for logs and errors: `redis://user:secret@host/` becomes
-/// `redis://user:***@host/`, and `redis+unix:///path?pass=secret` becomes
-/// `redis+unix:///path?pass=***`.
-///
-/// The userinfo ends at the last `@` after `scheme://`, so a password holding `/`, `?`, `#` or
-/// `@` is hidden whole (a user name cannot hold `/`, `?` or `#`, so an `@` after one of those is
-/// in the path or query instead). Query parameters `pass` and `password`, in any case and
-/// percent-encoded or not, have their values hidden, in every scheme (redis-rs reads the password
-/// of a Unix-socket URL from `pass`). Where an `@` could end either the userinfo or lie in the
-/// query, more is hidden, never less.
-#[must_use]
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // `unix:/path?pass=...` has no authority, only a path and a query.
-        return redact_query(url);
-    };
-    let userinfo_end = rest.rfind('@').filter(|&at| {
-        let user = rest[..at].split(':').next().unwrap_or_default();
-        !user.contains(['/', '?', '#'])
-    });
-    match userinfo_end {
-        Some(at) => {
-            let userinfo = &rest[..at];
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let host_and_path = redact_query(&rest[at + 1..]);
-            format!("{scheme}://{user}:***@{host_and_path}")
-        }
-        None => format!("{scheme}://{}", redact_query(rest)),
-    }
-}
-
-/// `s` with the values of its query parameters `pass` and `password` replaced by `***`.
-fn redact_query(s: &str) -> String {
-    let Some(start) = s.find('?') else {
-        return s.to_owned();
-    };
-    let (head, tail) = s.split_at(start + 1);
-    let (query, fragment) = tail.split_at(tail.find('#').unwrap_or(tail.len()));
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_password_parameter(name) => format!("{name}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect();
-    format!("{head}{}{fragment}", pairs.join("&"))
-}
-
-/// Whether a query parameter name is `pass` or `password` once decoded as redis-rs decodes it
-/// (`application/x-www-form-urlencoded`), in any case.
-fn is_password_parameter(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                decoded.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                decoded.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                decoded.push(b);
-                i += 1;
-            }
-        }
-    }
-    decoded.eq_ignore_ascii_case(b"pass") || decoded.eq_ignore_ascii_case(b"password")
-}
-
-/// Applies key changes from the other instances and saves them in this instance's data file,
-/// each batch in one transaction.
-fn follow_changes(state: &AppState, sync: Arc<KeySync>) -> tokio::task::JoinHandle<()> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<KeyChange>>();
-    let db = state.db.clone();
-    let saver = tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            // Whatever arrived meanwhile goes in the same job.
-            let mut batch = first;
-            while let Ok(more) = rx.try_recv() {
-                batch.extend(more);
-            }
-            let mut records = Vec::new();
-            let mut removed = Vec::new();
-            for change in batch {
-                match change {
-                    KeyChange::Upserted(r) => records.push(r),
-                    KeyChange::Removed { id, removed_at } => removed.push((id, removed_at)),
-                    _ => {}
-                }
-            }
-            if let Err(e) = db.save(records, removed).await {
-                tracing::warn!(error = %e, "could not save shared key changes");
-            }
-        }
-    });
-    let follower = sync.spawn(state.store().clone(), move |batch| {
-        let _ = tx.send(batch);
-    });
-    tokio::spawn(async move {
-        let _ = follower.await;
-        saver.abort();
-    })
-}
-
-/// Shares with the other instances every key change the data file's thread applies to the store:
-/// the admin API's, and those committed to the file by another connection (the `keys`
-/// subcommands). Returns the sender to give that thread.
-fn share_changes(sync: Arc<KeySync>) -> tokio::sync::mpsc::UnboundedSender<KeyRecord> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<KeyRecord>();
-    tokio::spawn(async move {
-        while let Some(record) = rx.recv().await {
-            share(&sync, &record).await;
-        }
-    });
-    tx
-}
-
-/// Publishes one changed record. A change that cannot be shared now is kept by [`KeySync`] and
-/// published again until it goes through.
-async fn share(sync: &KeySync, record: &KeyRecord) {
-    if let Err(e) = sync.publish(record).await {
-        tracing::warn!(key_id = %record.id(), error = %e, "key change not shared yet");
-    }
-}
-
 /// Where the generated admin token is kept: beside the data file, `<data>.admin-token`.
 #[must_use]
 pub fn token_path(data: &Path) -> PathBuf {
     let mut name = data.file_name().unwrap_or_default().to_os_string();
     name.push(".admin-token");
     data.with_file_name(name)
-}
-
-/// The whole application on one listener: admin API, mock API, metrics and health, limits and
-/// timeouts.
-pub fn router(state: AppState) -> Router {
-    limited(timed(&state, admin_and_api(&state)).merge(health::routes(state)))
-}
-
-/// The application without metrics and health (served by [`health_router`] on a listener of
-/// their own): their paths are a JSON 404 here.
-pub fn api_router(state: AppState) -> Router {
-    limited(timed(&state, admin_and_api(&state)))
-}
-
-/// Metrics and health alone, for a listener of their own; any other path is a JSON 404.
-pub fn health_router(state: AppState) -> Router {
-    limited(health::routes(state).fallback(api::not_found))
-}
-
-/// What `/mcp` accepts as `Host`: the loopback names, the listen address when it is a specific
-/// one, and the names the operator gave.
-fn mcp_hosts(listen: SocketAddr, extra: Vec<String>, public_url: Option<&str>) -> Vec<String> {
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if !listen.ip().is_unspecified() {
-        hosts.push(listen.ip().to_string());
-    }
-    hosts.extend(extra);
-    if let Some(host) = public_url
-        .and_then(|u| u.split_once("://"))
-        .map(|(_, rest)| rest.split('/').next().unwrap_or(rest))
-    {
-        hosts.push(host.to_owned());
-    }
-    hosts
-}
-
-fn admin_and_api(state: &AppState) -> Router {
-    admin::routes(state.clone())
-        .merge(dashboard::routes(state.clone()))
-        .merge(leaks::routes(state.clone()))
-        .merge(mcp::routes(state, state.mcp_hosts.clone()))
-        .merge(api::routes(state))
-        .fallback(api::not_found)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .layer(axum::middleware::from_fn(dashboard::security_headers))
-}
-
-/// Times every request of `router`, its JSON 404s included.
-fn timed(state: &AppState, router: Router) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(
-        state.metrics.clone(),
-        metrics::time_requests,
-    ))
-}
-
-fn limited(router: Router) -> Router {
-    router
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            REQUEST_TIMEOUT,
-        ))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redis_passwords_are_not_shown() {
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379/"),
-            "redis://127.0.0.1:6379/"
-        );
-        assert_eq!(
-            redact_url("redis://:s3cret@host:6379/0"),
-            "redis://:***@host:6379/0"
-        );
-        assert_eq!(
-            redact_url("rediss://app:p@ss@host/"),
-            "rediss://app:***@host/"
-        );
-        assert_eq!(redact_url("redis://app@host"), "redis://app:***@host");
-        assert_eq!(redact_url("not a url"), "not a url");
-    }
-
-    #[test]
-    fn passwords_with_slashes_question_marks_or_hashes_are_not_shown() {
-        assert_eq!(
-            redact_url("redis://user:Ab/Cd+Ef==@host/"),
-            "redis://user:***@host/"
-        );
-        assert_eq!(
-            redact_url("redis://:a?b#c/d@host:6379/2"),
-            "redis://:***@host:6379/2"
-        );
-        assert_eq!(
-            redact_url("rediss://app:x@y/z?w#v@host/0?protocol=3"),
-            "rediss://app:***@host/0?protocol=3"
-        );
-        // A user name cannot hold `/`, `?` or `#`: an `@` after one is not the userinfo's.
-        assert_eq!(
-            redact_url("redis://host/0?protocol=3#a@b"),
-            "redis://host/0?protocol=3#a@b"
-        );
-        // An `@` that may end the userinfo or lie in the query: more is hidden, never less.
-        assert_eq!(redact_url("redis://u:p@host/?x=a@b"), "redis://u:***@b");
-    }
-
-    #[test]
-    fn password_query_parameters_are_not_shown() {
-        assert_eq!(
-            redact_url("redis+unix:///run/redis.sock?pass=SECRET"),
-            "redis+unix:///run/redis.sock?pass=***"
-        );
-        assert_eq!(
-            redact_url("unix:///run/redis.sock?db=2&user=app&Pass=S1&PASSWORD=S2&password=S3#f"),
-            "unix:///run/redis.sock?db=2&user=app&Pass=***&PASSWORD=***&password=***#f"
-        );
-        // Percent-encoded names are decoded before they are used, so before they are compared.
-        assert_eq!(
-            redact_url("redis+unix:///s?p%61ss=S1&%50ASSWORD=S2&pa%2Bss=x&pas%s=y"),
-            "redis+unix:///s?p%61ss=***&%50ASSWORD=***&pa%2Bss=x&pas%s=y"
-        );
-        // An `@` or `:` in the value does not make it a userinfo.
-        assert_eq!(
-            redact_url("redis+unix:///s?pass=a:b@c&db=1"),
-            "redis+unix:///s?pass=***&db=1"
-        );
-        // A parameter without a value, and one named only like a password, stay as they are.
-        assert_eq!(
-            redact_url("redis+unix:///s?pass&passwd=x&db=1"),
-            "redis+unix:///s?pass&passwd=x&db=1"
-        );
-        // Without `//` (`unix:/path`, which redis-rs accepts too).
-        assert_eq!(
-            redact_url("unix:/run/redis.sock?pass=SECRET"),
-            "unix:/run/redis.sock?pass=***"
-        );
-        // In a TCP URL too, with a userinfo password.
-        assert_eq!(
-            redact_url("redis://u:p@host/?password=SECRET"),
-            "redis://u:***@host/?password=***"
-        );
-    }
 }

@@ -34,7 +34,8 @@ use sitequest_auth::{
 };
 use sitequest_auth_redis::KeySync;
 
-use crate::db::{Activity, ActivityRead, ChangeError, DbError, DbHandle, Rotated, Source};
+use crate::db::DbHandle;
+pub use crate::db::{Action, Activity, ActivityRead, ChangeError, DbError, Event, Rotated, Source};
 
 /// Longest wait for Redis to confirm a revocation before the answer is a 503.
 pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(2);

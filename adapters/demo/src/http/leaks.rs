@@ -13,23 +13,20 @@
 //! Each revocation is recorded in the data file's activity list with its source
 //! (`presentation` or `github_secret_scanning`), and the key list shows who revoked a key.
 
-use std::net::{IpAddr, SocketAddr};
-
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use sitequest_auth::{
-    AddressLimiter, ApiKey, ErrorCode, LimitDecision, LimitPolicy, RateLimit, UnixTime,
-};
+use sitequest_auth::{ApiKey, LimitDecision, LimitPolicy};
 use sitequest_auth_secret_scanning::{parse_payload, KEY_IDENTIFIER_HEADER, SIGNATURE_HEADER};
 
-use crate::admin::{error, invalid};
-use crate::db::{ChangeError, Source};
-use crate::AppState;
+use crate::http::client::{client_ip, Refusals};
+use crate::http::respond::{error, invalid, not_shared, too_many, with_window};
+use crate::http::state::AppState;
+use crate::service::{ChangeError, Source};
 
 /// Most keys one `POST /v1/keys/revoke` may present.
 pub const MAX_PRESENTED: usize = 100;
@@ -47,93 +44,10 @@ pub const PRESENTED_BODY: &str =
 /// The routes, without authentication; GitHub's only when its keys are configured.
 pub fn routes(state: AppState) -> Router {
     let mut router = Router::new().route("/v1/keys/revoke", post(present));
-    if state.scanning_keys.is_some() {
+    if state.leaks.scanning_keys.is_some() {
         router = router.route("/v1/secret-scanning/github", post(github));
     }
     router.with_state(state)
-}
-
-/// The client's address: the connection's `peer`, or, behind a trusted proxy, the address the
-/// proxies name in `X-Forwarded-For`. `None` without a peer.
-pub fn client_address(
-    state: &AppState,
-    headers: &HeaderMap,
-    peer: Option<SocketAddr>,
-) -> Option<IpAddr> {
-    let forwarded = headers.get_all("x-forwarded-for").iter();
-    Some(
-        state
-            .trusted_proxies
-            .client_address(peer?.ip(), forwarded.map(HeaderValue::as_bytes)),
-    )
-}
-
-/// The client's address of a request (see [`client_address`]).
-pub fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    client_address(state, req.headers(), peer)
-}
-
-/// Refusals outside the guarded API routes (a wrong admin token, a bad signature), counted in
-/// the client address's quota of requests without a valid key as the API's 401s are: nothing is
-/// counted when the authorizer counts no addresses or the address is unknown.
-#[derive(Debug)]
-pub struct Refusals<'a> {
-    quota: Option<(&'a AddressLimiter, IpAddr)>,
-    now: UnixTime,
-}
-
-impl<'a> Refusals<'a> {
-    /// The refusals of requests from `ip` at `now`.
-    pub fn of(state: &'a AppState, ip: Option<IpAddr>, now: UnixTime) -> Self {
-        Self {
-            quota: state.auth.address_limiter().zip(ip),
-            now,
-        }
-    }
-
-    /// The address's window when it has no room left: the request is then refused with a 429
-    /// before anything else about it is looked at.
-    pub fn exhausted(&self) -> Option<RateLimit> {
-        self.quota
-            .and_then(|(limiter, ip)| limiter.exhausted(ip, self.now))
-    }
-
-    /// Counts one refusal and puts the address's window on its answer.
-    pub fn count(&self, mut res: Response) -> Response {
-        if let Some((limiter, ip)) = self.quota {
-            let window = limiter.check(ip, self.now).rate_limit();
-            window.insert_headers(self.now, res.headers_mut());
-        }
-        res
-    }
-}
-
-/// The spec's 429 for a client address past its window, with the window's headers and
-/// `Retry-After`.
-pub fn too_many(window: &RateLimit, now: UnixTime) -> Response {
-    let mut res = with_window(
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("content-type", "application/json")],
-            ErrorCode::RateLimited.json(),
-        )
-            .into_response(),
-        window,
-        now,
-    );
-    let wait = window.seconds_to_reset(now).max(1);
-    res.headers_mut()
-        .insert("retry-after", HeaderValue::from(wait));
-    res
-}
-
-fn with_window(mut res: Response, window: &RateLimit, now: UnixTime) -> Response {
-    window.insert_headers(now, res.headers_mut());
-    res
 }
 
 #[derive(Deserialize)]
@@ -145,7 +59,7 @@ struct Presented {
 /// `POST /v1/keys/revoke`.
 async fn present(State(state): State<AppState>, req: Request) -> Response {
     let now = state.now();
-    let Some(ip) = client_ip(&state, &req) else {
+    let Some(ip) = client_ip(&state.core, &req) else {
         // Served only with the connection's address; without it nothing can be counted.
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -153,7 +67,7 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
             "Client address unknown",
         );
     };
-    let window = match state.revoke_limiter.check(ip, now) {
+    let window = match state.leaks.revoke_limiter.check(ip, now) {
         LimitDecision::Allowed(w) => w,
         LimitDecision::Limited(w) => return too_many(&w, now),
     };
@@ -186,6 +100,7 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
             continue;
         };
         match state
+            .core
             .keys
             .revoke_presented(&key, now, Source::Presentation)
             .await
@@ -211,7 +126,7 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
 /// instances: a 503 to retry, never a success that a restart or another instance would undo.
 fn not_done(e: &ChangeError) -> Response {
     if matches!(e, ChangeError::NotShared) {
-        return crate::admin::not_shared();
+        return not_shared();
     }
     let mut res = error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -233,11 +148,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// valid key (the authorizer's), and past it are refused before the body is read; a signed
 /// report is never counted.
 async fn github(State(state): State<AppState>, req: Request) -> Response {
-    let Some(keys) = state.scanning_keys.clone() else {
-        return crate::api::not_found().await;
+    let Some(keys) = state.leaks.scanning_keys.clone() else {
+        return crate::http::respond::not_found().await;
     };
     let now = state.now();
-    let refusals = Refusals::of(&state, client_ip(&state, &req), now);
+    let refusals = Refusals::of(&state.core, client_ip(&state.core, &req), now);
     if let Some(window) = refusals.exhausted() {
         return too_many(&window, now);
     }
@@ -280,6 +195,7 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
         let live = match &report.key {
             Some(key) => {
                 match state
+                    .core
                     .keys
                     .revoke_presented(key, now, Source::GithubSecretScanning)
                     .await

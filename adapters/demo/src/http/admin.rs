@@ -8,7 +8,7 @@
 //!   and until then both count in one rate-limit window.
 //! - `GET /admin/v1/activity` lists the latest key changes, with who made each.
 //!
-//! Every change is made by the data file's thread ([`DbHandle`](crate::db::DbHandle)), one
+//! Every change is made by the data file's thread (through [`KeyService`](crate::service::KeyService)), one
 //! after another, and is durable in the data file before it is applied to the key store and
 //! before the response is sent. The handlers only wait for that thread's answer, so a slow or
 //! locked file never holds up the runtime; when too many changes are already waiting, a new one
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
-use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::header::AUTHORIZATION;
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,7 +31,9 @@ use sitequest_auth::{
     Scopes, UnixTime,
 };
 
-use crate::db::{ActivityRead, ChangeError, DbError, Source};
+use crate::http::client::{client_ip, Refusals};
+use crate::http::respond::{change_refused, error, invalid, no_such_key, too_many};
+use crate::service::{ActivityRead, Source};
 use crate::{AppState, MAX_BODY};
 
 /// The admin routes, behind the admin-token check.
@@ -48,84 +50,13 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// A JSON error `{"error": message, "code": code, "status": status}`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": message, "code": code, "status": status.as_u16()})),
-    )
-        .into_response()
-}
-
-/// A 400 `INVALID_REQUEST` with `message`.
-pub(crate) fn invalid(message: impl std::fmt::Display) -> Response {
-    error(
-        StatusCode::BAD_REQUEST,
-        "INVALID_REQUEST",
-        &message.to_string(),
-    )
-}
-
-fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", "No key with this id")
-}
-
-/// The answer to a change that was refused or could not be saved.
-fn refused(e: ChangeError) -> Response {
-    match e {
-        ChangeError::NotFound => not_found(),
-        ChangeError::NotActive => error(
-            StatusCode::CONFLICT,
-            "KEY_NOT_ACTIVE",
-            "The key is revoked or expired",
-        ),
-        ChangeError::Invalid(e) => invalid(e),
-        ChangeError::Db(DbError::Busy) => {
-            tracing::warn!("admin change refused: the data file queue is full");
-            let mut res = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "SERVICE_UNAVAILABLE",
-                "The data file is busy; try again",
-            );
-            res.headers_mut()
-                .insert(RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
-            res
-        }
-        ChangeError::NotShared => not_shared(),
-        ChangeError::Db(e) => {
-            tracing::error!(error = %e, "data file write failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL",
-                "Could not save the change",
-            )
-        }
-    }
-}
-
-/// The 503 of a change saved and in force on this instance but not yet confirmed shared with
-/// the others: `Retry-After` says when asking again may succeed.
-pub(crate) fn not_shared() -> Response {
-    let mut res = error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "SERVICE_UNAVAILABLE",
-        "The change is saved on this instance but the other instances could not be told yet; \
-         it is retried until they are: send it again",
-    );
-    res.headers_mut().insert(
-        RETRY_AFTER,
-        axum::http::HeaderValue::from(crate::service::RETRY_UNSHARED_SECS),
-    );
-    res
-}
-
 /// Lets through requests with the admin token. Refusals count in the client address's quota of
 /// requests without a valid key (the authorizer's) and carry its window; past it they are a 429.
 /// The token is compared first (a constant-time comparison costs next to nothing), so that a
 /// flood of wrong tokens from an address never locks the admin out.
 async fn require_admin(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let now = state.now();
-    let refusals = crate::leaks::Refusals::of(&state, crate::leaks::client_ip(&state, &req), now);
+    let refusals = Refusals::of(&state.core, client_ip(&state.core, &req), now);
     // The one rule for Authorization fields: two of them are no credential.
     let fields = req
         .headers()
@@ -139,7 +70,7 @@ async fn require_admin(State(state): State<AppState>, req: Request, next: Next) 
     // Debug, not info: anyone can send these, as fast as they like.
     tracing::debug!(path = %req.uri().path(), "admin request refused");
     if let Some(window) = refusals.exhausted() {
-        return crate::leaks::too_many(&window, now);
+        return too_many(&window, now);
     }
     refusals.count(error(
         StatusCode::UNAUTHORIZED,
@@ -248,9 +179,14 @@ async fn create(State(state): State<AppState>, body: Body) -> Response {
         Ok(n) => n,
         Err(message) => return invalid(message),
     };
-    match state.keys.create(&new, state.now(), Source::AdminApi).await {
+    match state
+        .core
+        .keys
+        .create(&new, state.now(), Source::AdminApi)
+        .await
+    {
         Ok(issued) => created(&issued),
-        Err(e) => refused(e),
+        Err(e) => change_refused(e),
     }
 }
 
@@ -291,9 +227,9 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
         }
     }
     let since = unused_for.map(|d| state.now() - d);
-    let activity = match state.keys.activity(ActivityRead::RevokedBy).await {
+    let activity = match state.core.keys.activity(ActivityRead::RevokedBy).await {
         Ok(a) => a,
-        Err(e) => return refused(e.into()),
+        Err(e) => return change_refused(e.into()),
     };
     let keys: Vec<Value> = state
         .store()
@@ -312,9 +248,9 @@ async fn list(State(state): State<AppState>, RawQuery(query): RawQuery) -> Respo
 
 /// `GET /admin/v1/activity`: the latest key changes, newest first.
 async fn activity(State(state): State<AppState>) -> Response {
-    match state.keys.activity(ActivityRead::Events).await {
+    match state.core.keys.activity(ActivityRead::Events).await {
         Ok(a) => Json(json!({ "events": a.events })).into_response(),
-        Err(e) => refused(e.into()),
+        Err(e) => change_refused(e.into()),
     }
 }
 
@@ -328,7 +264,7 @@ struct UpdateRequest {
 /// list allows any address), in force when the answer is sent.
 async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
     let Ok(id) = id.parse::<KeyId>() else {
-        return not_found();
+        return no_such_key();
     };
     let list = match json_body::<UpdateRequest>(body)
         .await
@@ -338,22 +274,28 @@ async fn update(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         Err(message) => return invalid(message),
     };
     match state
+        .core
         .keys
         .set_allowed_ips(id, list, state.now(), Source::AdminApi)
         .await
     {
         Ok(record) => Json(listed(&record, None)).into_response(),
-        Err(e) => refused(e),
+        Err(e) => change_refused(e),
     }
 }
 
 async fn revoke(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<KeyId>() else {
-        return not_found();
+        return no_such_key();
     };
-    match state.keys.revoke(id, state.now(), Source::AdminApi).await {
+    match state
+        .core
+        .keys
+        .revoke(id, state.now(), Source::AdminApi)
+        .await
+    {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => refused(e),
+        Err(e) => change_refused(e),
     }
 }
 
@@ -366,7 +308,7 @@ struct RotateRequest {
 
 async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Body) -> Response {
     let Ok(id) = id.parse::<KeyId>() else {
-        return not_found();
+        return no_such_key();
     };
     let req: RotateRequest = match json_body(body).await {
         Ok(r) => r,
@@ -375,6 +317,7 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     // The key is checked inside the data file's transaction, so a revocation committed first
     // (through this server or the `keys` subcommands) is a 409, never a live replacement.
     match state
+        .core
         .keys
         .rotate(
             id,
@@ -385,13 +328,13 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         .await
     {
         Ok(rotated) => created(&rotated.new),
-        Err(e) => refused(e),
+        Err(e) => change_refused(e),
     }
 }
 
 /// Writes the keys' last-use times to the data file.
 pub async fn flush_last_used(state: &AppState) -> anyhow::Result<()> {
-    Ok(state.keys.flush_last_used().await?)
+    Ok(state.core.keys.flush_last_used().await?)
 }
 
 /// Flushes last-use times every 30 seconds.

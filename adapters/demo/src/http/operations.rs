@@ -1,5 +1,5 @@
-//! The mock API's operations, in one table that both the REST routes ([`crate::api`]) and the
-//! MCP tools ([`crate::mcp`]) read: each operation's REST route, MCP tool name, the scope it
+//! The mock API's operations, in one table that both the REST routes ([`crate::http::api`]) and the
+//! MCP tools ([`crate::http::mcp`]) read: each operation's REST route, MCP tool name, the scope it
 //! needs, its input, and the canned answer both give.
 
 use serde_json::{json, Map, Value};

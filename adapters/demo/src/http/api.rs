@@ -13,27 +13,27 @@ use axum::{Json, Router};
 use sitequest_auth::Scopes;
 use sitequest_auth_tower::AuthLayer;
 
-use crate::admin::error;
+use crate::http::respond::error;
+use crate::http::state::AppState;
 use crate::operations::{Input, Operation, OPERATIONS};
-use crate::AppState;
 
 /// The auth layer every guarded route of this server uses, requiring `scope`: the state's
 /// authorizer, clock, metrics, outside limiter, and the client's address behind the trusted
 /// proxies.
 pub fn guard(state: &AppState, scope: Scopes) -> AuthLayer {
-    let metrics = state.metrics.observer();
-    let usage = state.usage.clone();
-    let clock = state.clock.clone();
+    let metrics = state.ops.metrics.observer();
+    let usage = state.core.usage.clone();
+    let clock = state.core.clock.clone();
     let observer: sitequest_auth_tower::Observer = std::sync::Arc::new(move |outcome| {
         metrics(outcome);
         usage.record_outcome(outcome, clock.now());
     });
-    let layer = AuthLayer::new(state.auth.clone(), scope)
-        .with_clock(state.clock.clone())
+    let layer = AuthLayer::new(state.core.auth.clone(), scope)
+        .with_clock(state.core.clock.clone())
         .with_observer(observer)
         .with_client_ip(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-        .with_trusted_proxies(state.trusted_proxies.clone());
-    match &state.limiter {
+        .with_trusted_proxies(state.core.trusted_proxies.clone());
+    match &state.core.limiter {
         Some(l) => layer.with_limiter(l.clone()),
         None => layer,
     }
@@ -83,19 +83,5 @@ pub fn routes(state: &AppState) -> Router {
             (|| async { error(StatusCode::NOT_FOUND, "NOT_FOUND", "No such action") })
                 .layer(guard(state, Scopes::VPS_WRITE)),
         ),
-    )
-}
-
-/// The JSON 404 for paths that match no route.
-pub async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "NOT_FOUND", "No such route")
-}
-
-/// The JSON 405 for a route that exists with other methods.
-pub async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
-        "Method not allowed on this route",
     )
 }

@@ -37,8 +37,8 @@ use sitequest_auth::{ErrorCode, Scopes};
 use sitequest_auth_tower::AuthenticatedKey;
 use tower::ServiceExt;
 
+use crate::http::state::AppState;
 use crate::operations::{by_tool, Operation, OPERATIONS};
-use crate::AppState;
 
 /// The path of the endpoint.
 pub const PATH: &str = "/mcp";
@@ -50,7 +50,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// for a missing scope are counted in the key's usage record, as the REST API's 403s are.
 #[derive(Clone)]
 pub struct Tools {
-    usage: Arc<crate::dashboard::usage::Usage>,
+    usage: Arc<crate::http::usage::Usage>,
     clock: sitequest_auth_tower::Clock,
 }
 
@@ -117,7 +117,7 @@ impl ServerHandler for Tools {
         if !scopes.contains(op.scope) {
             self.usage.record(
                 key_id,
-                crate::dashboard::usage::Kind::Forbidden,
+                crate::http::usage::Kind::Forbidden,
                 self.clock.now(),
             );
             let code = ErrorCode::InsufficientScope;
@@ -146,10 +146,10 @@ pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
         .with_allowed_origins(origins)
         .with_max_request_body_bytes(MAX_BODY);
     let tools = Tools {
-        usage: state.usage.clone(),
-        clock: state.clock.clone(),
+        usage: state.core.usage.clone(),
+        clock: state.core.clock.clone(),
     };
-    let owners = state.mcp_sessions.clone();
+    let owners = state.mcp.sessions.clone();
     let mut local = LocalSessionManager::default();
     local.session_config.keep_alive = Some(owners.limits.idle);
     let sessions = OwnedSessions {

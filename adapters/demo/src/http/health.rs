@@ -14,10 +14,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::AppState;
+use crate::http::state::Ops;
 
 /// The three routes.
-pub fn routes(state: AppState) -> Router {
+pub fn routes(state: Ops) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -38,7 +38,7 @@ pub fn routes(state: AppState) -> Router {
 /// # Errors
 ///
 /// The reason it is not ready, for the 503's body and the logs.
-pub fn readiness(state: &AppState) -> Result<(), String> {
+pub fn readiness(state: &Ops) -> Result<(), String> {
     let Some(sync) = &state.sync else {
         return Ok(());
     };
@@ -67,7 +67,7 @@ async fn healthz() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<Ops>) -> Response {
     match readiness(&state) {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(reason) => (
@@ -78,7 +78,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<Ops>) -> Response {
     (
         [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.render(),

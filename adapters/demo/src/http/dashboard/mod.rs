@@ -17,7 +17,6 @@
 //! it is served, never in a URL, a cookie, browser storage or a log line.
 
 pub mod session;
-pub mod usage;
 
 use std::time::Duration;
 
@@ -25,10 +24,9 @@ use askama::Template;
 use axum::body::Body;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Form, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -38,8 +36,8 @@ use sitequest_auth::{
 };
 use zeroize::Zeroizing;
 
-use crate::db::{ChangeError, Source};
-use crate::AppState;
+use crate::http::state::AppState;
+use crate::service::{ActivityRead, ChangeError, Source};
 use session::Reveal;
 
 /// The settings page.
@@ -77,30 +75,6 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The headers of every response of the server (the dashboard's pages need them; the JSON of the
-/// API and the 404s and 405s of paths under `/dashboard` are none the worse for them).
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let mut res = next.run(req).await;
-    let h = res.headers_mut();
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
-             connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    if !h.contains_key(CACHE_CONTROL) {
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    res
-}
-
 fn page(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
@@ -133,13 +107,13 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
 /// The signed-in session: (cookie, CSRF token).
 fn signed_in(state: &AppState, headers: &HeaderMap) -> Option<(String, String)> {
     let c = cookie(headers)?;
-    let csrf = state.sessions.csrf(&c, state.now())?;
+    let csrf = state.dashboard.sessions.csrf(&c, state.now())?;
     Some((c, csrf))
 }
 
 /// The origin pages of this server are served from: the public URL's, else `http://<Host>`.
 fn own_origin(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    if let Some(url) = &state.public_url {
+    if let Some(url) = &state.dashboard.public_url {
         return Some(url.trim_end_matches('/').to_owned());
     }
     let host = headers.get(HOST)?.to_str().ok()?;
@@ -185,11 +159,11 @@ fn authorize_post(
     let Some(c) = cookie(headers) else {
         return Err(Refused::SignIn);
     };
-    if state.sessions.csrf(&c, state.now()).is_none() {
+    if state.dashboard.sessions.csrf(&c, state.now()).is_none() {
         return Err(Refused::SignIn);
     }
     match csrf {
-        Some(token) if state.sessions.check_csrf(&c, token, state.now()) => Ok(c),
+        Some(token) if state.dashboard.sessions.check_csrf(&c, token, state.now()) => Ok(c),
         _ => Err(Refused::Forbidden),
     }
 }
@@ -300,9 +274,9 @@ async fn login(
     let token = Zeroizing::new(field(&fields, "token").unwrap_or("").to_owned());
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
     if !state.admin.check(Some(header.as_bytes())) {
-        let refusals = crate::leaks::Refusals::of(
-            &state,
-            crate::leaks::client_address(&state, &headers, Some(peer)),
+        let refusals = crate::http::client::Refusals::of(
+            &state.core,
+            crate::http::client::client_address(&state.core, &headers, Some(peer)),
             now,
         );
         if refusals.exhausted().is_some() {
@@ -327,8 +301,9 @@ async fn login(
             },
         ));
     }
-    let c = state.sessions.open(now);
+    let c = state.dashboard.sessions.open(now);
     let secure = if state
+        .dashboard
         .public_url
         .as_deref()
         .is_some_and(|u| u.starts_with("https://"))
@@ -358,7 +333,7 @@ async fn logout(
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
-    state.sessions.close(&c);
+    state.dashboard.sessions.close(&c);
     let mut res = Redirect::to(LOGIN).into_response();
     res.headers_mut().insert(
         SET_COOKIE,
@@ -554,8 +529,9 @@ async fn settings_page(
 ) -> Response {
     let now = state.now();
     let activity = state
+        .core
         .keys
-        .activity(crate::db::ActivityRead::Both)
+        .activity(ActivityRead::Both)
         .await
         .unwrap_or_default();
     let mut records = state.store().list();
@@ -602,8 +578,8 @@ async fn settings_page(
             keys,
             sort,
             activity: events,
-            mcp_url: format!("{base}{}", crate::mcp::PATH),
-            quota: quota_text(state.auth.quota()),
+            mcp_url: format!("{base}{}", crate::http::mcp::PATH),
+            quota: quota_text(state.core.auth.quota()),
             lifetime_note: state.store().policy().max_lifetime.map(|max| {
                 format!(
                     "This server requires every key to expire, at most {} after it is created.",
@@ -620,13 +596,13 @@ fn key_row(state: &AppState, r: &KeyRecord, revoked_by: Option<&String>, now: Un
         KeyStatus::Revoked => "revoked",
         KeyStatus::Expired => "expired",
     };
-    let quota = r.rate_limit.unwrap_or(state.auth.quota());
-    let window = if state.limiter.is_none() {
-        let w = state.auth.limiter().peek(r.limit_id(), quota, now);
+    let quota = r.rate_limit.unwrap_or(state.core.auth.quota());
+    let window = if state.core.limiter.is_none() {
+        let w = state.core.auth.limiter().peek(r.limit_id(), quota, now);
         format!("{} / {}", w.limit - w.remaining, w.limit)
     } else {
         // Counted in Redis: what this instance served this minute.
-        let m = state.usage.last_hour(r.id(), now);
+        let m = state.core.usage.last_hour(r.id(), now);
         let last = m.last().copied().unwrap_or([0; 3]);
         format!("{} / {} here", last[0] + last[1], quota.limit())
     };
@@ -738,7 +714,7 @@ async fn create(
         if let Some(t) = expiry {
             new = new.expires_at(t);
         }
-        match state.keys.create(&new, now, Source::Dashboard).await {
+        match state.core.keys.create(&new, now, Source::Dashboard).await {
             Ok(i) => issued = Some(i),
             Err(ChangeError::Invalid(e)) => {
                 let message = capitalized(&e.to_string());
@@ -754,10 +730,10 @@ async fn create(
         }
     }
     let Some(issued) = issued else {
-        let csrf = state.sessions.csrf(&c, now).unwrap_or_default();
+        let csrf = state.dashboard.sessions.csrf(&c, now).unwrap_or_default();
         return settings_page(&state, &headers, csrf, &form, None, StatusCode::BAD_REQUEST).await;
     };
-    state.sessions.set_reveal(
+    state.dashboard.sessions.set_reveal(
         &c,
         Reveal {
             key: issued.key.expose_secret(),
@@ -829,7 +805,7 @@ async fn created(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return to_login();
     };
     // Shown once: a reload finds nothing and goes back to the list.
-    let keys = state.sessions.take_reveals(&c, state.now());
+    let keys = state.dashboard.sessions.take_reveals(&c, state.now());
     if keys.is_empty() {
         return Redirect::to(SETTINGS).into_response();
     }
@@ -912,7 +888,12 @@ async fn revoke(
     let Ok(id) = id.parse::<KeyId>() else {
         return not_found();
     };
-    match state.keys.revoke(id, state.now(), Source::Dashboard).await {
+    match state
+        .core
+        .keys
+        .revoke(id, state.now(), Source::Dashboard)
+        .await
+    {
         Ok(_) => Redirect::to(SETTINGS).into_response(),
         Err(e) => change_failed(e),
     }
@@ -963,12 +944,13 @@ async fn rotate(
         }
     };
     match state
+        .core
         .keys
         .rotate(id, grace, state.now(), Source::Dashboard)
         .await
     {
         Ok(rotated) => {
-            state.sessions.set_reveal(
+            state.dashboard.sessions.set_reveal(
                 &c,
                 Reveal {
                     key: rotated.new.key.expose_secret(),
@@ -994,7 +976,7 @@ async fn usage_svg(
     let Some(r) = find(&state, &id) else {
         return not_found();
     };
-    let svg = usage::chart(&state.usage.last_hour(r.id(), state.now()), &r.name);
+    let svg = crate::http::usage::chart(&state.core.usage.last_hour(r.id(), state.now()), &r.name);
     ([(CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }
 
