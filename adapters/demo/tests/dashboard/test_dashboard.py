@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.parse
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -172,6 +173,9 @@ def run(base):
           by_id("curl-line").text == f'curl -H "Authorization: Bearer {read_key}" {base}/v1/servers',
           by_id("curl-line").text)
     shot("key-shown-once")
+    # The window's count is read back below: keep the calls and the reading in one minute.
+    if time.time() % 60 > 40:
+        time.sleep(61 - time.time() % 60)
     status, headers, _ = http(base, "GET", "/v1/servers", read_key)
     check("the Read only key lists servers (200, with the rate-limit headers)",
           status == 200 and headers.get("X-RateLimit-Limit") == "60"

@@ -1,0 +1,406 @@
+//! The settings page (Settings › API / MCP): the create form, the key list, activity, and
+//! creating a key.
+
+use super::*;
+
+/// What the create form held, and what was wrong with it.
+#[derive(Debug, Default)]
+pub(super) struct CreateForm {
+    name: String,
+    expiry: String,
+    expiry_date: String,
+    access: String,
+    scopes: Vec<String>,
+    errors: FieldErrors,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct FieldErrors {
+    name: Option<String>,
+    expiry: Option<String>,
+    access: Option<String>,
+}
+
+impl CreateForm {
+    fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+impl FieldErrors {
+    fn any(&self) -> bool {
+        self.name.is_some() || self.expiry.is_some() || self.access.is_some()
+    }
+}
+
+pub(super) struct ScopeChoice {
+    name: &'static str,
+    id: &'static str,
+    description: &'static str,
+}
+
+pub(super) struct ScopeGroup {
+    title: &'static str,
+    scopes: [ScopeChoice; 3],
+}
+
+pub(super) const SCOPE_GROUPS: [ScopeGroup; 2] = [
+    ScopeGroup {
+        title: "VPS",
+        scopes: [
+            ScopeChoice {
+                name: "vps:read",
+                id: "vps-read",
+                description: "List servers, view status and metrics",
+            },
+            ScopeChoice {
+                name: "vps:write",
+                id: "vps-write",
+                description: "Start, stop, reboot, reinstall, mount ISO, SSH execution",
+            },
+            ScopeChoice {
+                name: "vps:manage",
+                id: "vps-manage",
+                description: "Create, upgrade, and delete servers",
+            },
+        ],
+    },
+    ScopeGroup {
+        title: "Domains",
+        scopes: [
+            ScopeChoice {
+                name: "domains:read",
+                id: "domains-read",
+                description: "List domains and view DNS records",
+            },
+            ScopeChoice {
+                name: "domains:write",
+                id: "domains-write",
+                description: "Edit DNS records and domain settings",
+            },
+            ScopeChoice {
+                name: "domains:manage",
+                id: "domains-manage",
+                description: "Register, transfer, and delete domains",
+            },
+        ],
+    },
+];
+
+pub(super) const EXPIRY_CHOICES: [(&str, &str); 4] = [
+    ("none", "No expiry"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("1y", "1 year"),
+];
+
+/// A key as the list shows it.
+pub(super) struct KeyRow {
+    id: String,
+    name: String,
+    last4: String,
+    scopes: Vec<&'static str>,
+    created_rel: String,
+    created_exact: String,
+    created_iso: String,
+    expires_rel: Option<String>,
+    expires_exact: String,
+    last_used_rel: String,
+    status: &'static str,
+    revoked_by: Option<String>,
+    window: String,
+    chart_url: String,
+}
+
+pub(super) struct EventRow {
+    iso: String,
+    exact: String,
+    key_id: String,
+    action: String,
+    source: String,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/api.html")]
+pub(super) struct ApiPage<'a> {
+    signed_in: bool,
+    csrf: String,
+    form: &'a CreateForm,
+    expiry_choices: &'a [(&'a str, &'a str)],
+    scope_groups: &'a [ScopeGroup],
+    keys: Vec<KeyRow>,
+    sort: &'a str,
+    activity: Vec<EventRow>,
+    mcp_url: String,
+    quota: String,
+    lifetime_note: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct SortQuery {
+    sort: Option<String>,
+}
+
+pub(super) async fn settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    SignedIn { csrf, .. }: SignedIn,
+    Query(query): Query<SortQuery>,
+) -> Response {
+    // With a maximum lifetime, "No expiry" would only be refused: start from 30 days.
+    let expiry = match state.store().policy().max_lifetime {
+        None => "none",
+        Some(max) if max >= Duration::from_secs(30 * DAY) => "30d",
+        Some(_) => "date",
+    };
+    let form = CreateForm {
+        expiry: expiry.into(),
+        access: "read_only".into(),
+        ..CreateForm::default()
+    };
+    settings_page(
+        &state,
+        &headers,
+        csrf,
+        &form,
+        query.sort.as_deref(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub(super) async fn settings_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf: String,
+    form: &CreateForm,
+    sort: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let now = state.now();
+    let activity = state
+        .core
+        .keys
+        .activity(ActivityRead::Both)
+        .await
+        .unwrap_or_default();
+    let mut records = state.store().list();
+    let sort = match sort {
+        Some("last_used") => {
+            // Never used first, then the longest unused: the keys to revoke come first.
+            records.sort_by_key(|r| (r.last_used_at, r.created_at));
+            "last_used"
+        }
+        Some("name") => {
+            records.sort_by_key(|r| r.name.to_lowercase());
+            "name"
+        }
+        _ => {
+            records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+            "created"
+        }
+    };
+    let keys = records
+        .iter()
+        .map(|r| key_row(state, r, activity.revoked_by.get(&r.id()), now))
+        .collect();
+    let events = activity
+        .events
+        .iter()
+        .take(50)
+        .map(|e| EventRow {
+            iso: iso(e.at),
+            exact: exact(e.at),
+            key_id: e.key_id.to_string(),
+            action: e.action.replace('_', " "),
+            source: e.source.replace('_', " "),
+        })
+        .collect();
+    let base = own_origin(state, headers).unwrap_or_default();
+    page_with(
+        status,
+        &ApiPage {
+            signed_in: true,
+            csrf,
+            form,
+            expiry_choices: &EXPIRY_CHOICES,
+            scope_groups: &SCOPE_GROUPS,
+            keys,
+            sort,
+            activity: events,
+            mcp_url: format!("{base}{}", crate::http::mcp::PATH),
+            quota: quota_text(state.core.auth.quota()),
+            lifetime_note: state.store().policy().max_lifetime.map(|max| {
+                format!(
+                    "This server requires every key to expire, at most {} after it is created.",
+                    sitequest_auth::Lifetime(max)
+                )
+            }),
+        },
+    )
+}
+
+pub(super) fn key_row(
+    state: &AppState,
+    r: &KeyRecord,
+    revoked_by: Option<&String>,
+    now: UnixTime,
+) -> KeyRow {
+    let status = match r.status(now) {
+        KeyStatus::Active => "active",
+        KeyStatus::Revoked => "revoked",
+        KeyStatus::Expired => "expired",
+    };
+    let quota = r.rate_limit.unwrap_or(state.core.auth.quota());
+    let window = if state.core.limiter.is_none() {
+        let w = state.core.auth.limiter().peek(r.limit_id(), quota, now);
+        format!("{} / {}", w.limit - w.remaining, w.limit)
+    } else {
+        // Counted in Redis: what this instance served this minute.
+        let m = state.core.usage.last_hour(r.id(), now);
+        let last = m.last().copied().unwrap_or([0; 3]);
+        format!("{} / {} here", last[0] + last[1], quota.limit())
+    };
+    KeyRow {
+        id: r.id().to_string(),
+        name: r.name.clone(),
+        last4: r.last4.as_str().to_owned(),
+        scopes: r.scopes.names().collect(),
+        created_rel: relative(r.created_at, now),
+        created_exact: exact(r.created_at),
+        created_iso: iso(r.created_at),
+        expires_rel: r.expires_at.map(|t| relative(t, now)),
+        expires_exact: r.expires_at.map(exact).unwrap_or_default(),
+        last_used_rel: r
+            .last_used_at
+            .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
+        status,
+        revoked_by: r.revoked_at.and(revoked_by).map(|s| s.replace('_', " ")),
+        window,
+        chart_url: format!("/dashboard/settings/api/keys/{}/usage.svg", r.id()),
+    }
+}
+
+pub(super) const DAY: u64 = 86_400;
+
+/// When the expiry choice says the key expires, or the message for the field.
+pub(super) fn expiry_of(fields: &Fields, now: UnixTime) -> Result<Option<UnixTime>, String> {
+    match field(fields, "expiry").unwrap_or("none") {
+        "none" => Ok(None),
+        "30d" => Ok(Some(now.plus_secs(30 * DAY))),
+        "90d" => Ok(Some(now.plus_secs(90 * DAY))),
+        "1y" => Ok(Some(now.plus_secs(365 * DAY))),
+        "date" => {
+            let text = field(fields, "expiry_date").unwrap_or("");
+            // The key works through the chosen day (UTC).
+            parse_date(text)
+                .map(|day| Some(UnixTime::from_secs((day + 1) * DAY)))
+                .ok_or_else(|| "Pick a date, as 2027-01-31.".to_owned())
+        }
+        _ => Err("Choose when the key expires.".to_owned()),
+    }
+}
+
+/// The scopes the access choice gives, or the message for the field.
+pub(super) fn scopes_of(fields: &Fields) -> Result<Scopes, String> {
+    match field(fields, "access").unwrap_or("") {
+        "full" => Ok(Preset::Full.scopes()),
+        "read_only" => Ok(Preset::ReadOnly.scopes()),
+        "custom" => {
+            let mut scopes = Scopes::empty();
+            for (_, name) in fields.iter().filter(|(n, _)| n == "scope") {
+                scopes |= Scopes::parse_name(name).map_err(|e| capitalized(&e.to_string()))?;
+            }
+            if scopes.is_empty() {
+                return Err("Pick at least one scope.".to_owned());
+            }
+            Ok(scopes)
+        }
+        _ => Err("Choose Full access, Read only or Custom.".to_owned()),
+    }
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    CheckedForm { cookie: c, fields }: CheckedForm,
+) -> Response {
+    let now = state.now();
+    let mut form = CreateForm {
+        name: field(&fields, "name").unwrap_or("").to_owned(),
+        expiry: field(&fields, "expiry").unwrap_or("none").to_owned(),
+        expiry_date: field(&fields, "expiry_date").unwrap_or("").to_owned(),
+        access: field(&fields, "access").unwrap_or("").to_owned(),
+        scopes: fields
+            .iter()
+            .filter(|(n, _)| n == "scope")
+            .map(|(_, v)| v.clone())
+            .collect(),
+        errors: FieldErrors::default(),
+    };
+    // Every field is judged, so that every error shows at once, each next to its field; then the
+    // store, with the operator's policy, is the one judge of the new key.
+    let policy = state.store().policy();
+    let expiry = match expiry_of(&fields, now) {
+        Ok(Some(t)) if t <= now => Err("Expiry time must be in the future.".to_owned()),
+        Ok(t) => policy
+            .check(t, now)
+            .map(|()| t)
+            .map_err(|e| capitalized(&e.to_string())),
+        Err(e) => Err(e),
+    };
+    let expiry = expiry
+        .map_err(|e| form.errors.expiry = Some(e))
+        .ok()
+        .flatten();
+    let scopes = scopes_of(&fields)
+        .map_err(|e| form.errors.access = Some(e))
+        .ok();
+    if let Err(e) = NewKey::new(form.name.clone(), Scopes::VPS_READ).generate(now) {
+        form.errors.name = Some(capitalized(&e.to_string()));
+    }
+    let mut issued = None;
+    if let (Some(scopes), false) = (scopes, form.errors.any()) {
+        let mut new = NewKey::new(form.name.clone(), scopes);
+        if let Some(t) = expiry {
+            new = new.expires_at(t);
+        }
+        match state.core.keys.create(&new, now, Source::Dashboard).await {
+            Ok(i) => issued = Some(i),
+            Err(ChangeError::Invalid(e)) => {
+                let message = capitalized(&e.to_string());
+                match e {
+                    InvalidRecord::EmptyName
+                    | InvalidRecord::NameTooLong { .. }
+                    | InvalidRecord::ControlCharacter => form.errors.name = Some(message),
+                    InvalidRecord::EmptyScopes => form.errors.access = Some(message),
+                    _ => form.errors.expiry = Some(message),
+                }
+            }
+            Err(e) => return change_failed(e),
+        }
+    }
+    let Some(issued) = issued else {
+        let csrf = state.dashboard.sessions.csrf(&c, now).unwrap_or_default();
+        return settings_page(&state, &headers, csrf, &form, None, StatusCode::BAD_REQUEST).await;
+    };
+    state.dashboard.sessions.set_reveal(
+        &c,
+        Reveal {
+            key: issued.key.expose_secret(),
+            id: issued.record.id().to_string(),
+            name: issued.record.name.clone(),
+        },
+        now,
+    );
+    Redirect::to("/dashboard/settings/api/created").into_response()
+}
+
+/// `60 per minute`, `100 per 30 seconds`.
+pub(super) fn quota_text(q: sitequest_auth::Quota) -> String {
+    if q.period_secs() == 60 {
+        format!("{} per minute", q.limit())
+    } else {
+        format!("{} per {} seconds", q.limit(), q.period_secs())
+    }
+}
