@@ -364,6 +364,23 @@ impl Demo {
     }
 }
 
+/// The key service over the data file alone, without a server: what the `keys` subcommands
+/// change keys through. Close the returned handle when done, so that every change is on disk.
+///
+/// # Errors
+///
+/// When the data file cannot be opened or read.
+pub fn offline_keys(
+    data: &Path,
+    policy: KeyPolicy,
+) -> Result<(Arc<service::KeyService>, db::DbHandle)> {
+    let file = db::Db::open(data)?;
+    let store = Arc::new(KeyStore::new().with_policy(policy));
+    let (handle, _) = db::DbHandle::start(file, store.clone(), None, db::WorkerOptions::default())?;
+    let keys = service::KeyService::new(store, Arc::new(handle.clone()), None);
+    Ok((Arc::new(keys), handle))
+}
+
 /// Where the generated admin token is kept: beside the data file, `<data>.admin-token`.
 #[must_use]
 pub fn token_path(data: &Path) -> PathBuf {

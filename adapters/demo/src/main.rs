@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use sitequest_auth::{Cidr, IpAllowlist, KeyId, KeyStore, NewKey, Preset, Quota, Scopes};
+use sitequest_auth::{Cidr, IpAllowlist, KeyId, NewKey, Preset, Quota, Scopes};
 use sitequest_auth_redis::{FailurePolicy, SyncSecret};
-use sitequest_demo::db::{Action, Db, Source};
+use sitequest_demo::db::Db;
 use sitequest_demo::server::{self, ConnectionLimits};
+use sitequest_demo::service::{ChangeError, Source};
 use sitequest_demo::{Config, Demo};
 
 /// A mock of the Sitequest API, guarded by sitequest-auth: API keys, scopes and per-key rate
@@ -175,10 +176,18 @@ enum KeysCommand {
         #[arg(long, value_name = "LIFETIME", value_parser = parse_lifetime)]
         unused_since: Option<std::time::Duration>,
     },
-    /// Revoke a key by id.
+    /// Revoke a key by id, in the data file (a server running on it shares the revocation
+    /// within a second), or with --server through that running server, which answers only once
+    /// every instance enforces the revocation.
     Revoke {
         /// The key id (kid_...).
         id: String,
+        /// Revoke through the server running at this URL (http://HOST:PORT) with the admin token
+        /// (SITEQUEST_ADMIN_TOKEN, else the token file beside --data): exits 0 once every
+        /// instance enforces the revocation, 75 when the server saved it but could not share it
+        /// yet (run it again), 1 on any other refusal.
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
     },
     /// The latest key changes (created, revoked, rotated, allowlist set), newest first, with
     /// who made each: admin_api, cli, presentation (POST /v1/keys/revoke) or
@@ -285,7 +294,7 @@ async fn main() -> Result<()> {
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     let redis_on_command_line = matches.value_source("redis") == Some(ValueSource::CommandLine);
     if let Some(Command::Keys(cmd)) = cli.command {
-        return keys(&cli.data, key_policy(cli.max_key_lifetime), cmd);
+        return keys(&cli.data, key_policy(cli.max_key_lifetime), cmd).await;
     }
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.metrics_listen = cli.metrics_listen;
@@ -424,11 +433,16 @@ fn key_policy(max_lifetime: Option<std::time::Duration>) -> sitequest_auth::KeyP
     }
 }
 
-fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Result<()> {
-    if let KeysCommand::Scan { paths, revoke } = cmd {
-        return scan(data, &paths, revoke);
+async fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::Scan { paths, revoke } => return scan(data, policy, &paths, revoke).await,
+        KeysCommand::Revoke {
+            id,
+            server: Some(server),
+        } => return revoke_through(data, &server, &id).await,
+        _ => {}
     }
-    let mut db = Db::open(data)?;
+    let db = Db::open(data)?;
     let now = sitequest_auth_tower::system_clock();
     match cmd {
         KeysCommand::Create {
@@ -452,11 +466,14 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
                     allow_ips.iter().map(String::as_str),
                 )?);
             }
-            let existing = KeyStore::new().with_policy(policy);
-            db.load_into(&existing)?;
-            let issued = existing.prepare(&new, now)?;
-            db.upsert(&[&issued.record])?;
-            db.record_event(now, issued.record.id(), Action::Created, Source::Cli)?;
+            drop(db);
+            let (service, handle) = sitequest_demo::offline_keys(data, policy)?;
+            let issued = service.create(&new, now, Source::Cli).await;
+            handle.close().await?;
+            let issued = issued.map_err(|e| match e {
+                ChangeError::Invalid(e) => anyhow::Error::new(e),
+                e => anyhow::Error::new(e),
+            })?;
             out(0, format_args!("id:  {}", issued.record.id()));
             out(0, format_args!("key: {}", &*issued.key.expose_secret()));
         }
@@ -498,12 +515,17 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
                 );
             }
         }
-        KeysCommand::Revoke { id } => {
+        KeysCommand::Revoke { id, server: None } => {
             let id: KeyId = id.parse().context("not a key id")?;
-            if !db.revoke(id, now, Source::Cli)? {
-                bail!("no key with id {id}");
+            drop(db);
+            let (service, handle) = sitequest_demo::offline_keys(data, policy)?;
+            let revoked = service.revoke(id, now, Source::Cli).await;
+            handle.close().await?;
+            match revoked {
+                Ok(_) => out(0, format_args!("revoked {id}")),
+                Err(ChangeError::NotFound) => bail!("no key with id {id}"),
+                Err(e) => return Err(e.into()),
             }
-            out(0, format_args!("revoked {id}"));
         }
         KeysCommand::Activity => {
             for e in db.events()? {
@@ -519,7 +541,12 @@ fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) -> Res
                 );
             }
         }
-        KeysCommand::Scan { .. } => unreachable!("handled above"),
+        KeysCommand::Scan { .. }
+        | KeysCommand::Revoke {
+            server: Some(_), ..
+        } => {
+            unreachable!("handled above")
+        }
     }
     Ok(())
 }
@@ -534,7 +561,12 @@ fn out(code: i32, line: std::fmt::Arguments<'_>) {
 }
 
 /// `keys scan`: exits with status 1 when a key was found.
-fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
+async fn scan(
+    data: &Path,
+    policy: sitequest_auth::KeyPolicy,
+    paths: &[PathBuf],
+    revoke: bool,
+) -> Result<()> {
     use sitequest_demo::scan;
     for path in paths {
         if !scan::exists(path) {
@@ -550,14 +582,15 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
         return Ok(());
     }
     // Without a data file there is nothing to look keys up in (and none is created).
-    let mut db = if data.exists() {
-        Some(Db::open(data)?)
+    let records = if data.exists() {
+        Db::open(data)?.load()?
+    } else {
+        Vec::new()
+    };
+    let service = if revoke && data.exists() {
+        Some(sitequest_demo::offline_keys(data, policy)?)
     } else {
         None
-    };
-    let records = match &db {
-        Some(db) => db.load()?,
-        None => Vec::new(),
     };
     let now = sitequest_auth_tower::system_clock();
     let mut live = 0;
@@ -569,8 +602,8 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
             Some(sitequest_auth::KeyStatus::Active) => {
                 live += 1;
                 if revoke {
-                    if let Some(db) = &mut db {
-                        db.revoke(id, now, Source::Cli)?;
+                    if let Some((service, _)) = &service {
+                        service.revoke(id, now, Source::Cli).await?;
                     }
                     format!("LIVE, now revoked ({id})")
                 } else {
@@ -591,10 +624,68 @@ fn scan(data: &Path, paths: &[PathBuf], revoke: bool) -> Result<()> {
             ),
         );
     }
+    if let Some((_, handle)) = service {
+        handle.close().await?;
+    }
     eprintln!(
         "found {} key(s), {live} live{}",
         result.found.len(),
         if revoke && live > 0 { ", revoked" } else { "" }
     );
     std::process::exit(1);
+}
+
+/// `keys revoke ID --server URL`: the revocation through the running server's admin API, which
+/// answers 204 only once every instance enforces it.
+async fn revoke_through(data: &Path, server: &str, id: &str) -> Result<()> {
+    use http_body_util::BodyExt;
+    let id: KeyId = id.parse().context("not a key id")?;
+    let token = match std::env::var("SITEQUEST_ADMIN_TOKEN") {
+        Ok(t) => zeroize::Zeroizing::new(t),
+        Err(_) => {
+            let path = sitequest_demo::token_path(data);
+            let bytes = sitequest_demo::token::read_private_file(&path, "admin token")?;
+            zeroize::Zeroizing::new(
+                String::from_utf8(bytes.to_vec()).context("the admin token file is not text")?,
+            )
+        }
+    };
+    let authority = server
+        .strip_prefix("http://")
+        .context("--server must be an http:// URL (the admin API on an address you trust)")?
+        .trim_end_matches('/');
+    let stream = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect(authority),
+    )
+    .await
+    .with_context(|| format!("cannot reach {server}"))?
+    .with_context(|| format!("cannot reach {server}"))?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let request = hyper::Request::delete(format!("/admin/v1/keys/{id}"))
+        .header("host", authority)
+        .header("authorization", format!("Bearer {}", token.trim()))
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())?;
+    let response = tokio::time::timeout(Duration::from_secs(30), send.send_request(request))
+        .await
+        .context("the server did not answer in 30 s")??;
+    let status = response.status();
+    let body = response.into_body().collect().await?.to_bytes();
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(200).collect());
+    match status.as_u16() {
+        204 => {
+            out(0, format_args!("revoked {id}: every instance enforces it"));
+            Ok(())
+        }
+        503 => {
+            eprintln!("not yet: {message}");
+            std::process::exit(75);
+        }
+        code => bail!("the server refused ({code}): {message}"),
+    }
 }

@@ -502,7 +502,7 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
     let b = start(&dir.path().join("b.db"), &b_flags, Some(TOKEN));
     let a = start(&dir.path().join("a.db"), &a_flags, Some(TOKEN));
     let mut keys = Vec::new();
-    for name in ["by-admin", "by-presentation"] {
+    for name in ["by-admin", "by-presentation", "by-cli"] {
         let (status, created) = b.request(
             "POST",
             "/admin/v1/keys",
@@ -515,14 +515,30 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
             field(&created, "id").to_owned(),
         ));
     }
-    let [(key1, id1), (key2, _)] = [keys[0].clone(), keys[1].clone()];
-    for key in [&key1, &key2] {
+    let [(key1, id1), (key2, _), (key3, id3)] = [keys[0].clone(), keys[1].clone(), keys[2].clone()];
+    for key in [&key1, &key2, &key3] {
         wait_until("the key on a", Duration::from_secs(2), || {
             a.request("GET", "/v1/servers", key, "").0 == 200
         });
     }
     let delete = format!("/admin/v1/keys/{id1}");
     let presented = format!(r#"{{"keys":["{key2}"]}}"#);
+    // `keys revoke --server`: the CLI through the running server a.
+    let cli = || {
+        std::process::Command::new(BIN)
+            .args(["--data"])
+            .arg(dir.path().join("a.db"))
+            .args([
+                "keys",
+                "revoke",
+                &id3,
+                "--server",
+                &format!("http://{}", a.addr),
+            ])
+            .env("SITEQUEST_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    };
 
     proxy.cut();
     let started = Instant::now();
@@ -537,9 +553,17 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
     let (status, headers, body) = send(&a, "POST", "/v1/keys/revoke", "", &presented);
     assert_eq!((status, body.as_str()), (503, NOT_SHARED));
     assert_eq!(header(&headers, "retry-after"), Some("2"));
-    // Right to refuse success: b, which a cannot reach, still grants both keys.
-    assert_eq!(b.request("GET", "/v1/servers", &key1, "").0, 200);
-    assert_eq!(b.request("GET", "/v1/servers", &key2, "").0, 200);
+    let out = cli();
+    assert_eq!(out.status.code(), Some(75), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("not yet: The change is saved on this instance"),
+        "{out:?}"
+    );
+    // Right to refuse success: b, which a cannot reach, still grants the keys.
+    for key in [&key1, &key2, &key3] {
+        assert_eq!(b.request("GET", "/v1/servers", key, "").0, 200);
+    }
     // a says so.
     let (status, body) = a.request("GET", "/readyz", "", "");
     assert_eq!(status, 503, "{body}");
@@ -550,7 +574,7 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
         .expect("the unshared gauge")
         .parse()
         .unwrap();
-    assert!(unshared >= 2.0, "{unshared}");
+    assert!(unshared >= 3.0, "{unshared}");
     // Asked again while cut off: never a 2xx.
     while started.elapsed() < Duration::from_secs(8) {
         assert_eq!(send(&a, "DELETE", &delete, TOKEN, "").0, 503);
@@ -560,8 +584,8 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
 
     proxy.heal();
     let healed = Instant::now();
-    // Nobody asks again: a's own retries share both revocations.
-    for key in [&key1, &key2] {
+    // Nobody asks again: a's own retries share the revocations.
+    for key in [&key1, &key2, &key3] {
         wait_until("the revocation on b", Duration::from_secs(5), || {
             b.request("GET", "/v1/servers", key, "").0 == 401
         });
@@ -581,6 +605,12 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
     let (status, _, _) = send(&a, "POST", "/v1/keys/revoke", "", &presented);
     assert_eq!(status, 202);
     assert_eq!(b.request("GET", "/v1/servers", &key2, "").0, 401);
+    let out = cli();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("revoked {id3}: every instance enforces it\n")
+    );
     wait_until("a ready again", Duration::from_secs(5), || {
         a.request("GET", "/readyz", "", "").0 == 200
     });
