@@ -8,7 +8,8 @@ use crate::quota::Quota;
 use crate::scope::Scopes;
 use crate::time::UnixTime;
 
-/// Longest key name accepted, in bytes.
+/// Longest key name accepted, in characters (Unicode scalar values, as a person counts them in
+/// a form field; at most four bytes each).
 pub const MAX_NAME_LEN: usize = 128;
 
 /// Latest time a record may hold (9999-12-31T23:59:59Z). Keeping times well below 2^53 seconds
@@ -273,8 +274,9 @@ pub(crate) fn validate_name(name: &str) -> Result<(), InvalidRecord> {
     if name.trim().is_empty() {
         return Err(InvalidRecord::EmptyName);
     }
-    if name.len() > MAX_NAME_LEN {
-        return Err(InvalidRecord::NameTooLong { len: name.len() });
+    let len = name.chars().count();
+    if len > MAX_NAME_LEN {
+        return Err(InvalidRecord::NameTooLong { len });
     }
     if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
         return Err(InvalidRecord::ControlCharacter);
@@ -309,10 +311,10 @@ pub enum InvalidRecord {
     /// The name is empty or only whitespace.
     #[error("key name is empty")]
     EmptyName,
-    /// The name is longer than [`MAX_NAME_LEN`] bytes.
-    #[error("key name is {len} bytes long, the most is 128")]
+    /// The name is longer than [`MAX_NAME_LEN`] characters.
+    #[error("key name is {len} characters long, the most is 128")]
     NameTooLong {
-        /// Length of the name in bytes.
+        /// Length of the name in characters.
         len: usize,
     },
     /// The name contains a control character or a bidirectional formatting character (such as

@@ -539,6 +539,22 @@ mod tests {
     }
 
     #[test]
+    fn names_are_counted_in_characters() {
+        let store = KeyStore::new();
+        // 128 characters of four bytes each: 512 bytes, accepted.
+        assert!(store
+            .issue(&NewKey::new("🔑".repeat(128), Preset::Full), NOW)
+            .is_ok());
+        assert_eq!(
+            store
+                .issue(&NewKey::new("x".repeat(100_000), Preset::Full), NOW)
+                .unwrap_err()
+                .to_string(),
+            "key name is 100000 characters long, the most is 128"
+        );
+    }
+
+    #[test]
     fn new_key_validation() {
         let store = KeyStore::new();
         let cases = [
@@ -546,6 +562,11 @@ mod tests {
             (NewKey::new("  ", Preset::Full), InvalidRecord::EmptyName),
             (
                 NewKey::new("x".repeat(129), Preset::Full),
+                InvalidRecord::NameTooLong { len: 129 },
+            ),
+            // Counted in characters, as a person counts them: 129 two-byte letters.
+            (
+                NewKey::new("é".repeat(129), Preset::Full),
                 InvalidRecord::NameTooLong { len: 129 },
             ),
             (

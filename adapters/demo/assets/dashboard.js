@@ -36,11 +36,38 @@
     }
   }
 
+  // Charts and the window counts are refreshed together, so that they never disagree.
   function refreshCharts() {
-    var charts = document.querySelectorAll("img.usage");
+    var charts = document.querySelectorAll("img.usage, img.usage-detail");
     for (var i = 0; i < charts.length; i++) {
       charts[i].src = charts[i].getAttribute("data-src") + "?t=" + Date.now();
     }
+    if (!window.fetch) {
+      return;
+    }
+    fetch("/dashboard/settings/api/windows", { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (windows) {
+        if (!windows) {
+          return;
+        }
+        var rows = document.querySelectorAll("[data-key-id]");
+        for (var j = 0; j < rows.length; j++) {
+          var id = rows[j].getAttribute("data-key-id");
+          if (!Object.prototype.hasOwnProperty.call(windows, id)) {
+            continue;
+          }
+          var cell = rows[j].classList.contains("window") ? rows[j] : rows[j].querySelector(".window");
+          if (cell) {
+            cell.textContent = windows[id].window;
+          }
+          var usage = rows[j].querySelector(".usage-text");
+          if (usage) {
+            usage.textContent = windows[id].usage;
+          }
+        }
+      })
+      .catch(function () {});
   }
 
   // The key is on the page only while it is shown: cleared when the page is left, so that the
@@ -71,7 +98,7 @@
     for (var i = 0; i < buttons.length; i++) {
       buttons[i].addEventListener("click", function (event) { copyKey(event.currentTarget); });
     }
-    if (document.querySelector("img.usage")) {
+    if (document.querySelector("img.usage, img.usage-detail")) {
       window.setInterval(refreshCharts, 10000);
     }
   });

@@ -296,6 +296,38 @@ async fn main() -> Result<()> {
     if let Some(Command::Keys(cmd)) = cli.command {
         return keys(&cli.data, key_policy(cli.max_key_lifetime), cmd).await;
     }
+    // A start-up error (a short admin token, a port in use, a bad file) is one clear line and
+    // exit status 2, never a backtrace.
+    let demo = match start(cli, redis_on_command_line).await {
+        Ok(demo) => demo,
+        Err(e) => {
+            eprintln!("sitequest-demo: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    // Installed before "listening" is printed, so a SIGTERM right after it shuts down cleanly
+    // rather than killing the process with the default action.
+    let shutdown = shutdown_signal()?;
+    if let Some(token) = demo.state().admin.created() {
+        announce(format_args!(
+            "admin token (shown once, kept in its 0600 file): {token}"
+        ));
+    }
+    let addr = demo.local_addr()?;
+    if let Some(metrics) = demo.metrics_addr()? {
+        announce(format_args!("metrics and health on http://{metrics}"));
+    }
+    announce(format_args!(
+        "dashboard: http://{addr}/dashboard (sign in with the admin token)"
+    ));
+    // Last: scripts wait for this line, and may stop reading after it.
+    announce(format_args!("listening on http://{addr}"));
+    tracing::info!(%addr, "sitequest-demo ready");
+    demo.serve(shutdown).await
+}
+
+/// The server's configuration from the command line and the environment, bound and loaded.
+async fn start(cli: Cli, redis_on_command_line: bool) -> Result<Demo> {
     let mut config = Config::new(cli.listen, cli.data, cli.rate_limit);
     config.metrics_listen = cli.metrics_listen;
     config.key_policy = key_policy(cli.max_key_lifetime);
@@ -335,26 +367,7 @@ async fn main() -> Result<()> {
     limits.response_timeout = Duration::from_secs(cli.response_timeout);
     config.limits = limits;
     raise_file_limit(&limits);
-    let demo = Demo::bind(config).await?;
-    // Installed before "listening" is printed, so a SIGTERM right after it shuts down cleanly
-    // rather than killing the process with the default action.
-    let shutdown = shutdown_signal()?;
-    if let Some(token) = demo.state().admin.created() {
-        announce(format_args!(
-            "admin token (shown once, kept in its 0600 file): {token}"
-        ));
-    }
-    let addr = demo.local_addr()?;
-    if let Some(metrics) = demo.metrics_addr()? {
-        announce(format_args!("metrics and health on http://{metrics}"));
-    }
-    announce(format_args!(
-        "dashboard: http://{addr}/dashboard (sign in with the admin token)"
-    ));
-    // Last: scripts wait for this line, and may stop reading after it.
-    announce(format_args!("listening on http://{addr}"));
-    tracing::info!(%addr, "sitequest-demo ready");
-    demo.serve(shutdown).await
+    Demo::bind(config).await
 }
 
 /// Prints a start-up line. A closed standard output (a supervisor that stopped reading) must not

@@ -410,3 +410,24 @@ fn keys_create_takes_an_allowlist_and_activity_names_who_changed_what() {
     );
     assert_eq!(keys_cmd(&data, &["list"]).lines().count(), 1);
 }
+
+/// Issue 21: an admin token shorter than 16 characters stopped the server with a Rust backtrace.
+/// Any start-up error is one clear line on standard error and exit status 2.
+#[test]
+fn a_start_up_error_is_one_line_and_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("demo.db"))
+        .env("SITEQUEST_ADMIN_TOKEN", "short")
+        .env("RUST_BACKTRACE", "1")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sitequest-demo: the admin token must be at least 16 characters long\n"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -99,12 +99,7 @@ pub fn chart(minutes: &[[u32; 3]], name: &str) -> String {
     const H: u32 = 160;
     const TOP: u32 = 16;
     const BOTTOM: u32 = 20;
-    let totals = minutes.iter().fold([0u64; 3], |mut t, m| {
-        for i in 0..3 {
-            t[i] += u64::from(m[i]);
-        }
-        t
-    });
+    let totals = totals(minutes);
     let peak = minutes
         .iter()
         .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
@@ -113,10 +108,7 @@ pub fn chart(minutes: &[[u32; 3]], name: &str) -> String {
         .max(1);
     let plot = u64::from(H - TOP - BOTTOM);
     let bar = W / minutes.len().max(1) as u32;
-    let summary = format!(
-        "Last hour: {} granted, {} refused for scope (403), {} rate limited (429)",
-        totals[0], totals[1], totals[2]
-    );
+    let summary = summary(totals);
     let mut svg = String::with_capacity(16 * 1024);
     let _ = write!(
         svg,
@@ -157,6 +149,122 @@ pub fn chart(minutes: &[[u32; 3]], name: &str) -> String {
         t = H - 5,
     );
     svg
+}
+
+/// The detailed chart of `minutes` (oldest first), for a page of its own: 720×300 drawn at that
+/// size, a y axis with the counts (0, half the peak, the peak), an x axis every 15 minutes, and
+/// the same bars, titles and totals as [`chart`].
+#[must_use]
+pub fn detail_chart(minutes: &[[u32; 3]], name: &str) -> String {
+    const W: u64 = 720;
+    const H: u64 = 300;
+    const LEFT: u64 = 48;
+    const RIGHT: u64 = 12;
+    const TOP: u64 = 16;
+    const BOTTOM: u64 = 36;
+    let totals = totals(minutes);
+    let peak = minutes
+        .iter()
+        .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let plot_w = W - LEFT - RIGHT;
+    let plot_h = H - TOP - BOTTOM;
+    let n = minutes.len().max(1) as u64;
+    let bar = plot_w / n;
+    let base = H - BOTTOM;
+    let mut svg = String::with_capacity(24 * 1024);
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Requests per minute of {name}"><title>Requests per minute of {name}, last hour</title><desc id="summary">{summary}</desc><rect width="{W}" height="{H}" fill="#ffffff"/>"##,
+        name = xml(name),
+        summary = summary(totals),
+    );
+    let text = r##"font-size="13" font-family="sans-serif" fill="#333""##;
+    // The y axis: 0, half the peak and the peak, with grid lines.
+    for value in [0, peak / 2, peak] {
+        let y = base - value * plot_h / peak;
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{y}" x2="{x2}" y2="{y}" stroke="#e5e7eb"/><text x="{tx}" y="{ty}" {text} text-anchor="end">{value}</text>"##,
+            x2 = W - RIGHT,
+            tx = LEFT - 6,
+            ty = y + 4,
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="14" y="{y}" {text} transform="rotate(-90 14 {y})" text-anchor="middle">requests / min</text>"##,
+        y = TOP + plot_h / 2,
+    );
+    let colors = ["#2e7d32", "#f9a825", "#c62828"];
+    let labels = ["granted", "403", "429"];
+    for (i, m) in minutes.iter().enumerate() {
+        let x = LEFT + i as u64 * bar;
+        let mut y = base;
+        let ago = minutes.len() - 1 - i;
+        let _ = write!(
+            svg,
+            r#"<g class="minute"><title>{ago} min ago: {} granted, {} 403, {} 429</title>"#,
+            m[0], m[1], m[2]
+        );
+        for k in 0..3 {
+            if m[k] == 0 {
+                continue;
+            }
+            let h = (u64::from(m[k]) * plot_h).div_ceil(peak).max(1);
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect class="{}" x="{x}" y="{y}" width="{}" height="{h}" fill="{}"/>"#,
+                labels[k],
+                bar.saturating_sub(1).max(1),
+                colors[k]
+            );
+        }
+        svg.push_str("</g>");
+    }
+    // The x axis: minutes ago, every 15.
+    let _ = write!(
+        svg,
+        r##"<line x1="{LEFT}" y1="{base}" x2="{x2}" y2="{base}" stroke="#555"/>"##,
+        x2 = W - RIGHT
+    );
+    for ago in [60u64, 45, 30, 15, 0] {
+        let x = LEFT + (n.saturating_sub(ago)).min(n) * bar;
+        let label = if ago == 0 {
+            "now".to_owned()
+        } else {
+            format!("{ago} min ago")
+        };
+        let _ = write!(
+            svg,
+            r##"<line x1="{x}" y1="{base}" x2="{x}" y2="{t}" stroke="#555"/><text x="{x}" y="{ty}" {text} text-anchor="middle">{label}</text>"##,
+            t = base + 5,
+            ty = base + 20,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The hour's totals: [granted, 403, 429].
+#[must_use]
+pub fn totals(minutes: &[[u32; 3]]) -> [u64; 3] {
+    minutes.iter().fold([0u64; 3], |mut t, m| {
+        for i in 0..3 {
+            t[i] += u64::from(m[i]);
+        }
+        t
+    })
+}
+
+fn summary(totals: [u64; 3]) -> String {
+    format!(
+        "Last hour: {} granted, {} refused for scope (403), {} rate limited (429)",
+        totals[0], totals[1], totals[2]
+    )
 }
 
 /// Text for XML content and attributes.
@@ -214,5 +322,29 @@ mod tests {
         assert!(!svg.contains("<ci"));
         assert_eq!(svg.matches("class=\"granted\"").count(), 1);
         assert!(svg.contains("0 min ago: 3 granted, 1 403, 2 429"));
+    }
+
+    #[test]
+    fn the_detail_chart_has_axes_and_totals() {
+        let mut minutes = vec![[0; 3]; MINUTES];
+        minutes[59] = [8, 1, 1];
+        minutes[0] = [2, 0, 0];
+        let svg = detail_chart(&minutes, "ci");
+        assert!(svg.contains(r#"width="720" height="300""#));
+        for label in [
+            ">60 min ago<",
+            ">30 min ago<",
+            ">now<",
+            ">requests / min<",
+            ">10<",
+            ">5<",
+            ">0<",
+        ] {
+            assert!(svg.contains(label), "{label}");
+        }
+        assert!(
+            svg.contains("Last hour: 10 granted, 1 refused for scope (403), 1 rate limited (429)")
+        );
+        assert_eq!(svg.matches("class=\"granted\"").count(), 2);
     }
 }

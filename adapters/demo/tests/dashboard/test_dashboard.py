@@ -165,6 +165,19 @@ def run(base):
     check("an empty name is refused next to the field", by_id("name-error").text == "Key name is empty.",
           driver.page_source[:500])
     shot("name-error")
+    # Issue 21: one name limit, in characters a person counts, in the field and on the server.
+    check("the name field takes at most 128 characters", by_id("name").get_attribute("maxlength") == "128")
+    driver.execute_script("document.getElementById('name').removeAttribute('maxlength');"
+                          " document.getElementById('name').value = 'é'.repeat(129);")
+    go("create-key")
+    check("the server counts characters too", by_id("name-error").text
+          == "Key name is 129 characters long, the most is 128.", by_id("name-error").text)
+    # Issue 21: a date expiry says it is UTC.
+    check("the date choice says UTC", "On a date (UTC)" in driver.find_element(By.CSS_SELECTOR, "label[for], fieldset").text
+          or "On a date (UTC)" in driver.page_source, "")
+    check("and until when the key works", by_id("expiry-date-hint").text
+          == "The key works through the end of that day in UTC (until 23:59:59 UTC), then stops.",
+          by_id("expiry-date-hint").text)
 
     # A Read only key: use it against the API.
     read_key = create_key("ci read")
@@ -231,6 +244,39 @@ def run(base):
         "return arguments[0].complete && arguments[0].naturalWidth > 0", img))
     check("this window's usage reads 2 / 60", row(read_id).find_element(By.CSS_SELECTOR, ".window").text == "2 / 60",
           row(read_id).text)
+    check("the last hour's totals are text beside the chart",
+          row(read_id).find_element(By.CSS_SELECTOR, ".usage-text").text
+          == "1 granted · 1 refused (403) · 0 limited (429)", row(read_id).text)
+
+    # Issue 21: "This window" refreshes with the charts, without a reload.
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+        driver.refresh()
+    for _ in range(3):
+        http(base, "GET", "/v1/servers", read_key)
+    WebDriverWait(driver, 15).until(
+        lambda d: row(read_id).find_element(By.CSS_SELECTOR, ".window").text in ("5 / 60", "3 / 60"))
+    now_window = row(read_id).find_element(By.CSS_SELECTOR, ".window").text
+    check("this window's count follows the calls without a reload", now_window in ("5 / 60", "3 / 60"), now_window)
+    check("and so do the totals beside the chart",
+          row(read_id).find_element(By.CSS_SELECTOR, ".usage-text").text.startswith("4 granted"),
+          row(read_id).find_element(By.CSS_SELECTOR, ".usage-text").text)
+
+    # Issue 21: a readable chart with axes and totals, on a page of its own.
+    navigate(by_id(f"usage-{read_id}"))
+    detail = driver.find_element(By.CSS_SELECTOR, "img.usage-detail")
+    check("the detail chart is drawn at its own size (720 x 300)", driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect();"
+        " return arguments[0].complete && arguments[0].naturalWidth === 720 && r.width >= 700 && r.height >= 290",
+        detail))
+    detail_svg = driver.execute_script(
+        "return (async (url) => (await fetch(url)).text())(arguments[0]);",
+        f"/dashboard/settings/api/keys/{read_id}/usage-detail.svg")
+    check("it has axes", all(t in detail_svg for t in (">60 min ago<", ">now<", ">requests / min<")), detail_svg[:300])
+    check("and the totals as text", by_id("total-granted").text == "4" and by_id("total-forbidden").text == "1"
+          and by_id("total-limited").text == "0", driver.find_element(By.ID, "usage-totals").text)
+    shot("usage-detail")
+    driver.get(base + "/dashboard/settings/api")
 
     # Revoke, with a confirmation: the API answers 401.
     navigate(driver.find_element(By.ID, f"revoke-{read_id}"))
@@ -238,11 +284,28 @@ def run(base):
     shot("revoke-confirm")
     go("confirm-revoke")
     check("the key is listed as revoked", "revoked" in row(read_id).find_element(By.CSS_SELECTOR, ".status").text)
+    # Issue 21: a confirmation, and the page at the revoked row.
+    notice = by_id("notice")
+    check("a confirmation names the revoked key",
+          notice.text.startswith("Key ci read (sq_live_…" + read_key[-4:] + ") revoked: every request with it is refused."),
+          notice.text)
+    check("the page is at the revoked key's row", driver.current_url.endswith(f"#key-{read_id}")
+          and driver.execute_script("return document.querySelector(':target') === arguments[0]", row(read_id)),
+          driver.current_url)
+    check("the confirmation and the row are both in view", driver.execute_script(
+        "const inView = e => { const r = e.getBoundingClientRect();"
+        " return r.top >= 0 && r.bottom <= window.innerHeight; };"
+        " return inView(arguments[0]) && inView(arguments[1]);", notice, row(read_id)))
+    shot("after-revoke")
     status, _, body = http(base, "GET", "/v1/servers", read_key)
     check("the revoked key gets the spec's 401", status == 401 and json.loads(body) == UNAUTHORIZED, f"{status} {body}")
 
     # Rotate with a grace: old and new both work meanwhile.
     navigate(driver.find_element(By.ID, f"rotate-{custom_id}"))
+    check("the rotation keeps the old key for 24 hours unless told otherwise",
+          by_id("grace-86400").is_selected() and not by_id("grace-0").is_selected())
+    check("and says what happens", "keep working for a\nday" in by_id("grace-explained").text.replace(" day", "\nday")
+          or "keep working for a day" in by_id("grace-explained").text, by_id("grace-explained").text)
     by_id("grace-3600").click()
     shot("rotate")
     go("confirm-rotate")
@@ -253,12 +316,31 @@ def run(base):
         status, _, _ = http(base, "GET", "/v1/domains", key)
         check(f"the {name} key works within the grace", status == 200, status)
     go("done")
+    # Issue 21: rotated keys tell which replaced which.
+    new_id = [r.get_attribute("data-key-id") for r in driver.find_elements(By.CSS_SELECTOR, "#keys tbody tr")
+              if f"replaces deploy (sq_live_…{custom_key[-4:]})" in r.text]
+    check("the new key says which key it replaces", len(new_id) == 1, by_id("keys").text)
+    check("the old key says which key replaced it",
+          f"replaced by deploy (sq_live_…{new_key[-4:]})" in row(custom_id).text, row(custom_id).text)
+    shot("after-rotate")
+    # Rotated with no grace, the old key reads "rotated", not "expired".
+    navigate(driver.find_element(By.ID, f"rotate-{new_id[0]}"))
+    by_id("grace-0").click()
+    go("confirm-rotate")
+    newest = by_id("new-key").text.strip()
+    seen_keys.append(newest)
+    go("done")
+    check("a key rotated with no grace reads rotated",
+          row(new_id[0]).find_element(By.CSS_SELECTOR, ".status").text == "rotated", row(new_id[0]).text)
+    status, _, _ = http(base, "GET", "/v1/domains", newest)
+    check("and its replacement works", status == 200, status)
 
     # Activity names what happened and where.
     activity = by_id("activity").text
     check("the activity list shows the changes from the dashboard",
           "revoked by dashboard" in activity and "rotated by dashboard" in activity
           and "created by dashboard" in activity, activity)
+    check("and names the keys", f"ci read {read_id} revoked by dashboard" in activity, activity)
 
     # Two forms sent before the page showed a key (a double submit): both keys are shown, once.
     driver.get(base + "/dashboard/settings/api")

@@ -86,6 +86,12 @@ pub fn routes(state: AppState) -> Router {
             "/dashboard/settings/api/keys/{id}/usage.svg",
             get(usage_svg),
         )
+        .route(
+            "/dashboard/settings/api/keys/{id}/usage-detail.svg",
+            get(usage_detail_svg),
+        )
+        .route("/dashboard/settings/api/keys/{id}/usage", get(usage_page))
+        .route("/dashboard/settings/api/windows", get(windows))
         .route("/dashboard/assets/{file}", get(asset))
         .with_state(state)
 }

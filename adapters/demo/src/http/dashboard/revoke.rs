@@ -39,7 +39,8 @@ pub(super) async fn revoke(
         .revoke(id, state.now(), Source::Dashboard)
         .await
     {
-        Ok(_) => Redirect::to(SETTINGS).into_response(),
+        // To the list, at the revoked key's row, with a confirmation above the list.
+        Ok(_) => Redirect::to(&format!("{SETTINGS}?revoked={id}#key-{id}")).into_response(),
         Err(e) => change_failed(e),
     }
 }

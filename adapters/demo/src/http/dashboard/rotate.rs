@@ -3,11 +3,18 @@
 use super::*;
 
 pub(super) const GRACES: [(&str, &str); 4] = [
-    ("0", "None: the old key stops at once"),
+    (
+        "0",
+        "None: the old key stops at once (for a key that leaked)",
+    ),
     ("3600", "1 hour"),
     ("86400", "24 hours"),
     ("604800", "7 days"),
 ];
+
+/// The grace chosen unless the person picks another: a day, so that clients still on the old
+/// key keep working while they are moved to the new one.
+pub(super) const DEFAULT_GRACE: &str = "86400";
 
 #[derive(Template)]
 #[template(path = "dashboard/rotate.html")]
@@ -16,6 +23,7 @@ pub(super) struct RotatePage<'a> {
     csrf: String,
     key: KeyRecord,
     graces: &'a [(&'a str, &'a str)],
+    default_grace: &'a str,
 }
 
 pub(super) async fn rotate_page(
@@ -29,6 +37,7 @@ pub(super) async fn rotate_page(
             csrf,
             key,
             graces: &GRACES,
+            default_grace: DEFAULT_GRACE,
         }),
         Err(res) => *res,
     }

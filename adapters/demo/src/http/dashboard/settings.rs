@@ -108,14 +108,23 @@ pub(super) struct KeyRow {
     last_used_rel: String,
     status: &'static str,
     revoked_by: Option<String>,
+    /// The key this one replaced by a rotation: "name (sq_live_…last4)".
+    replaces: Option<String>,
+    /// The key that replaced this one.
+    replaced_by: Option<String>,
     window: String,
     chart_url: String,
+    detail_url: String,
+    /// The last hour's totals, as text beside the chart.
+    usage_text: String,
 }
 
 pub(super) struct EventRow {
     iso: String,
     exact: String,
     key_id: String,
+    /// The key's name, while the key is known.
+    name: Option<String>,
     action: String,
     source: String,
 }
@@ -134,11 +143,15 @@ pub(super) struct ApiPage<'a> {
     mcp_url: String,
     quota: String,
     lifetime_note: Option<String>,
+    /// What was just done, to confirm it ("Key ci revoked ...").
+    notice: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 pub(super) struct SortQuery {
     sort: Option<String>,
+    /// The key just revoked, to confirm it.
+    revoked: Option<String>,
 }
 
 pub(super) async fn settings(
@@ -158,6 +171,17 @@ pub(super) async fn settings(
         access: "read_only".into(),
         ..CreateForm::default()
     };
+    let notice = query
+        .revoked
+        .as_deref()
+        .and_then(|id| find(&state, id))
+        .filter(|r| r.revoked_at.is_some())
+        .map(|r| {
+            format!(
+                "Key {} (sq_live_…{}) revoked: every request with it is refused.",
+                r.name, r.last4
+            )
+        });
     settings_page(
         &state,
         &headers,
@@ -165,6 +189,7 @@ pub(super) async fn settings(
         &form,
         query.sort.as_deref(),
         StatusCode::OK,
+        notice,
     )
     .await
 }
@@ -176,6 +201,7 @@ pub(super) async fn settings_page(
     form: &CreateForm,
     sort: Option<&str>,
     status: StatusCode,
+    notice: Option<String>,
 ) -> Response {
     let now = state.now();
     let activity = state
@@ -200,10 +226,13 @@ pub(super) async fn settings_page(
             "created"
         }
     };
+    let rotations = Rotations::of(&records);
     let keys = records
         .iter()
-        .map(|r| key_row(state, r, activity.revoked_by.get(&r.id()), now))
+        .map(|r| key_row(state, r, activity.revoked_by.get(&r.id()), &rotations, now))
         .collect();
+    let names: std::collections::HashMap<KeyId, &str> =
+        records.iter().map(|r| (r.id(), r.name.as_str())).collect();
     let events = activity
         .events
         .iter()
@@ -212,6 +241,7 @@ pub(super) async fn settings_page(
             iso: iso(e.at),
             exact: exact(e.at),
             key_id: e.key_id.to_string(),
+            name: names.get(&e.key_id).map(|n| (*n).to_owned()),
             action: e.action.replace('_', " "),
             source: e.source.replace('_', " "),
         })
@@ -236,23 +266,69 @@ pub(super) async fn settings_page(
                     sitequest_auth::Lifetime(max)
                 )
             }),
+            notice,
         },
     )
 }
 
-pub(super) fn key_row(
-    state: &AppState,
-    r: &KeyRecord,
-    revoked_by: Option<&String>,
-    now: UnixTime,
-) -> KeyRow {
-    let status = match r.status(now) {
-        KeyStatus::Active => "active",
-        KeyStatus::Revoked => "revoked",
-        KeyStatus::Expired => "expired",
-    };
+/// Who replaced whom: keys rotated from one another share one rate-limit window, named by the
+/// first key of the line (`shares_limit_with`); in the order they were created, each replaced
+/// the one before it (a key rotated twice during its grace counts as replaced by the later).
+pub(super) struct Rotations {
+    replaces: std::collections::HashMap<KeyId, KeyId>,
+    replaced_by: std::collections::HashMap<KeyId, KeyId>,
+    shown: std::collections::HashMap<KeyId, String>,
+}
+
+impl Rotations {
+    pub(super) fn of(records: &[KeyRecord]) -> Self {
+        let mut lines: std::collections::HashMap<KeyId, Vec<&KeyRecord>> =
+            std::collections::HashMap::new();
+        for r in records {
+            if let Some(first) = r.shares_limit_with {
+                lines.entry(first).or_default().push(r);
+            }
+        }
+        let mut replaces = std::collections::HashMap::new();
+        let mut replaced_by = std::collections::HashMap::new();
+        for (first, mut line) in lines {
+            if let Some(head) = records.iter().find(|r| r.id() == first) {
+                line.push(head);
+            }
+            // Rotated in the same second, the replaced key comes first: its expiry was cut to
+            // the rotation (plus the grace), while its replacement keeps the original expiry.
+            line.sort_by_key(|r| {
+                (
+                    r.created_at,
+                    r.expires_at.unwrap_or(sitequest_auth::MAX_TIME),
+                    r.id(),
+                )
+            });
+            for pair in line.windows(2) {
+                replaces.insert(pair[1].id(), pair[0].id());
+                replaced_by.insert(pair[0].id(), pair[1].id());
+            }
+        }
+        let shown = records
+            .iter()
+            .map(|r| (r.id(), format!("{} (sq_live_…{})", r.name, r.last4)))
+            .collect();
+        Self {
+            replaces,
+            replaced_by,
+            shown,
+        }
+    }
+
+    fn shown(&self, id: Option<&KeyId>) -> Option<String> {
+        id.and_then(|id| self.shown.get(id)).cloned()
+    }
+}
+
+/// The window's use of a key, as the list shows it ("2 / 60").
+pub(super) fn window_text(state: &AppState, r: &KeyRecord, now: UnixTime) -> String {
     let quota = r.rate_limit.unwrap_or(state.core.auth.quota());
-    let window = if state.core.limiter.is_none() {
+    if state.core.limiter.is_none() {
         let w = state.core.auth.limiter().peek(r.limit_id(), quota, now);
         format!("{} / {}", w.limit - w.remaining, w.limit)
     } else {
@@ -260,7 +336,52 @@ pub(super) fn key_row(
         let m = state.core.usage.last_hour(r.id(), now);
         let last = m.last().copied().unwrap_or([0; 3]);
         format!("{} / {} here", last[0] + last[1], quota.limit())
+    }
+}
+
+/// The last hour's totals of a key, as the list shows them beside its chart.
+pub(super) fn usage_text(state: &AppState, id: KeyId, now: UnixTime) -> String {
+    let [granted, forbidden, limited] =
+        crate::http::usage::totals(&state.core.usage.last_hour(id, now));
+    format!("{granted} granted · {forbidden} refused (403) · {limited} limited (429)")
+}
+
+/// `GET /dashboard/settings/api/windows`: every key's window use and last hour's totals, for the
+/// list to refresh with its charts
+/// (`{"kid_…": {"window": "2 / 60", "usage": "2 granted · 0 refused (403) · 0 limited (429)"}}`).
+pub(super) async fn windows(State(state): State<AppState>, _: SignedIn) -> Response {
+    let now = state.now();
+    let map: serde_json::Map<String, serde_json::Value> = state
+        .store()
+        .list()
+        .iter()
+        .map(|r| {
+            let row = serde_json::json!({
+                "window": window_text(&state, r, now),
+                "usage": usage_text(&state, r.id(), now),
+            });
+            (r.id().to_string(), row)
+        })
+        .collect();
+    axum::Json(map).into_response()
+}
+
+pub(super) fn key_row(
+    state: &AppState,
+    r: &KeyRecord,
+    revoked_by: Option<&String>,
+    rotations: &Rotations,
+    now: UnixTime,
+) -> KeyRow {
+    let replaced_by = rotations.shown(rotations.replaced_by.get(&r.id()));
+    let status = match r.status(now) {
+        KeyStatus::Active => "active",
+        KeyStatus::Revoked => "revoked",
+        // Ended by its rotation's grace, not by an expiry of its own.
+        KeyStatus::Expired if replaced_by.is_some() => "rotated",
+        KeyStatus::Expired => "expired",
     };
+    let window = window_text(state, r, now);
     KeyRow {
         id: r.id().to_string(),
         name: r.name.clone(),
@@ -276,8 +397,12 @@ pub(super) fn key_row(
             .map_or_else(|| "never".to_owned(), |t| relative(t, now)),
         status,
         revoked_by: r.revoked_at.and(revoked_by).map(|s| s.replace('_', " ")),
+        replaces: rotations.shown(rotations.replaces.get(&r.id())),
+        replaced_by,
         window,
         chart_url: format!("/dashboard/settings/api/keys/{}/usage.svg", r.id()),
+        detail_url: format!("/dashboard/settings/api/keys/{}/usage", r.id()),
+        usage_text: usage_text(state, r.id(), now),
     }
 }
 
@@ -382,7 +507,16 @@ pub(super) async fn create(
     }
     let Some(issued) = issued else {
         let csrf = state.dashboard.sessions.csrf(&c, now).unwrap_or_default();
-        return settings_page(&state, &headers, csrf, &form, None, StatusCode::BAD_REQUEST).await;
+        return settings_page(
+            &state,
+            &headers,
+            csrf,
+            &form,
+            None,
+            StatusCode::BAD_REQUEST,
+            None,
+        )
+        .await;
     };
     state.dashboard.sessions.set_reveal(
         &c,
