@@ -15,8 +15,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha256};
 use sitequest_auth::{
-    parse_bearer, AuthRequest, Authorizer, Decision, KeyDigest, KeyId, KeyStore, NewKey, Quota,
-    RateLimiter, Scopes, UnixTime,
+    parse_bearer, AddressLimiter, AuthRequest, Authorizer, Decision, KeyDigest, KeyId, KeyStore,
+    NewKey, Quota, RateLimiter, Scopes, UnixTime,
 };
 use subtle::ConstantTimeEq;
 
@@ -621,6 +621,63 @@ fn reject(c: &mut Criterion) {
     g.finish();
 }
 
+/// Refusals with a client address (issue 19), in the default configuration a user gets
+/// (`Authorizer::new(store)`, whose address quota is on) but with a quota no bench exhausts, so
+/// that every request takes the counted path (the work does not depend on the limit): the
+/// address limiter alone, a malformed header and an unknown key, each with and without an
+/// address, beside SHA-256 in the same group.
+fn address(c: &mut Criterion) {
+    let mut g = c.benchmark_group("address");
+    let store = Arc::new(KeyStore::new());
+    let _ = store.issue(&NewKey::new("bench", Scopes::FULL), NOW);
+    let room = Quota::new(16_000_000, 60).unwrap();
+    let auth = Authorizer::new(store).with_address_limiter(Some(AddressLimiter::new(room)));
+    let addresses: Vec<std::net::IpAddr> = (0..1024u32)
+        .map(|i| std::net::IpAddr::V4((0xc633_6400 + i).into()))
+        .collect();
+    let limiter = AddressLimiter::new(room);
+    let secret: [u8; 32] = rand::thread_rng().gen();
+    let unknown = format!(
+        "Bearer sq_live_{}",
+        hex::encode(rand::thread_rng().gen::<[u8; 32]>())
+    );
+    g.bench_function("sha256_32_bytes", |b| {
+        b.iter(|| Sha256::digest(black_box(&secret)))
+    });
+    let mut i = 0usize;
+    g.bench_function("limiter_check", |b| {
+        b.iter(|| {
+            i = (i + 1) & 1023;
+            limiter.check(black_box(addresses[i]), NOW)
+        })
+    });
+    for (name, header) in [
+        ("malformed", b"Basic dXNlcjpwYXNzd29yZA==".as_slice()),
+        ("unknown_key", unknown.as_bytes()),
+    ] {
+        let mut i = 0usize;
+        g.bench_function(format!("{name}_with_address"), |b| {
+            b.iter(|| {
+                i = (i + 1) & 1023;
+                auth.authorize(
+                    &AuthRequest::new(Some(black_box(header)), Scopes::VPS_READ, NOW)
+                        .with_client_ip(addresses[i]),
+                )
+            })
+        });
+        g.bench_function(format!("{name}_without_address"), |b| {
+            b.iter(|| {
+                auth.authorize(&AuthRequest::new(
+                    Some(black_box(header)),
+                    Scopes::VPS_READ,
+                    NOW,
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Runs `iters` authorizations (or, without `limit`, authentications) split over `threads`
 /// threads, each on its own keys.
 fn run_parallel(keys: &Keys, threads: usize, iters: u64, limit: bool) -> Duration {
@@ -704,5 +761,5 @@ fn parallel(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, authorize, reference, limiter, reject, parallel);
+criterion_group!(benches, authorize, reference, limiter, reject, address, parallel);
 criterion_main!(benches);

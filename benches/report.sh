@@ -49,6 +49,12 @@ rows = [
     (f"forged header, {name.removeprefix('near_valid_').replace('_', ' ')} / SHA-256 of 32 bytes", m(f"reject/{name}") / m("reject/sha256_32_bytes"), "<=", 0.25)
     for name in FORGED
 ] + [
+    ("address quota: AddressLimiter::check / SHA-256 of 32 bytes", m("address/limiter_check") / m("address/sha256_32_bytes"), "<=", 0.25),
+    ("address quota: counted refusal (malformed header) with an address / SHA-256", m("address/malformed_with_address") / m("address/sha256_32_bytes"), "<=", 0.3),
+    ("address quota: unknown key with an address / SHA-256", m("address/unknown_key_with_address") / m("address/sha256_32_bytes"), "<=", 2.0),
+    ("(for comparison) malformed header without an address / SHA-256", m("address/malformed_without_address") / m("address/sha256_32_bytes"), None, None),
+    ("(for comparison) unknown key without an address / SHA-256", m("address/unknown_key_without_address") / m("address/sha256_32_bytes"), None, None),
+] + [
     ("2-thread / 1-thread authorize throughput on distinct keys", m("parallel/authorize_threads/1") / m("parallel/authorize_threads/2"), None, None),
     ("2-thread / 1-thread SHA-256 throughput (the machine's own scaling)", m("parallel/sha256_threads/1") / m("parallel/sha256_threads/2"), None, None),
     ("memory per stored key record (name bytes excluded), bytes", per_record, "<=", 128),

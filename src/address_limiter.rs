@@ -5,15 +5,18 @@ use core::hash::BuildHasher;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
-
-use parking_lot::Mutex;
 
 use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 use crate::time::UnixTime;
 
-const STRIPES: usize = 64;
+/// Slots looked at for one address, from the one its hash names: 128 bytes, two cache lines.
+const PROBE: usize = 8;
+/// Bits of a slot's state that hold the count; the others hold the window's end.
+const COUNT_BITS: u32 = 24;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The latest window end a slot's state holds.
+const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 
 /// Counts requests that carry no valid key (missing, malformed, unknown, revoked or expired)
 /// per client address, in fixed windows of one [`Quota`], with bounded memory.
@@ -21,13 +24,20 @@ const STRIPES: usize = 64;
 /// An IPv6 client is counted by its /64 network, the block one subscriber usually holds, so
 /// that cycling through the addresses of one network gains nothing.
 ///
+/// # Cost
+///
+/// A check is one keyed hash of the address (a 64×64→128-bit multiply, keyed at random when
+/// the limiter is made, so addresses cannot be chosen to collide), a look at up to eight slots
+/// in two cache lines, and one compare-and-swap; no lock, no allocation, and no division (the
+/// current window is cached and recomputed only when it ends).
+///
 /// # Memory
 ///
-/// At most [`AddressLimiter::max_addresses`] addresses are tracked (64 bytes or less each).
-/// When a new address finds its share of the table full, windows that have ended are reclaimed
-/// first; if none has, one tracked address is dropped and starts over. A flood of spoofed or
-/// distinct addresses therefore costs bounded memory, and each of its addresses gets no more
-/// than the quota.
+/// A fixed table of [`AddressLimiter::max_addresses`] slots of 16 bytes, allocated when the
+/// limiter is made. An address takes a free slot among the eight its hash names, else one whose
+/// window has ended, else the first of them is given to it (that address starts over). A flood
+/// of spoofed or distinct addresses therefore costs no memory, and each of its addresses gets
+/// no more than the quota.
 ///
 /// ```
 /// use sitequest_auth::{AddressLimiter, Quota, UnixTime};
@@ -41,27 +51,34 @@ const STRIPES: usize = 64;
 pub struct AddressLimiter {
     quota: Quota,
     policy: LimitPolicy,
-    per_stripe: usize,
-    /// Odd multiplier choosing a stripe, drawn at random like the tables' hash keys.
-    spread: u64,
-    stripes: Box<[Stripe]>,
+    /// The limit, at most what a slot can count.
+    limit: u64,
+    /// Keys of the hash, drawn at random.
+    seeds: [u64; 2],
+    /// Shift that keeps the hash's top bits as a slot index.
+    shift: u32,
+    slots: Box<[Slot]>,
+    /// The end of the window last seen, in seconds: a check within it divides nothing.
+    window_end: AtomicU64,
 }
 
-struct Stripe {
-    table: Mutex<HashMap<u128, Slot, RandomState>>,
-    /// The end of the latest window in which an address of this stripe used up its quota:
-    /// until then [`AddressLimiter::exhausted`] must look, and after it need not take the lock.
-    blocked_until: AtomicU64,
-}
-
-#[derive(Clone, Copy)]
+/// One tracked address: its tag (the address's hash, never 0) and its state (the window's end
+/// in the high bits, the count in the low [`COUNT_BITS`]).
 struct Slot {
-    reset_at: u64,
-    count: u32,
+    tag: AtomicU64,
+    state: AtomicU64,
+}
+
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let full = u128::from(a) * u128::from(b);
+    #[allow(clippy::cast_possible_truncation)] // the two halves, folded
+    let folded = (full as u64) ^ ((full >> 64) as u64);
+    folded
 }
 
 impl AddressLimiter {
-    /// Default bound on tracked addresses: 65,536.
+    /// Default bound on tracked addresses: 65,536 (1 MiB).
     pub const DEFAULT_MAX_ADDRESSES: usize = 65_536;
 
     /// Counts each address under `quota`, tracking up to [`Self::DEFAULT_MAX_ADDRESSES`].
@@ -70,21 +87,25 @@ impl AddressLimiter {
         Self::with_max_addresses(quota, Self::DEFAULT_MAX_ADDRESSES)
     }
 
-    /// Counts each address under `quota`, tracking at most `max` of them (at least 64).
+    /// Counts each address under `quota`, tracking at most `max` of them (rounded up to a power
+    /// of two, at least 64).
     #[must_use]
     pub fn with_max_addresses(quota: Quota, max: usize) -> Self {
-        let hasher = RandomState::new();
+        let len = max.clamp(64, 1 << 30).next_power_of_two();
+        let random = RandomState::new();
         Self {
             quota,
             policy: LimitPolicy::Unauthenticated,
-            per_stripe: max.max(STRIPES) / STRIPES,
-            spread: hasher.hash_one(0x5eed_u64) | 1,
-            stripes: (0..STRIPES)
-                .map(|_| Stripe {
-                    table: Mutex::new(HashMap::with_hasher(hasher.clone())),
-                    blocked_until: AtomicU64::new(0),
+            limit: u64::from(quota.limit()).min(COUNT_MASK),
+            seeds: [random.hash_one(0x5eed_u64), random.hash_one(0xfeed_u64) | 1],
+            shift: 64 - len.trailing_zeros(),
+            slots: (0..len)
+                .map(|_| Slot {
+                    tag: AtomicU64::new(0),
+                    state: AtomicU64::new(0),
                 })
                 .collect(),
+            window_end: AtomicU64::new(0),
         }
     }
 
@@ -105,26 +126,41 @@ impl AddressLimiter {
     /// The most addresses tracked at once.
     #[must_use]
     pub fn max_addresses(&self) -> usize {
-        self.per_stripe * STRIPES
+        self.slots.len()
     }
 
-    fn slot_key(ip: IpAddr) -> u128 {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => u128::from(u32::from(v4)),
-            // The /64 network, with a bit no IPv4 key has.
-            IpAddr::V6(v6) => (u128::from(v6) >> 64) | (1 << 64),
+    /// The address's hash (never 0): IPv4 (also mapped into IPv6) by its 32 bits, IPv6 by its
+    /// /64 network, with a bit no IPv4 address has.
+    #[inline]
+    fn hash(&self, ip: IpAddr) -> u64 {
+        let (hi, lo) = match ip {
+            IpAddr::V4(v4) => (0, u64::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => (0, u64::from(u32::from(v4))),
+                None => (1, (u128::from(v6) >> 64) as u64),
+            },
+        };
+        folded_multiply(lo ^ self.seeds[0], hi ^ self.seeds[1]) | 1
+    }
+
+    /// The end of the window holding `now`, in seconds; divides only when a window has ended.
+    #[inline]
+    fn window_end(&self, now: UnixTime) -> u64 {
+        let now = now.as_secs();
+        let end = self.window_end.load(Ordering::Relaxed);
+        if now < end && now >= end - u64::from(self.quota.period_secs()).min(end) {
+            return end;
         }
+        // Past 2^40 seconds (year 36812) the windows of a slot's state run out: all one.
+        let end = self.quota.window_end_secs(now).min(MAX_END);
+        self.window_end.store(end, Ordering::Relaxed);
+        end
     }
 
     #[inline]
-    fn stripe(&self, key: u128) -> &Stripe {
-        #[allow(clippy::cast_possible_truncation)] // folding the key's halves
-        let folded = (key as u64) ^ ((key >> 64) as u64);
-        // The top six bits of a multiply by a random odd number.
-        &self.stripes[(folded.wrapping_mul(self.spread) >> 58) as usize]
-    }
-
-    fn rate_limit(&self, count: u32, reset_at: u64) -> RateLimit {
+    fn rate_limit(&self, count: u64, reset_at: u64) -> RateLimit {
+        #[allow(clippy::cast_possible_truncation)] // at most the limit, a u32
+        let count = count as u32;
         RateLimit {
             limit: self.quota.limit(),
             remaining: self.quota.limit().saturating_sub(count),
@@ -134,80 +170,138 @@ impl AddressLimiter {
         }
     }
 
+    /// The count of `state` in the window ending at `end` (0 for another window).
+    #[inline]
+    fn count_in(state: u64, end: u64) -> u64 {
+        if state >> COUNT_BITS == end {
+            state & COUNT_MASK
+        } else {
+            0
+        }
+    }
+
+    #[inline]
+    fn slot(&self, base: usize, probe: usize) -> &Slot {
+        &self.slots[(base + probe) & (self.slots.len() - 1)]
+    }
+
+    /// The slot of the address with hash `tag`, if it is tracked.
+    #[inline]
+    fn find(&self, tag: u64) -> Option<&Slot> {
+        let base = (tag >> self.shift) as usize;
+        (0..PROBE)
+            .map(|p| self.slot(base, p))
+            .find(|s| s.tag.load(Ordering::Acquire) == tag)
+    }
+
     /// The window of `ip` at `now`, without counting a request.
     #[must_use]
     pub fn peek(&self, ip: IpAddr, now: UnixTime) -> RateLimit {
-        let key = Self::slot_key(ip);
-        self.window(self.stripe(key), key, now)
-    }
-
-    /// The window of the address `key` in `stripe` at `now`, without counting.
-    fn window(&self, stripe: &Stripe, key: u128, now: UnixTime) -> RateLimit {
-        let end = self.quota.window_end(now).as_secs();
-        let count = match stripe.table.lock().get(&key) {
-            Some(s) if s.reset_at == end => s.count,
-            _ => 0,
-        };
+        let end = self.window_end(now);
+        let count = self
+            .find(self.hash(ip))
+            .map_or(0, |s| Self::count_in(s.state.load(Ordering::Acquire), end));
         self.rate_limit(count, end)
     }
 
-    /// The window of `ip` if it has no room left at `now`: the check to make before the work a
-    /// request costs (hashing a key), so that a client past its quota costs nothing more. While
-    /// no address of its stripe is at its limit, this is one atomic load, without a lock.
+    /// The window of `ip` if it has no room left at `now`, without counting. [`Self::check`]
+    /// answers the same in its refusal, so a caller that counts needs only that.
     #[must_use]
     #[inline]
     pub fn exhausted(&self, ip: IpAddr, now: UnixTime) -> Option<RateLimit> {
-        let key = Self::slot_key(ip);
-        let stripe = self.stripe(key);
-        if now.as_secs() >= stripe.blocked_until.load(Ordering::Relaxed) {
-            return None;
-        }
-        let window = self.window(stripe, key, now);
+        let window = self.peek(ip, now);
         (window.remaining == 0).then_some(window)
     }
 
     /// Counts one request from `ip` at `now`, if its window has room. A refused request is not
     /// counted.
+    #[inline]
     pub fn check(&self, ip: IpAddr, now: UnixTime) -> LimitDecision {
-        let key = Self::slot_key(ip);
-        let end = self.quota.window_end(now).as_secs();
-        let limit = self.quota.limit();
-        let stripe = self.stripe(key);
-        let mut table = stripe.table.lock();
-        if !table.contains_key(&key) && table.len() >= self.per_stripe {
-            table.retain(|_, s| s.reset_at > now.as_secs());
-            if table.len() >= self.per_stripe {
-                if let Some(victim) = table.keys().next().copied() {
-                    table.remove(&victim);
-                }
+        let tag = self.hash(ip);
+        let end = self.window_end(now);
+        let slot = match self.find(tag) {
+            Some(slot) => slot,
+            None => match self.claim(tag, end) {
+                Some(slot) => slot,
+                // Lost every race for a slot: count it nowhere, as a first request.
+                None => return LimitDecision::Allowed(self.rate_limit(1, end)),
+            },
+        };
+        let mut state = slot.state.load(Ordering::Acquire);
+        loop {
+            let count = Self::count_in(state, end);
+            if count >= self.limit {
+                return LimitDecision::Limited(self.rate_limit(count, end));
+            }
+            let next = (end << COUNT_BITS) | (count + 1);
+            match slot
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return LimitDecision::Allowed(self.rate_limit(count + 1, end)),
+                Err(now_state) => state = now_state,
             }
         }
-        let slot = table.entry(key).or_insert(Slot {
-            reset_at: end,
-            count: 0,
-        });
-        if slot.reset_at != end {
-            *slot = Slot {
-                reset_at: end,
-                count: 0,
-            };
+    }
+
+    /// A slot for an address not tracked yet: a free one of its eight, else one whose window
+    /// has ended, else the first.
+    #[cold]
+    fn claim(&self, tag: u64, end: u64) -> Option<&Slot> {
+        let base = (tag >> self.shift) as usize;
+        for _ in 0..2 {
+            let mut pick = None;
+            for p in 0..PROBE {
+                let s = self.slot(base, p);
+                let t = s.tag.load(Ordering::Acquire);
+                if t == tag {
+                    return Some(s);
+                }
+                let free = t == 0;
+                let ended = s.state.load(Ordering::Acquire) >> COUNT_BITS < end;
+                match pick {
+                    _ if free => {
+                        pick = Some((s, t));
+                        break;
+                    }
+                    None if ended => pick = Some((s, t)),
+                    _ => {}
+                }
+            }
+            let (s, old) = pick.unwrap_or_else(|| {
+                let s = self.slot(base, 0);
+                (s, s.tag.load(Ordering::Acquire))
+            });
+            if s.tag
+                .compare_exchange(old, tag, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                // A new owner starts with an empty window.
+                s.state.store(end << COUNT_BITS, Ordering::Release);
+                // Two first requests of one address may claim two slots at once: the first of
+                // them in probe order (the one `find` returns) is kept, so the count is never
+                // split.
+                if let Some(first) = self.find(tag) {
+                    if !core::ptr::eq(first, s) {
+                        let _ = s
+                            .tag
+                            .compare_exchange(tag, 0, Ordering::AcqRel, Ordering::Acquire);
+                        return Some(first);
+                    }
+                }
+                return Some(s);
+            }
         }
-        let decision = if slot.count < limit {
-            slot.count += 1;
-            LimitDecision::Allowed(self.rate_limit(slot.count, end))
-        } else {
-            LimitDecision::Limited(self.rate_limit(slot.count, end))
-        };
-        if slot.count >= limit {
-            stripe.blocked_until.fetch_max(end, Ordering::Relaxed);
-        }
-        decision
+        None
     }
 
     /// Number of addresses tracked.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.stripes.iter().map(|s| s.table.lock().len()).sum()
+        self.slots
+            .iter()
+            .filter(|s| s.tag.load(Ordering::Relaxed) != 0)
+            .count()
     }
 
     /// Whether no address is tracked.
@@ -272,6 +366,37 @@ mod tests {
         assert!(l.check(ip("192.0.2.9"), NOW).is_allowed());
         assert!(l.check(ip("::ffff:192.0.2.9"), NOW).is_allowed());
         assert!(!l.check(ip("192.0.2.9"), NOW).is_allowed());
+    }
+
+    #[test]
+    fn threads_racing_on_one_address_share_one_count() {
+        for round in 0..50u32 {
+            let l = std::sync::Arc::new(AddressLimiter::new(Quota::per_minute(100)));
+            let a = IpAddr::V4((0xc000_0200 + round).into());
+            let allowed: u32 = (0..4)
+                .map(|_| {
+                    let l = l.clone();
+                    std::thread::spawn(move || {
+                        (0..100).filter(|_| l.check(a, NOW).is_allowed()).count() as u32
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .sum();
+            assert_eq!(allowed, 100, "round {round}");
+            assert_eq!(l.len(), 1);
+        }
+    }
+
+    #[test]
+    fn times_past_the_states_range_count_in_one_window() {
+        let l = AddressLimiter::new(Quota::per_minute(2));
+        let far = UnixTime::from_secs(u64::MAX - 5);
+        let a = ip("192.0.2.1");
+        assert!(l.check(a, far).is_allowed());
+        assert!(l.check(a, far).is_allowed());
+        assert!(!l.check(a, far).is_allowed());
     }
 
     #[test]

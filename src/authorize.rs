@@ -169,13 +169,14 @@ impl Authorizer {
     #[inline(always)]
     fn authenticate_inline(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
         match (self.lookup(request), &self.addresses, request.client_ip) {
-            (Err(mut denial), Some(limiter), Some(ip)) => {
-                if let Some(window) = limiter.exhausted(ip, request.now) {
-                    return Err(address_limited(window, request.now));
+            // One hash of the address: counted, or refused uncounted past the quota.
+            (Err(mut denial), Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
+                LimitDecision::Allowed(window) => {
+                    denial.rate_limit = Some(window);
+                    Err(denial)
                 }
-                denial.rate_limit = Some(limiter.check(ip, request.now).rate_limit());
-                Err(denial)
-            }
+                LimitDecision::Limited(window) => Err(address_limited(window, request.now)),
+            },
             (result, _, _) => result,
         }
     }

@@ -535,7 +535,14 @@ async fn keys(data: &Path, policy: sitequest_auth::KeyPolicy, cmd: KeysCommand) 
             let revoked = service.revoke(id, now, Source::Cli).await;
             handle.close().await?;
             match revoked {
-                Ok(_) => out(0, format_args!("revoked {id}")),
+                Ok(_) => {
+                    out(0, format_args!("revoked {id}"));
+                    eprintln!(
+                        "revoked in the data file: a server running on it shares the revocation \
+                         within a second, but this command cannot tell when every instance \
+                         enforces it; `keys revoke {id} --server URL` waits for that"
+                    );
+                }
                 Err(ChangeError::NotFound) => bail!("no key with id {id}"),
                 Err(e) => return Err(e.into()),
             }

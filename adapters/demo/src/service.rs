@@ -18,9 +18,17 @@
 //! saved and queued, and it is published again every half second until Redis takes it. Asking
 //! again is safe: it answers success once the change is shared.
 //!
-//! New keys and rotations are answered at once (their plaintext must be shown); a new key
-//! unknown elsewhere is refused there, never granted, and the old key's shortened expiry is
-//! shared in the background like any change, counted in [`KeyService::unshared`] until it is.
+//! Whoever presents a leaked key (or GitHub's secret scanning) gets a success only once every
+//! key presented that this instance knows is confirmed in Redis, live or not: a key revoked
+//! here a moment ago by another request, by the CLI or by a rotation may not be enforced
+//! elsewhere yet.
+//!
+//! A rotation with a grace under a minute ([`AT_ONCE`]) stops the old key at once, so it is a
+//! revocation: it is made only when Redis answers at that moment, and if the old key's end is
+//! then not confirmed in time the answer is not a success (the new key is still shown, since it
+//! exists). New keys, and rotations with a longer grace, are answered at once: a key unknown
+//! elsewhere is refused there, never granted, and an old key's later end is shared in the
+//! background like any change, counted in [`KeyService::unshared`] until it is.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -41,6 +49,20 @@ pub use crate::db::{Action, Activity, ActivityRead, ChangeError, DbError, Event,
 pub const CONFIRM_DEADLINE: Duration = Duration::from_secs(2);
 /// The `Retry-After` of a change saved here but not yet shared, in seconds.
 pub const RETRY_UNSHARED_SECS: u64 = 2;
+/// A rotation with a grace shorter than this stops the old key at once: a revocation.
+pub const AT_ONCE: Duration = Duration::from_secs(60);
+
+/// A rotation made.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Rotation {
+    /// The new key (to show once) and the old key's record.
+    pub rotated: Rotated,
+    /// False only when the rotation stopped the old key at once ([`AT_ONCE`]) and Redis did not
+    /// confirm it in time: the old key is refused here, and may still be granted elsewhere
+    /// until the change is shared (it is retried).
+    pub old_key_shared: bool,
+}
 
 /// A boxed future, for the object-safe storage traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -241,46 +263,70 @@ impl KeyService {
         Ok(record)
     }
 
-    /// Revokes `key` if it is live here (or its revocation is not yet confirmed), returning
-    /// whether it was: for whoever presents a leaked key, who learns nothing of other keys.
+    /// Revokes each of `keys` that is live here (or whose revocation is not yet confirmed), and
+    /// returns which were: for whoever presents leaked keys, who learns nothing of other keys.
+    /// Every presented key this instance knows, live or not, must be confirmed shared before
+    /// `Ok`: a key revoked or stopped here moments ago (by another request, the CLI, a rotation
+    /// without grace) may not be enforced elsewhere yet, and a success would say it is.
     ///
     /// # Errors
     ///
-    /// [`ChangeError::Db`] when the revocation could not be saved: the key is refused by this
-    /// process at once anyway and remembered, so that the reporter's next attempt saves it;
-    /// [`ChangeError::NotShared`] as for [`KeyService::revoke`].
+    /// [`ChangeError::Db`] when a revocation could not be saved: the key is refused by this
+    /// process at once anyway and remembered, so that the reporter's next attempt saves it (the
+    /// other keys are still revoked); [`ChangeError::NotShared`] as for [`KeyService::revoke`].
     pub async fn revoke_presented(
         &self,
-        key: &ApiKey,
+        keys: &[&ApiKey],
         now: UnixTime,
         source: Source,
-    ) -> Result<bool, ChangeError> {
-        let digest = key.digest();
-        let id = digest.id();
-        let Some(record) = self.store.get(id) else {
-            return Ok(false);
-        };
-        let unconfirmed = || self.unconfirmed.lock().contains(&id);
-        if record.digest != digest || (record.status(now) != KeyStatus::Active && !unconfirmed()) {
-            return Ok(false);
-        }
-        match self.storage.revoke(id, now, source).await {
-            Ok(record) => {
-                self.confirmed(id, &record).await?;
-                Ok(true)
+    ) -> Result<Vec<bool>, ChangeError> {
+        let mut live = Vec::with_capacity(keys.len());
+        let mut known = Vec::new();
+        let mut failed = None;
+        // Every live key is revoked here first, so that none waits for another's confirmation.
+        for key in keys {
+            let digest = key.digest();
+            let id = digest.id();
+            let Some(record) = self.store.get(id).filter(|r| r.digest == digest) else {
+                live.push(false);
+                continue;
+            };
+            let unconfirmed = self.unconfirmed.lock().contains(&id);
+            if record.status(now) != KeyStatus::Active && !unconfirmed {
+                live.push(false);
+                known.push((id, record));
+                continue;
             }
-            Err(e) => {
-                tracing::error!(key_id = %id, error = %e, "could not save a revocation");
-                // Refused by this process at once; saved when the report comes again.
-                let _ = self.store.revoke(id, now);
-                self.unconfirmed.lock().insert(id);
-                Err(e)
+            live.push(true);
+            match self.storage.revoke(id, now, source).await {
+                Ok(record) => known.push((id, record)),
+                Err(e) => {
+                    tracing::error!(key_id = %id, error = %e, "could not save a revocation");
+                    // Refused by this process at once; saved when the report comes again.
+                    let _ = self.store.revoke(id, now);
+                    self.unconfirmed.lock().insert(id);
+                    failed.get_or_insert(e);
+                }
             }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let started = Instant::now();
+        for (id, record) in &known {
+            let left = self.deadline.saturating_sub(started.elapsed());
+            self.confirmed_within(*id, record, left).await?;
+        }
+        Ok(live)
     }
 
     /// Issues a replacement for an active key; the old key expires `grace` after `now`, and
     /// until then both share one rate-limit window.
+    ///
+    /// A rotation with a grace under a minute stops the old key at once, so it is a revocation:
+    /// with Redis, it is made only when Redis answers now (else [`ChangeError::NotShared`],
+    /// nothing changed), and [`Rotation::old_key_shared`] says whether the old key's end was
+    /// confirmed shared afterwards (the new key must be shown either way).
     ///
     /// # Errors
     ///
@@ -291,10 +337,27 @@ impl KeyService {
         grace: Duration,
         now: UnixTime,
         source: Source,
-    ) -> Result<Rotated, ChangeError> {
+    ) -> Result<Rotation, ChangeError> {
+        let at_once = grace < AT_ONCE;
+        if at_once && self.sharing.is_some() {
+            if let Some(current) = self.store.get(id) {
+                // Redis must answer before the old key is stopped here.
+                self.confirmed_within(id, &current, self.deadline).await?;
+            }
+        }
         let rotated = self.storage.rotate(id, grace, now, source).await?;
         tracing::info!(old = %id, new = %rotated.new.record.id(), grace = grace.as_secs(), source = source.as_str(), "key rotated");
-        Ok(rotated)
+        let old_key_shared = if at_once {
+            self.confirmed_within(id, &rotated.old, self.deadline)
+                .await
+                .is_ok()
+        } else {
+            true
+        };
+        Ok(Rotation {
+            rotated,
+            old_key_shared,
+        })
     }
 
     /// Sets an active key's allowlist (empty: any address), confirmed shared before `Ok`.
@@ -346,14 +409,26 @@ impl KeyService {
     /// Waits until `record` is confirmed shared, within the deadline; without sharing it is at
     /// once. While it is not, the key is remembered as unconfirmed.
     async fn confirmed(&self, id: KeyId, record: &KeyRecord) -> Result<(), ChangeError> {
+        self.confirmed_within(id, record, self.deadline).await
+    }
+
+    /// [`KeyService::confirmed`] within `deadline` (at least one attempt).
+    async fn confirmed_within(
+        &self,
+        id: KeyId,
+        record: &KeyRecord,
+        deadline: Duration,
+    ) -> Result<(), ChangeError> {
         let Some(sharing) = &self.sharing else {
             self.unconfirmed.lock().remove(&id);
             return Ok(());
         };
         let started = Instant::now();
+        // At least one short attempt, even when a batch used the deadline up.
+        let deadline = deadline.max(Duration::from_millis(50));
         let mut last = String::from("no answer from Redis");
         loop {
-            let left = self.deadline.saturating_sub(started.elapsed());
+            let left = deadline.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }

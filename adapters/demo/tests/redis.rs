@@ -617,3 +617,199 @@ fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
     a.terminate();
     b.terminate();
 }
+
+/// Two instances, a through a proxy the test controls: (a, b, proxy, data directory).
+fn partitioned_pair(
+    redis: &RedisServer,
+    rt: &tokio::runtime::Runtime,
+) -> (Running, Running, FreezingProxy, tempfile::TempDir) {
+    let proxy = rt.block_on(FreezingProxy::start(redis.port));
+    let dir = tempfile::tempdir().unwrap();
+    let (direct, via_proxy) = (redis.url(), proxy.url());
+    let quota = [
+        "--unauthenticated-limit",
+        "100000/60",
+        "--revoke-limit",
+        "1000/60",
+    ];
+    let mut b_flags = vec!["--redis", direct.as_str()];
+    b_flags.extend(quota);
+    let mut a_flags = vec!["--redis", via_proxy.as_str()];
+    a_flags.extend(quota);
+    let b = start(&dir.path().join("b.db"), &b_flags, Some(TOKEN));
+    let a = start(&dir.path().join("a.db"), &a_flags, Some(TOKEN));
+    (a, b, proxy, dir)
+}
+
+/// A key made on b and known to a: (key, id).
+fn key_on_both(a: &Running, b: &Running, name: &str) -> (String, String) {
+    let (status, created) = b.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        &format!(r#"{{"name":"{name}","preset":"full"}}"#),
+    );
+    assert_eq!(status, 201, "{created}");
+    let (key, id) = (
+        field(&created, "key").to_owned(),
+        field(&created, "id").to_owned(),
+    );
+    wait_until("the key on a", Duration::from_secs(2), || {
+        a.request("GET", "/v1/servers", &key, "").0 == 200
+    });
+    (key, id)
+}
+
+/// The review's cases of issue 18, each an acknowledgement that came while b still granted the
+/// key: presenting a key whose revocation another request has under way, or that the CLI or a
+/// rotation without grace stopped on a; a rotation without grace; several keys presented at
+/// once; and the dashboard's refusal without `Retry-After`. None is a success while a is cut
+/// off, and each is once the link heals.
+#[test]
+fn indirect_and_concurrent_revocations_are_not_acknowledged_while_unshared() {
+    let redis = RedisServer::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (a, b, proxy, dir) = partitioned_pair(&redis, &rt);
+    let a = Arc::new(a);
+    let keys: Vec<(String, String)> = [
+        "in-flight",
+        "by-cli",
+        "rotated",
+        "batch-1",
+        "batch-2",
+        "dashboard",
+    ]
+    .iter()
+    .map(|n| key_on_both(&a, &b, n))
+    .collect();
+    let present = |key_list: &[&str]| {
+        let body = format!(
+            r#"{{"keys":[{}]}}"#,
+            key_list
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        send(&a, "POST", "/v1/keys/revoke", "", &body)
+    };
+    // The dashboard: a session and the page's CSRF token.
+    let login = a.raw(
+        format!(
+            "POST /dashboard/login HTTP/1.1\r\nHost: {h}\r\nOrigin: http://{h}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\ntoken={TOKEN}",
+            6 + TOKEN.len(),
+            h = a.addr
+        )
+        .as_bytes(),
+    );
+    let cookie = login
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = a.raw(
+        format!(
+            "GET /dashboard/settings/api HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n",
+            a.addr
+        )
+        .as_bytes(),
+    );
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = page[at..at + 64].to_owned();
+
+    proxy.cut();
+    // 1. Presented while a DELETE of the same key is under way on a.
+    let (in_flight_key, in_flight_id) = keys[0].clone();
+    let deleting = {
+        let a = a.clone();
+        std::thread::spawn(move || {
+            send(
+                &a,
+                "DELETE",
+                &format!("/admin/v1/keys/{in_flight_id}"),
+                TOKEN,
+                "",
+            )
+            .0
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, headers, body) = present(&[&in_flight_key]);
+    assert_eq!((status, body.as_str()), (503, NOT_SHARED));
+    assert_eq!(header(&headers, "retry-after"), Some("2"));
+    assert_eq!(deleting.join().unwrap(), 503);
+    // 2. Revoked by the CLI in a's data file, then presented.
+    let out = std::process::Command::new(BIN)
+        .arg("--data")
+        .arg(dir.path().join("a.db"))
+        .args(["keys", "revoke", &keys[1].1])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server URL"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(present(&[&keys[1].0]).0, 503);
+    // 3. A rotation without grace is a revocation: refused before anything changes.
+    let rotate = format!("/admin/v1/keys/{}/rotate", keys[2].1);
+    let (status, headers, body) = send(&a, "POST", &rotate, TOKEN, r#"{"grace_seconds":0}"#);
+    assert_eq!((status, body.as_str()), (503, NOT_SHARED));
+    assert_eq!(header(&headers, "retry-after"), Some("2"));
+    // 4. Several keys at once: none acknowledged, every one refused on a at once.
+    assert_eq!(present(&[&keys[3].0, &keys[4].0]).0, 503);
+    let (_, list) = a.request("GET", "/admin/v1/keys", TOKEN, "");
+    let listed: serde_json::Value = serde_json::from_str(&list).unwrap();
+    for (_, id) in &keys[3..5] {
+        let k = listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(k["revoked"], true, "{k}");
+    }
+    // 5. The dashboard's refusal says when to try again.
+    let form = format!("csrf={csrf}");
+    let res = a.raw(
+        format!(
+            "POST /dashboard/settings/api/keys/{}/revoke HTTP/1.1\r\nHost: {h}\r\nOrigin: http://{h}\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            keys[5].1,
+            form.len(),
+            h = a.addr
+        )
+        .as_bytes(),
+    );
+    let (status, headers, _) = parts(&res);
+    assert_eq!(status, 503);
+    assert_eq!(header(&headers, "retry-after"), Some("2"));
+    // b granted every one of them all along.
+    for (key, _) in &keys {
+        assert_eq!(b.request("GET", "/v1/servers", key, "").0, 200);
+    }
+
+    proxy.heal();
+    for (key, _) in keys.iter().filter(|(k, _)| *k != keys[2].0) {
+        wait_until("the revocation on b", Duration::from_secs(5), || {
+            b.request("GET", "/v1/servers", key, "").0 == 401
+        });
+    }
+    // Asked again: a success, each enforced on b.
+    wait_until(
+        "a presentation answered 202",
+        Duration::from_secs(10),
+        || present(&[&keys[0].0, &keys[1].0, &keys[3].0, &keys[4].0]).0 == 202,
+    );
+    // The rotation without grace, once Redis answers: the old key is refused on b at once.
+    let (status, _, body) = send(&a, "POST", &rotate, TOKEN, r#"{"grace_seconds":0}"#);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(b.request("GET", "/v1/servers", &keys[2].0, "").0, 401);
+    let new_key = serde_json::from_str::<serde_json::Value>(&body).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until("the new key on b", Duration::from_secs(2), || {
+        b.request("GET", "/v1/servers", &new_key, "").0 == 200
+    });
+    Arc::try_unwrap(a).ok().unwrap().terminate();
+    b.terminate();
+}

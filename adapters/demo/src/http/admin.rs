@@ -327,10 +327,32 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         )
         .await
     {
-        Ok(rotated) => created(&rotated.new),
+        Ok(r) if r.old_key_shared => created(&r.rotated.new),
+        // The old key was stopped here, but the other instances could not be told in time: not
+        // a success, yet the new key exists and must not be lost, so it is in this answer.
+        Ok(r) => {
+            let mut res = created(&r.rotated.new);
+            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            let body = match axum::body::to_bytes(std::mem::take(res.body_mut()), MAX_BODY).await {
+                Ok(bytes) => bytes,
+                Err(_) => return change_refused(crate::service::ChangeError::NotShared),
+            };
+            let mut value: Value = serde_json::from_slice(&body).unwrap_or_default();
+            value["error"] = json!(ROTATED_NOT_SHARED);
+            value["code"] = json!("SERVICE_UNAVAILABLE");
+            value["status"] = json!(503);
+            *res.body_mut() = Body::from(value.to_string());
+            res
+        }
         Err(e) => change_refused(e),
     }
 }
+
+/// The error of a rotation without grace whose old key's end Redis did not confirm in time.
+pub const ROTATED_NOT_SHARED: &str =
+    "The key was rotated and the old key is refused here, but the other \
+     instances could not be told yet (it is retried until they are): they may accept the old key \
+     until then. The new key is in this answer.";
 
 /// Writes the keys' last-use times to the data file.
 pub async fn flush_last_used(state: &AppState) -> anyhow::Result<()> {

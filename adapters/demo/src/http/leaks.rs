@@ -95,22 +95,20 @@ async fn present(State(state): State<AppState>, req: Request) -> Response {
         let msg = format!("at most {MAX_PRESENTED} keys per request");
         return with_window(invalid(&msg), &window, now);
     }
-    for text in texts.iter() {
-        let Ok(key) = ApiKey::parse(text) else {
-            continue;
-        };
-        match state
-            .core
-            .keys
-            .revoke_presented(&key, now, Source::Presentation)
-            .await
-        {
-            Ok(true) => {
+    let keys: Vec<ApiKey> = texts.iter().filter_map(|t| ApiKey::parse(t).ok()).collect();
+    let presented: Vec<&ApiKey> = keys.iter().collect();
+    match state
+        .core
+        .keys
+        .revoke_presented(&presented, now, Source::Presentation)
+        .await
+    {
+        Ok(live) => {
+            for (key, _) in keys.iter().zip(live).filter(|(_, live)| *live) {
                 tracing::warn!(key_id = %key.digest().id(), client = %ip, "key revoked by presentation");
             }
-            Ok(false) => {}
-            Err(e) => return with_window(not_done(&e), &window, now),
         }
+        Err(e) => return with_window(not_done(&e), &window, now),
     }
     let mut res = (
         StatusCode::ACCEPTED,
@@ -190,25 +188,22 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => return invalid(e),
     };
+    let presented: Vec<&ApiKey> = reports.iter().filter_map(|r| r.key.as_ref()).collect();
+    let mut live = match state
+        .core
+        .keys
+        .revoke_presented(&presented, now, Source::GithubSecretScanning)
+        .await
+    {
+        Ok(live) => live.into_iter(),
+        // GitHub sends the report again after an error, not after a 2xx: only a revocation
+        // every instance enforces is answered with one.
+        Err(e) => return not_done(&e),
+    };
     let mut verdicts = Vec::with_capacity(reports.len());
     for report in &reports {
-        let live = match &report.key {
-            Some(key) => {
-                match state
-                    .core
-                    .keys
-                    .revoke_presented(key, now, Source::GithubSecretScanning)
-                    .await
-                {
-                    Ok(live) => live,
-                    // GitHub sends the report again after an error, not after a 2xx: only a
-                    // revocation every instance enforces is answered with one.
-                    Err(e) => return not_done(&e),
-                }
-            }
-            None => false,
-        };
-        if live {
+        let was_live = report.key.is_some() && live.next().unwrap_or(false);
+        if was_live {
             if let Some(key) = &report.key {
                 tracing::warn!(
                     key_id = %key.digest().id(),
@@ -217,7 +212,7 @@ async fn github(State(state): State<AppState>, req: Request) -> Response {
                 );
             }
         }
-        verdicts.push(report.verdict(live));
+        verdicts.push(report.verdict(was_live));
     }
     Json(verdicts).into_response()
 }

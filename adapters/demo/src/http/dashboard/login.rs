@@ -48,8 +48,10 @@ pub(super) async fn login(
         return forbidden();
     }
     // The token is compared first, so that nobody sharing the admin's address (or a proxy that
-    // is not trusted) can lock the admin out; only wrong tokens count in the address's quota of
-    // requests without a valid key, and past it they are refused before being compared.
+    // is not trusted) can lock the admin out: the right token always signs in, and only wrong
+    // tokens count in the address's quota of requests without a valid key (past it they are
+    // answered 429). Guessing gains nothing from this: a token has at least 16 characters, and
+    // a generated one 256 random bits.
     let now = state.now();
     let token = Zeroizing::new(field(&fields, "token").unwrap_or("").to_owned());
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));

@@ -157,7 +157,12 @@ fn change_failed(e: ChangeError) -> Response {
         ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
         ChangeError::Db(_) | ChangeError::NotShared => StatusCode::SERVICE_UNAVAILABLE,
     };
-    page_with(
+    let retry = match e {
+        ChangeError::NotShared => Some(crate::service::RETRY_UNSHARED_SECS),
+        ChangeError::Db(_) => Some(1),
+        _ => None,
+    };
+    let mut res = page_with(
         status,
         &MessagePage {
             signed_in: false,
@@ -166,7 +171,12 @@ fn change_failed(e: ChangeError) -> Response {
             text,
             back: SETTINGS,
         },
-    )
+    );
+    if let Some(secs) = retry {
+        res.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 fn find(state: &AppState, id: &str) -> Option<KeyRecord> {

@@ -72,7 +72,8 @@ pub(super) async fn rotate(
         .rotate(id, grace, state.now(), Source::Dashboard)
         .await
     {
-        Ok(rotated) => {
+        Ok(rotation) => {
+            let rotated = rotation.rotated;
             state.dashboard.sessions.set_reveal(
                 &c,
                 Reveal {
@@ -82,7 +83,11 @@ pub(super) async fn rotate(
                 },
                 state.now(),
             );
-            Redirect::to("/dashboard/settings/api/created").into_response()
+            if rotation.old_key_shared {
+                Redirect::to("/dashboard/settings/api/created").into_response()
+            } else {
+                Redirect::to("/dashboard/settings/api/created?old_key=not_shared").into_response()
+            }
         }
         Err(e) => change_failed(e),
     }
