@@ -69,7 +69,7 @@ struct Slot {
     state: AtomicU64,
 }
 
-#[inline]
+#[inline(always)]
 fn folded_multiply(a: u64, b: u64) -> u64 {
     let full = u128::from(a) * u128::from(b);
     #[allow(clippy::cast_possible_truncation)] // the two halves, folded
@@ -131,7 +131,7 @@ impl AddressLimiter {
 
     /// The address's hash (never 0): IPv4 (also mapped into IPv6) by its 32 bits, IPv6 by its
     /// /64 network, with a bit no IPv4 address has.
-    #[inline]
+    #[inline(always)]
     fn hash(&self, ip: IpAddr) -> u64 {
         let (hi, lo) = match ip {
             IpAddr::V4(v4) => (0, u64::from(u32::from(v4))),
@@ -144,7 +144,7 @@ impl AddressLimiter {
     }
 
     /// The end of the window holding `now`, in seconds; divides only when a window has ended.
-    #[inline]
+    #[inline(always)]
     fn window_end(&self, now: UnixTime) -> u64 {
         let now = now.as_secs();
         let end = self.window_end.load(Ordering::Relaxed);
@@ -157,7 +157,7 @@ impl AddressLimiter {
         end
     }
 
-    #[inline]
+    #[inline(always)]
     fn rate_limit(&self, count: u64, reset_at: u64) -> RateLimit {
         #[allow(clippy::cast_possible_truncation)] // at most the limit, a u32
         let count = count as u32;
@@ -171,7 +171,7 @@ impl AddressLimiter {
     }
 
     /// The count of `state` in the window ending at `end` (0 for another window).
-    #[inline]
+    #[inline(always)]
     fn count_in(state: u64, end: u64) -> u64 {
         if state >> COUNT_BITS == end {
             state & COUNT_MASK
@@ -180,13 +180,13 @@ impl AddressLimiter {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn slot(&self, base: usize, probe: usize) -> &Slot {
         &self.slots[(base + probe) & (self.slots.len() - 1)]
     }
 
     /// The slot of the address with hash `tag`, if it is tracked.
-    #[inline]
+    #[inline(always)]
     fn find(&self, tag: u64) -> Option<&Slot> {
         let base = (tag >> self.shift) as usize;
         (0..PROBE)
@@ -215,7 +215,7 @@ impl AddressLimiter {
 
     /// Counts one request from `ip` at `now`, if its window has room. A refused request is not
     /// counted.
-    #[inline]
+    #[inline(always)]
     pub fn check(&self, ip: IpAddr, now: UnixTime) -> LimitDecision {
         let tag = self.hash(ip);
         let end = self.window_end(now);

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use crate::address_limiter::AddressLimiter;
 use crate::bearer::parse_bearer;
 use crate::decision::{Authenticated, Decision, Denial, DenialReason, Grant};
-use crate::key::ApiKey;
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, RateLimit};
@@ -168,22 +167,34 @@ impl Authorizer {
     /// stalled every refusal on a store-forwarding miss.
     #[inline(always)]
     fn authenticate_inline(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
-        match (self.lookup(request), &self.addresses, request.client_ip) {
+        // The refusal is built once, here, with its window: moved out of a lookup that built it
+        // and then widened, it was read back wider than it was written (a store-forwarding
+        // stall that cost more than the address's count).
+        let reason = match self.lookup(request) {
+            Ok(key) => return Ok(key),
+            Err(reason) => reason,
+        };
+        let rate_limit = match (&self.addresses, request.client_ip) {
             // One hash of the address: counted, or refused uncounted past the quota.
-            (Err(mut denial), Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
-                LimitDecision::Allowed(window) => {
-                    denial.rate_limit = Some(window);
-                    Err(denial)
-                }
-                LimitDecision::Limited(window) => Err(address_limited(window, request.now)),
+            (Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
+                LimitDecision::Allowed(window) => Some(window),
+                LimitDecision::Limited(window) => return Err(address_limited(window, request.now)),
             },
-            (result, _, _) => result,
-        }
+            _ => None,
+        };
+        Err(Denial {
+            reason,
+            rate_limit,
+            retry_after: None,
+        })
     }
 
     #[inline(always)]
-    fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, Denial> {
-        let key = credential(request.authorization)?;
+    fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, DenialReason> {
+        let key = match request.authorization {
+            None => return Err(DenialReason::MissingHeader),
+            Some(value) => parse_bearer(value).map_err(DenialReason::Malformed)?,
+        };
         match self
             .store
             .lookup(&key.digest(), request.now, request.client_ip)
@@ -201,12 +212,10 @@ impl Authorizer {
                 quota: rate_limit.unwrap_or(self.quota),
                 limit_id,
             }),
-            Lookup::Unknown => Err(Denial::without_window(DenialReason::UnknownKey)),
-            Lookup::Revoked(id) => Err(Denial::without_window(DenialReason::Revoked(id))),
-            Lookup::Expired(id) => Err(Denial::without_window(DenialReason::Expired(id))),
-            Lookup::AddressNotAllowed(id) => {
-                Err(Denial::without_window(DenialReason::AddressNotAllowed(id)))
-            }
+            Lookup::Unknown => Err(DenialReason::UnknownKey),
+            Lookup::Revoked(id) => Err(DenialReason::Revoked(id)),
+            Lookup::Expired(id) => Err(DenialReason::Expired(id)),
+            Lookup::AddressNotAllowed(id) => Err(DenialReason::AddressNotAllowed(id)),
         }
     }
 
@@ -258,17 +267,5 @@ fn address_limited(window: RateLimit, now: UnixTime) -> Denial {
         reason: DenialReason::AddressRateLimited,
         rate_limit: Some(window),
         retry_after: Some(window.seconds_to_reset(now).max(1)),
-    }
-}
-
-/// The one parser of the `Authorization` value on the hot path: the key, or the 401 for a
-/// missing or malformed credential, before any hashing.
-#[inline]
-fn credential(authorization: Option<&[u8]>) -> Result<ApiKey, Denial> {
-    match authorization {
-        None => Err(Denial::without_window(DenialReason::MissingHeader)),
-        Some(value) => {
-            parse_bearer(value).map_err(|e| Denial::without_window(DenialReason::Malformed(e)))
-        }
     }
 }

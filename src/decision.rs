@@ -157,16 +157,6 @@ pub struct Denial {
 }
 
 impl Denial {
-    /// A refusal without a window yet (the authorizer adds the client address's, if it counts
-    /// them): a 401, or the 403 of an allowlist.
-    pub(crate) fn without_window(reason: DenialReason) -> Self {
-        Self {
-            reason,
-            rate_limit: None,
-            retry_after: None,
-        }
-    }
-
     /// The refusal of an authenticated request whose outside limiter (an
     /// [`AsyncLimiter`](crate::AsyncLimiter)) could not decide: `503 SERVICE_UNAVAILABLE` with
     /// `Retry-After: 1`, for hosts that fail closed.
