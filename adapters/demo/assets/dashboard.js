@@ -65,6 +65,13 @@
           if (usage) {
             usage.textContent = windows[id].usage;
           }
+          var totals = [["total-granted", "granted"], ["total-forbidden", "forbidden"], ["total-limited", "limited"]];
+          for (var t = 0; t < totals.length; t++) {
+            var cellT = rows[j].querySelector("#" + totals[t][0]);
+            if (cellT) {
+              cellT.textContent = String(windows[id][totals[t][1]]);
+            }
+          }
         }
       })
       .catch(function () {});
@@ -85,6 +92,25 @@
     }
   });
 
+  // The name's length as the server counts it: Unicode characters (code points), not the
+  // UTF-16 units a maxlength attribute would count.
+  function countName() {
+    var name = document.getElementById("name");
+    var count = document.getElementById("name-count");
+    if (name && count) {
+      var n = Array.from(name.value).length;
+      count.textContent = String(n);
+      var max = Number(name.getAttribute("data-max-chars"));
+      count.parentNode.classList.toggle("over", max > 0 && n > max);
+    }
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "name") {
+      countName();
+    }
+  });
+
   document.addEventListener("change", function (event) {
     var name = event.target && event.target.name;
     if (name === "access" || name === "expiry") {
@@ -94,6 +120,11 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     sync();
+    countName();
+    var notice = document.getElementById("notice");
+    if (notice) {
+      notice.focus({ preventScroll: true });
+    }
     var buttons = document.querySelectorAll("button.copy-key");
     for (var i = 0; i < buttons.length; i++) {
       buttons[i].addEventListener("click", function (event) { copyKey(event.currentTarget); });

@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS events (
     source        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_key ON events (key_id, seq);
+-- Which key each rotation replaced (this data file's rotations), for the lists' labels.
+CREATE TABLE IF NOT EXISTS rotations (
+    new_id        TEXT PRIMARY KEY,
+    old_id        TEXT NOT NULL
+);
 -- Keys removed on another instance: kept so that a replayed record cannot bring one back.
 CREATE TABLE IF NOT EXISTS removed_keys (
     id            TEXT PRIMARY KEY,
@@ -383,6 +388,29 @@ fn events(conn: &Connection) -> Result<Vec<Event>> {
             action,
             source,
         });
+    }
+    Ok(out)
+}
+
+/// Records that `new` replaced `old` by a rotation.
+pub(crate) fn record_rotation(conn: &Connection, new: KeyId, old: KeyId) -> Result<()> {
+    conn.prepare_cached("INSERT OR IGNORE INTO rotations (new_id, old_id) VALUES (?1, ?2)")?
+        .execute(params![new.to_string(), old.to_string()])?;
+    Ok(())
+}
+
+/// Which key each rotation of this data file replaced: new id → old id.
+fn rotations(conn: &Connection) -> Result<std::collections::HashMap<KeyId, KeyId>> {
+    let mut stmt = conn.prepare_cached("SELECT new_id, old_id FROM rotations")?;
+    let rows = stmt.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (new, old) = row?;
+        if let (Ok(new), Ok(old)) = (new.parse(), old.parse()) {
+            out.insert(new, old);
+        }
     }
     Ok(out)
 }

@@ -199,7 +199,12 @@ impl Demo {
         let keys = Arc::new(service::KeyService::new(
             store.clone(),
             Arc::new(db.clone()),
-            sync.clone().map(|s| s as Arc<dyn service::Sharing>),
+            sync.clone().map(|sync| {
+                Arc::new(service::SyncSharing {
+                    sync,
+                    max_age: config.max_sync_age,
+                }) as Arc<dyn service::Sharing>
+            }),
         ));
         let auth = Authorizer::new(store)
             .with_quota(config.rate_limit)

@@ -148,6 +148,33 @@ pub trait Sharing: Send + Sync + 'static {
     fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>>;
     /// Changes saved here and not yet shared.
     fn pending(&self) -> usize;
+    /// Whether this instance knows every key the others do (it is in sync), so that a key it
+    /// does not know is unknown everywhere.
+    fn vouches(&self) -> bool {
+        true
+    }
+}
+
+/// Redis's key sync as [`Sharing`], vouching for the keys it does not know while it was
+/// confirmed in sync within `max_age` (`--max-sync-age`).
+#[derive(Debug)]
+pub struct SyncSharing {
+    /// The key sync.
+    pub sync: std::sync::Arc<KeySync>,
+    /// The staleness bound.
+    pub max_age: Duration,
+}
+
+impl Sharing for SyncSharing {
+    fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>> {
+        self.sync.confirm(record)
+    }
+    fn pending(&self) -> usize {
+        self.sync.pending()
+    }
+    fn vouches(&self) -> bool {
+        self.sync.is_in_sync(self.max_age)
+    }
 }
 
 impl Sharing for KeySync {
@@ -283,11 +310,15 @@ impl KeyService {
         let mut live = Vec::with_capacity(keys.len());
         let mut known = Vec::new();
         let mut failed = None;
+        let mut unvouched = false;
         // Every live key is revoked here first, so that none waits for another's confirmation.
         for key in keys {
             let digest = key.digest();
             let id = digest.id();
             let Some(record) = self.store.get(id).filter(|r| r.digest == digest) else {
+                // Unknown here: unknown everywhere only while this instance is in sync (a key
+                // made elsewhere during a partition may be live there).
+                unvouched |= self.sharing.as_ref().is_some_and(|s| !s.vouches());
                 live.push(false);
                 continue;
             };
@@ -316,6 +347,9 @@ impl KeyService {
         for (id, record) in &known {
             let left = self.deadline.saturating_sub(started.elapsed());
             self.confirmed_within(*id, record, left).await?;
+        }
+        if unvouched {
+            return Err(self.unconfirmed_unknown());
         }
         Ok(live)
     }
@@ -404,6 +438,13 @@ impl KeyService {
             return Ok(());
         }
         self.storage.touch(used).await
+    }
+
+    /// The refusal of a presented key this instance does not know while it cannot vouch that
+    /// no other instance knows it.
+    fn unconfirmed_unknown(&self) -> ChangeError {
+        tracing::warn!("a presented key is unknown here, and this instance is not in sync");
+        ChangeError::NotShared
     }
 
     /// Waits until `record` is confirmed shared, within the deadline; without sharing it is at

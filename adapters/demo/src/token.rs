@@ -37,7 +37,7 @@ fn digest(token: &[u8]) -> [u8; 32] {
 impl AdminToken {
     /// Uses the given token (at least 16 characters).
     pub fn new(token: &str) -> Result<Self> {
-        if token.trim().len() < 16 {
+        if token.trim().chars().count() < 16 {
             bail!("the admin token must be at least 16 characters long");
         }
         Ok(Self {

@@ -634,7 +634,7 @@ fn partitioned_pair(
     ];
     let mut b_flags = vec!["--redis", direct.as_str()];
     b_flags.extend(quota);
-    let mut a_flags = vec!["--redis", via_proxy.as_str()];
+    let mut a_flags = vec!["--redis", via_proxy.as_str(), "--max-sync-age", "3"];
     a_flags.extend(quota);
     let b = start(&dir.path().join("b.db"), &b_flags, Some(TOKEN));
     let a = start(&dir.path().join("a.db"), &a_flags, Some(TOKEN));
@@ -786,6 +786,23 @@ fn indirect_and_concurrent_revocations_are_not_acknowledged_while_unshared() {
     for (key, _) in &keys {
         assert_eq!(b.request("GET", "/v1/servers", key, "").0, 200);
     }
+    // 6. A key made on b during the partition is unknown to a, which is out of sync by now
+    // (--max-sync-age 3): presenting it there is no success either.
+    let (status, created) = b.request(
+        "POST",
+        "/admin/v1/keys",
+        TOKEN,
+        r#"{"name":"made-elsewhere","preset":"full"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let elsewhere = field(&created, "key").to_owned();
+    wait_until("a out of sync", Duration::from_secs(10), || {
+        a.request("GET", "/readyz", "", "")
+            .1
+            .contains("not confirmed in sync")
+    });
+    assert_eq!(present(&[&elsewhere]).0, 503);
+    assert_eq!(b.request("GET", "/v1/servers", &elsewhere, "").0, 200);
 
     proxy.heal();
     for (key, _) in keys.iter().filter(|(k, _)| *k != keys[2].0) {
@@ -797,8 +814,9 @@ fn indirect_and_concurrent_revocations_are_not_acknowledged_while_unshared() {
     wait_until(
         "a presentation answered 202",
         Duration::from_secs(10),
-        || present(&[&keys[0].0, &keys[1].0, &keys[3].0, &keys[4].0]).0 == 202,
+        || present(&[&keys[0].0, &keys[1].0, &keys[3].0, &keys[4].0, &elsewhere]).0 == 202,
     );
+    assert_eq!(b.request("GET", "/v1/servers", &elsewhere, "").0, 401);
     // The rotation without grace, once Redis answers: the old key is refused on b at once.
     let (status, _, body) = send(&a, "POST", &rotate, TOKEN, r#"{"grace_seconds":0}"#);
     assert_eq!(status, 201, "{body}");

@@ -542,6 +542,7 @@ impl Job for Rotate {
             Action::Created,
             self.source,
         )?;
+        super::record_rotation(conn, new.record.id(), self.id)?;
         self.outcome = Some(Ok(Rotated { new, old }));
         Ok(())
     }
@@ -617,6 +618,8 @@ pub struct Activity {
     pub events: Vec<Event>,
     /// Who revoked each revoked key that has a recorded revocation.
     pub revoked_by: std::collections::HashMap<KeyId, String>,
+    /// Which key each rotation replaced: new id → old id (read with [`ActivityRead::Both`]).
+    pub replaces: std::collections::HashMap<KeyId, KeyId>,
 }
 
 /// The parts of the activity list a reader needs.
@@ -644,6 +647,9 @@ impl Job for Read {
         }
         if self.read != ActivityRead::Events {
             activity.revoked_by = super::revoked_by(conn)?;
+        }
+        if self.read == ActivityRead::Both {
+            activity.replaces = super::rotations(conn)?;
         }
         self.outcome = Some(activity);
         Ok(())

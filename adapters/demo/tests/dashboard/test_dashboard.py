@@ -166,9 +166,15 @@ def run(base):
           driver.page_source[:500])
     shot("name-error")
     # Issue 21: one name limit, in characters a person counts, in the field and on the server.
-    check("the name field takes at most 128 characters", by_id("name").get_attribute("maxlength") == "128")
-    driver.execute_script("document.getElementById('name').removeAttribute('maxlength');"
-                          " document.getElementById('name').value = 'é'.repeat(129);")
+    # The field counts as the server does (code points), not in UTF-16 units as maxlength would.
+    by_id("name").clear()
+    by_id("name").send_keys("🔑" * 128)
+    check("the field counts 128 emoji as 128 characters", by_id("name-count").text == "128"
+          and len(by_id("name").get_attribute("value")) == 128, by_id("name-count").text)
+    by_id("name").clear()
+    by_id("name").send_keys("é" * 129)
+    check("and shows a name over the limit", by_id("name-count").text == "129"
+          and "over" in by_id("name-hint").get_attribute("class"), by_id("name-hint").get_attribute("class"))
     go("create-key")
     check("the server counts characters too", by_id("name-error").text
           == "Key name is 129 characters long, the most is 128.", by_id("name-error").text)
@@ -275,6 +281,10 @@ def run(base):
     check("it has axes", all(t in detail_svg for t in (">60 min ago<", ">now<", ">requests / min<")), detail_svg[:300])
     check("and the totals as text", by_id("total-granted").text == "4" and by_id("total-forbidden").text == "1"
           and by_id("total-limited").text == "0", driver.find_element(By.ID, "usage-totals").text)
+    # The totals refresh with the chart on this page too.
+    http(base, "GET", "/v1/servers", read_key)
+    WebDriverWait(driver, 15).until(lambda d: by_id("total-granted").text == "5")
+    check("the page's totals follow the calls without a reload", by_id("total-granted").text == "5")
     shot("usage-detail")
     driver.get(base + "/dashboard/settings/api")
 
@@ -292,10 +302,14 @@ def run(base):
     check("the page is at the revoked key's row", driver.current_url.endswith(f"#key-{read_id}")
           and driver.execute_script("return document.querySelector(':target') === arguments[0]", row(read_id)),
           driver.current_url)
-    check("the confirmation and the row are both in view", driver.execute_script(
+    check("the confirmation and the row are both in view, the row below it", driver.execute_script(
         "const inView = e => { const r = e.getBoundingClientRect();"
         " return r.top >= 0 && r.bottom <= window.innerHeight; };"
-        " return inView(arguments[0]) && inView(arguments[1]);", notice, row(read_id)))
+        " return inView(arguments[0]) && inView(arguments[1])"
+        " && arguments[1].getBoundingClientRect().top >= arguments[0].getBoundingClientRect().bottom;",
+        notice, row(read_id)))
+    check("and the confirmation can take the focus (it is focused on load)",
+          notice.get_attribute("tabindex") == "-1")
     shot("after-revoke")
     status, _, body = http(base, "GET", "/v1/servers", read_key)
     check("the revoked key gets the spec's 401", status == 401 and json.loads(body) == UNAUTHORIZED, f"{status} {body}")
@@ -322,6 +336,8 @@ def run(base):
     check("the new key says which key it replaces", len(new_id) == 1, by_id("keys").text)
     check("the old key says which key replaced it",
           f"replaced by deploy (sq_live_…{new_key[-4:]})" in row(custom_id).text, row(custom_id).text)
+    check("and, replaced, is no longer offered for rotation (revoke still is)",
+          not driver.find_elements(By.ID, f"rotate-{custom_id}") and driver.find_elements(By.ID, f"revoke-{custom_id}"))
     shot("after-rotate")
     # Rotated with no grace, the old key reads "rotated", not "expired".
     navigate(driver.find_element(By.ID, f"rotate-{new_id[0]}"))

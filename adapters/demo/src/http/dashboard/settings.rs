@@ -226,7 +226,7 @@ pub(super) async fn settings_page(
             "created"
         }
     };
-    let rotations = Rotations::of(&records);
+    let rotations = Rotations::of(&records, &activity.replaces);
     let keys = records
         .iter()
         .map(|r| key_row(state, r, activity.revoked_by.get(&r.id()), &rotations, now))
@@ -271,50 +271,37 @@ pub(super) async fn settings_page(
     )
 }
 
-/// Who replaced whom: keys rotated from one another share one rate-limit window, named by the
-/// first key of the line (`shares_limit_with`); in the order they were created, each replaced
-/// the one before it (a key rotated twice during its grace counts as replaced by the later).
+/// Who replaced whom, as the data file recorded each rotation (a key rotated twice during its
+/// grace is replaced by both of its replacements).
 pub(super) struct Rotations {
     replaces: std::collections::HashMap<KeyId, KeyId>,
-    replaced_by: std::collections::HashMap<KeyId, KeyId>,
+    replaced_by: std::collections::HashMap<KeyId, Vec<KeyId>>,
     shown: std::collections::HashMap<KeyId, String>,
 }
 
 impl Rotations {
-    pub(super) fn of(records: &[KeyRecord]) -> Self {
-        let mut lines: std::collections::HashMap<KeyId, Vec<&KeyRecord>> =
+    pub(super) fn of(
+        records: &[KeyRecord],
+        replaces: &std::collections::HashMap<KeyId, KeyId>,
+    ) -> Self {
+        let mut replaced_by: std::collections::HashMap<KeyId, Vec<KeyId>> =
             std::collections::HashMap::new();
-        for r in records {
-            if let Some(first) = r.shares_limit_with {
-                lines.entry(first).or_default().push(r);
-            }
-        }
-        let mut replaces = std::collections::HashMap::new();
-        let mut replaced_by = std::collections::HashMap::new();
-        for (first, mut line) in lines {
-            if let Some(head) = records.iter().find(|r| r.id() == first) {
-                line.push(head);
-            }
-            // Rotated in the same second, the replaced key comes first: its expiry was cut to
-            // the rotation (plus the grace), while its replacement keeps the original expiry.
-            line.sort_by_key(|r| {
-                (
-                    r.created_at,
-                    r.expires_at.unwrap_or(sitequest_auth::MAX_TIME),
-                    r.id(),
-                )
-            });
-            for pair in line.windows(2) {
-                replaces.insert(pair[1].id(), pair[0].id());
-                replaced_by.insert(pair[0].id(), pair[1].id());
-            }
+        let mut by_creation: Vec<(&KeyId, &KeyId)> = replaces.iter().collect();
+        by_creation.sort_by_key(|(new, _)| {
+            records
+                .iter()
+                .find(|r| r.id() == **new)
+                .map(|r| (r.created_at, r.id()))
+        });
+        for (new, old) in by_creation {
+            replaced_by.entry(*old).or_default().push(*new);
         }
         let shown = records
             .iter()
             .map(|r| (r.id(), format!("{} (sq_live_…{})", r.name, r.last4)))
             .collect();
         Self {
-            replaces,
+            replaces: replaces.clone(),
             replaced_by,
             shown,
         }
@@ -322,6 +309,11 @@ impl Rotations {
 
     fn shown(&self, id: Option<&KeyId>) -> Option<String> {
         id.and_then(|id| self.shown.get(id)).cloned()
+    }
+
+    fn shown_all(&self, ids: Option<&Vec<KeyId>>) -> Option<String> {
+        let shown: Vec<String> = ids?.iter().filter_map(|id| self.shown(Some(id))).collect();
+        (!shown.is_empty()).then(|| shown.join(", "))
     }
 }
 
@@ -347,8 +339,8 @@ pub(super) fn usage_text(state: &AppState, id: KeyId, now: UnixTime) -> String {
 }
 
 /// `GET /dashboard/settings/api/windows`: every key's window use and last hour's totals, for the
-/// list to refresh with its charts
-/// (`{"kid_…": {"window": "2 / 60", "usage": "2 granted · 0 refused (403) · 0 limited (429)"}}`).
+/// pages to refresh with their charts (`{"kid_…": {"window": "2 / 60", "usage": "2 granted · 0
+/// refused (403) · 0 limited (429)", "granted": 2, "forbidden": 0, "limited": 0}}`).
 pub(super) async fn windows(State(state): State<AppState>, _: SignedIn) -> Response {
     let now = state.now();
     let map: serde_json::Map<String, serde_json::Value> = state
@@ -356,9 +348,14 @@ pub(super) async fn windows(State(state): State<AppState>, _: SignedIn) -> Respo
         .list()
         .iter()
         .map(|r| {
+            let [granted, forbidden, limited] =
+                crate::http::usage::totals(&state.core.usage.last_hour(r.id(), now));
             let row = serde_json::json!({
                 "window": window_text(&state, r, now),
                 "usage": usage_text(&state, r.id(), now),
+                "granted": granted,
+                "forbidden": forbidden,
+                "limited": limited,
             });
             (r.id().to_string(), row)
         })
@@ -373,7 +370,7 @@ pub(super) fn key_row(
     rotations: &Rotations,
     now: UnixTime,
 ) -> KeyRow {
-    let replaced_by = rotations.shown(rotations.replaced_by.get(&r.id()));
+    let replaced_by = rotations.shown_all(rotations.replaced_by.get(&r.id()));
     let status = match r.status(now) {
         KeyStatus::Active => "active",
         KeyStatus::Revoked => "revoked",
