@@ -189,6 +189,7 @@ impl Authorizer {
         })
     }
 
+    /// Parses, hashes and looks the key up: the key, or why it is refused.
     #[inline(always)]
     fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, DenialReason> {
         let key = match request.authorization {
