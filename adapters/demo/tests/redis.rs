@@ -486,41 +486,9 @@ const NOT_SHARED: &str = r#"{"error":"The change is saved on this instance but t
 fn a_revocation_is_acknowledged_only_when_every_instance_enforces_it() {
     let redis = RedisServer::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let proxy = rt.block_on(FreezingProxy::start(redis.port));
-    let dir = tempfile::tempdir().unwrap();
-    let (direct, via_proxy) = (redis.url(), proxy.url());
-    let quota = [
-        "--unauthenticated-limit",
-        "100000/60",
-        "--revoke-limit",
-        "1000/60",
-    ];
-    let mut b_flags = vec!["--redis", direct.as_str()];
-    b_flags.extend(quota);
-    let mut a_flags = vec!["--redis", via_proxy.as_str()];
-    a_flags.extend(quota);
-    let b = start(&dir.path().join("b.db"), &b_flags, Some(TOKEN));
-    let a = start(&dir.path().join("a.db"), &a_flags, Some(TOKEN));
-    let mut keys = Vec::new();
-    for name in ["by-admin", "by-presentation", "by-cli"] {
-        let (status, created) = b.request(
-            "POST",
-            "/admin/v1/keys",
-            TOKEN,
-            &format!(r#"{{"name":"{name}","preset":"full"}}"#),
-        );
-        assert_eq!(status, 201, "{created}");
-        keys.push((
-            field(&created, "key").to_owned(),
-            field(&created, "id").to_owned(),
-        ));
-    }
-    let [(key1, id1), (key2, _), (key3, id3)] = [keys[0].clone(), keys[1].clone(), keys[2].clone()];
-    for key in [&key1, &key2, &key3] {
-        wait_until("the key on a", Duration::from_secs(2), || {
-            a.request("GET", "/v1/servers", key, "").0 == 200
-        });
-    }
+    let (a, b, proxy, dir) = partitioned_pair(&redis, &rt);
+    let [(key1, id1), (key2, _), (key3, id3)] =
+        ["by-admin", "by-presentation", "by-cli"].map(|name| key_on_both(&a, &b, name));
     let delete = format!("/admin/v1/keys/{id1}");
     let presented = format!(r#"{{"keys":["{key2}"]}}"#);
     // `keys revoke --server`: the CLI through the running server a.

@@ -18,8 +18,10 @@ pub mod dashboard;
 pub mod health;
 pub mod leaks;
 pub mod mcp;
+pub mod mcp_sessions;
 pub mod operations;
 pub mod respond;
+pub mod session;
 pub mod state;
 pub mod usage;
 

@@ -11,8 +11,8 @@ use sitequest_auth_redis::KeySync;
 use sitequest_auth_secret_scanning::PartnerKeys;
 use sitequest_auth_tower::{AsyncLimiter, Clock};
 
-use crate::http::dashboard::session::Sessions;
-use crate::http::mcp::SessionOwners;
+use crate::http::mcp_sessions::SessionOwners;
+use crate::http::session::Sessions;
 use crate::http::usage::Usage;
 use crate::service::KeyService;
 use crate::{db, metrics, token};

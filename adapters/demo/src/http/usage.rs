@@ -95,53 +95,22 @@ impl Usage {
 /// 403 and 429, each bar titled with its counts, and a description with the hour's totals.
 #[must_use]
 pub fn chart(minutes: &[[u32; 3]], name: &str) -> String {
-    const W: u32 = 600;
-    const H: u32 = 160;
-    const TOP: u32 = 16;
-    const BOTTOM: u32 = 20;
-    let totals = totals(minutes);
-    let peak = minutes
-        .iter()
-        .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let plot = u64::from(H - TOP - BOTTOM);
-    let bar = W / minutes.len().max(1) as u32;
-    let summary = summary(totals);
-    let mut svg = String::with_capacity(16 * 1024);
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Requests per minute of {name}"><title>Requests per minute of {name}, last hour</title><desc id="summary">{summary}</desc><rect width="{W}" height="{H}" fill="#ffffff"/>"##,
-        name = xml(name)
+    const W: u64 = 600;
+    const H: u64 = 160;
+    const TOP: u64 = 16;
+    const BOTTOM: u64 = 20;
+    let peak = peak(minutes);
+    let mut svg = open_svg(minutes, name, W, H);
+    let bar = W / minutes.len().max(1) as u64;
+    draw_bars(
+        &mut svg,
+        minutes,
+        0,
+        bar,
+        H - BOTTOM,
+        H - TOP - BOTTOM,
+        peak,
     );
-    let colors = ["#2e7d32", "#f9a825", "#c62828"];
-    let labels = ["granted", "403", "429"];
-    for (i, m) in minutes.iter().enumerate() {
-        let x = i as u32 * bar;
-        let mut y = u64::from(H - BOTTOM);
-        let ago = minutes.len() - 1 - i;
-        let _ = write!(
-            svg,
-            r#"<g class="minute"><title>{ago} min ago: {} granted, {} 403, {} 429</title>"#,
-            m[0], m[1], m[2]
-        );
-        for k in 0..3 {
-            if m[k] == 0 {
-                continue;
-            }
-            let h = (u64::from(m[k]) * plot).div_ceil(peak).max(1);
-            y -= h;
-            let _ = write!(
-                svg,
-                r#"<rect class="{}" x="{x}" y="{y}" width="{}" height="{h}" fill="{}"/>"#,
-                labels[k],
-                bar.saturating_sub(1).max(1),
-                colors[k]
-            );
-        }
-        svg.push_str("</g>");
-    }
     let _ = write!(
         svg,
         r##"<line x1="0" y1="{b}" x2="{W}" y2="{b}" stroke="#888"/><text x="0" y="{t}" font-size="11" font-family="sans-serif" fill="#444">60 min ago</text><text x="{W}" y="{t}" font-size="11" font-family="sans-serif" fill="#444" text-anchor="end">now</text><text x="0" y="11" font-size="11" font-family="sans-serif" fill="#444">peak {peak}/min</text></svg>"##,
@@ -162,25 +131,12 @@ pub fn detail_chart(minutes: &[[u32; 3]], name: &str) -> String {
     const RIGHT: u64 = 12;
     const TOP: u64 = 16;
     const BOTTOM: u64 = 36;
-    let totals = totals(minutes);
-    let peak = minutes
-        .iter()
-        .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    let plot_w = W - LEFT - RIGHT;
+    let peak = peak(minutes);
     let plot_h = H - TOP - BOTTOM;
     let n = minutes.len().max(1) as u64;
-    let bar = plot_w / n;
+    let bar = (W - LEFT - RIGHT) / n;
     let base = H - BOTTOM;
-    let mut svg = String::with_capacity(24 * 1024);
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="Requests per minute of {name}"><title>Requests per minute of {name}, last hour</title><desc id="summary">{summary}</desc><rect width="{W}" height="{H}" fill="#ffffff"/>"##,
-        name = xml(name),
-        summary = summary(totals),
-    );
+    let mut svg = open_svg(minutes, name, W, H);
     let text = r##"font-size="13" font-family="sans-serif" fill="#333""##;
     // The y axis: 0, half the peak and the peak, with grid lines.
     for value in [0, peak / 2, peak] {
@@ -198,33 +154,7 @@ pub fn detail_chart(minutes: &[[u32; 3]], name: &str) -> String {
         r##"<text x="14" y="{y}" {text} transform="rotate(-90 14 {y})" text-anchor="middle">requests / min</text>"##,
         y = TOP + plot_h / 2,
     );
-    let colors = ["#2e7d32", "#f9a825", "#c62828"];
-    let labels = ["granted", "403", "429"];
-    for (i, m) in minutes.iter().enumerate() {
-        let x = LEFT + i as u64 * bar;
-        let mut y = base;
-        let ago = minutes.len() - 1 - i;
-        let _ = write!(
-            svg,
-            r#"<g class="minute"><title>{ago} min ago: {} granted, {} 403, {} 429</title>"#,
-            m[0], m[1], m[2]
-        );
-        for k in 0..3 {
-            if m[k] == 0 {
-                continue;
-            }
-            let h = (u64::from(m[k]) * plot_h).div_ceil(peak).max(1);
-            y -= h;
-            let _ = write!(
-                svg,
-                r#"<rect class="{}" x="{x}" y="{y}" width="{}" height="{h}" fill="{}"/>"#,
-                labels[k],
-                bar.saturating_sub(1).max(1),
-                colors[k]
-            );
-        }
-        svg.push_str("</g>");
-    }
+    draw_bars(&mut svg, minutes, LEFT, bar, base, plot_h, peak);
     // The x axis: minutes ago, every 15.
     let _ = write!(
         svg,
@@ -247,6 +177,68 @@ pub fn detail_chart(minutes: &[[u32; 3]], name: &str) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The busiest minute's requests, at least 1.
+fn peak(minutes: &[[u32; 3]]) -> u64 {
+    minutes
+        .iter()
+        .map(|m| m.iter().map(|&c| u64::from(c)).sum::<u64>())
+        .max()
+        .unwrap_or(0)
+        .max(1)
+}
+
+/// The start of a chart `w`×`h`: its title, its description with the totals, a white ground.
+fn open_svg(minutes: &[[u32; 3]], name: &str, w: u64, h: u64) -> String {
+    let mut svg = String::with_capacity(24 * 1024);
+    let _ = write!(
+        svg,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" aria-label="Requests per minute of {name}"><title>Requests per minute of {name}, last hour</title><desc id="summary">{summary}</desc><rect width="{w}" height="{h}" fill="#ffffff"/>"##,
+        name = xml(name),
+        summary = summary(totals(minutes)),
+    );
+    svg
+}
+
+/// One bar a minute from `left`, `bar` wide, stacked up from `base` over `plot_h` for `peak`:
+/// granted, 403 and 429, each minute titled with its counts.
+fn draw_bars(
+    svg: &mut String,
+    minutes: &[[u32; 3]],
+    left: u64,
+    bar: u64,
+    base: u64,
+    plot_h: u64,
+    peak: u64,
+) {
+    const COLORS: [&str; 3] = ["#2e7d32", "#f9a825", "#c62828"];
+    const LABELS: [&str; 3] = ["granted", "403", "429"];
+    for (i, m) in minutes.iter().enumerate() {
+        let x = left + i as u64 * bar;
+        let mut y = base;
+        let ago = minutes.len() - 1 - i;
+        let _ = write!(
+            svg,
+            r#"<g class="minute"><title>{ago} min ago: {} granted, {} 403, {} 429</title>"#,
+            m[0], m[1], m[2]
+        );
+        for k in 0..3 {
+            if m[k] == 0 {
+                continue;
+            }
+            let h = (u64::from(m[k]) * plot_h).div_ceil(peak).max(1);
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect class="{}" x="{x}" y="{y}" width="{}" height="{h}" fill="{}"/>"#,
+                LABELS[k],
+                bar.saturating_sub(1).max(1),
+                COLORS[k]
+            );
+        }
+        svg.push_str("</g>");
+    }
 }
 
 /// The hour's totals: [granted, 403, 429].

@@ -8,14 +8,7 @@ pub(super) async fn usage_svg(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if signed_in(&state, &headers).is_none() {
-        return unauthorized();
-    }
-    let Some(r) = find(&state, &id) else {
-        return not_found();
-    };
-    let svg = crate::http::usage::chart(&state.core.usage.last_hour(r.id(), state.now()), &r.name);
-    ([(CONTENT_TYPE, "image/svg+xml")], svg).into_response()
+    svg_of(&state, &headers, &id, crate::http::usage::chart)
 }
 
 pub(super) async fn usage_detail_svg(
@@ -23,14 +16,23 @@ pub(super) async fn usage_detail_svg(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if signed_in(&state, &headers).is_none() {
+    svg_of(&state, &headers, &id, crate::http::usage::detail_chart)
+}
+
+/// The key's last hour drawn by `draw`, for a signed-in session.
+fn svg_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    draw: fn(&[[u32; 3]], &str) -> String,
+) -> Response {
+    if signed_in(state, headers).is_none() {
         return unauthorized();
     }
-    let Some(r) = find(&state, &id) else {
+    let Some(r) = find(state, id) else {
         return not_found();
     };
-    let svg =
-        crate::http::usage::detail_chart(&state.core.usage.last_hour(r.id(), state.now()), &r.name);
+    let svg = draw(&state.core.usage.last_hour(r.id(), state.now()), &r.name);
     ([(CONTENT_TYPE, "image/svg+xml")], svg).into_response()
 }
 

@@ -24,7 +24,6 @@ mod dates;
 mod login;
 mod revoke;
 mod rotate;
-pub mod session;
 mod settings;
 
 use assets::*;
@@ -55,9 +54,9 @@ use sitequest_auth::{
 };
 use zeroize::Zeroizing;
 
+use crate::http::session::{self, Reveal};
 use crate::http::state::AppState;
 use crate::service::{ActivityRead, ChangeError, Source};
-use session::Reveal;
 
 /// The settings page.
 pub const SETTINGS: &str = "/dashboard/settings/api";
