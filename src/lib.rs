@@ -91,7 +91,7 @@ pub use response::{header, FieldValue, Header, InvalidRealm, RateLimitField, Rea
 pub use scope::{CustomScopes, EmptyScopes, Preset, ScopeParseError, Scopes, UnknownPreset};
 pub use store::{KeyStore, Rotation, StoreError};
 pub use throttle::Throttle;
-pub use time::{TimeProvider, UnixTime};
+pub use time::{SystemClock, TimeProvider, UnixTime};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -96,6 +96,22 @@ impl<F: Fn() -> UnixTime + Send + Sync> TimeProvider for F {
     }
 }
 
+/// The system clock, for adapters to read (the crate's own code never does): the one
+/// definition both framework adapters and the demo use.
+///
+/// ```
+/// use sitequest_auth::{SystemClock, TimeProvider};
+/// assert!(SystemClock.now().as_secs() > 1_700_000_000);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl TimeProvider for SystemClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_system_time(std::time::SystemTime::now())
+    }
+}
+
 impl Add<Duration> for UnixTime {
     type Output = Self;
 

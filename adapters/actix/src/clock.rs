@@ -1,19 +1,9 @@
 //! Where the middleware reads the current time.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use sitequest_auth::{TimeProvider, UnixTime};
-
-/// The system clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl TimeProvider for SystemClock {
-    fn now(&self) -> UnixTime {
-        UnixTime::from_system_time(SystemTime::now())
-    }
-}
+pub use sitequest_auth::SystemClock;
+use sitequest_auth::TimeProvider;
 
 /// A shared [`TimeProvider`], as [`AuthMiddleware::with_clock`](crate::AuthMiddleware::with_clock)
 /// takes one.

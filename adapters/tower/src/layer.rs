@@ -4,13 +4,13 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use sitequest_auth::{
     AuthRequest, Authorizer, Decision, Denial, Grant, LimitDecision, LimiterUnavailable, RateLimit,
-    Scopes, Throttle, TimeProvider, TrustedProxies, UnixTime, LIMITER_TIMEOUT,
+    Scopes, SystemClock, Throttle, TimeProvider, TrustedProxies, UnixTime, LIMITER_TIMEOUT,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -21,23 +21,13 @@ use crate::headers::denial_response;
 use crate::limit::AsyncLimiter;
 use crate::observe::{observe, Observer, Outcome};
 
-/// The system clock, as [`system_clock`] reads it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl TimeProvider for SystemClock {
-    fn now(&self) -> UnixTime {
-        system_clock()
-    }
-}
-
 /// A shared [`TimeProvider`], as the layer and the demo server hold one.
 pub type Clock = Arc<dyn TimeProvider>;
 
 /// The system clock's time (the epoch if the clock is before 1970).
 #[must_use]
 pub fn system_clock() -> UnixTime {
-    UnixTime::from_system_time(SystemTime::now())
+    SystemClock.now()
 }
 
 /// Where the layer finds the connection's peer address in a request's extensions, which the
