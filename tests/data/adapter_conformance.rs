@@ -22,7 +22,8 @@ mod conformance {
     use serde_json::Value;
     use sitequest_auth::{
         header, AsyncLimiter, Authorizer, IpAllowlist, KeyId, KeyStore, LimitFuture,
-        LimiterUnavailable, NewKey, Preset, Quota, RateLimiter, Scopes, TrustedProxies, UnixTime,
+        LimiterUnavailable, NewKey, Observer, Preset, Quota, RateLimiter, Scopes, TrustedProxies,
+        UnixTime,
     };
 
     /// The table of cases.
@@ -71,6 +72,8 @@ mod conformance {
         pub(crate) clock: UnixTime,
         /// Calls of the routes' handler: each call adds one.
         pub(crate) handled: Arc<AtomicUsize>,
+        /// What the middleware's observer was told: (outcome label, status), in order.
+        observed: Arc<std::sync::Mutex<Vec<(&'static str, u16)>>>,
         /// The routes to mount.
         pub(crate) routes: Vec<Route>,
         /// How long every guarded route waits for its outside limiter.
@@ -96,6 +99,7 @@ mod conformance {
                 auth: Arc::new(Authorizer::new(store.clone())),
                 clock: time(&table["clock"]),
                 handled: Arc::default(),
+                observed: Arc::default(),
                 routes,
                 limiter_timeout: std::time::Duration::from_millis(
                     table["limiter_timeout_ms"]
@@ -124,6 +128,18 @@ mod conformance {
                 .iter()
                 .map(|r| r.as_str().expect("a range"));
             TrustedProxies::parse_list(ranges).expect("the table's proxies are ranges")
+        }
+
+        /// The observer every guarded route's middleware must be given: the table checks that
+        /// it is told of each decision once, with the status the client gets.
+        pub(crate) fn observer(&self) -> Observer {
+            let observed = self.observed.clone();
+            Arc::new(move |outcome| {
+                observed
+                    .lock()
+                    .expect("the observations")
+                    .push((outcome.label(), outcome.status()));
+            })
         }
 
         /// The outside limiter a guarded route counts in: `None` for the authorizer's own.
@@ -314,6 +330,7 @@ mod conformance {
                 .map(|f| field(f.as_str().expect("a field"), &key))
                 .collect();
             let before = fixture.handled.load(Ordering::SeqCst);
+            fixture.observed.lock().expect("the observations").clear();
             let res = send(&client, base, route, &from, &fields).await;
             let status = res.status().as_u16();
             let headers = res
@@ -328,6 +345,20 @@ mod conformance {
                 body,
                 handler_ran: fixture.handled.load(Ordering::SeqCst) != before,
             };
+            // The observer is told once, with the status the client got (a grant's 200), by a
+            // guarded route; an unguarded one has no middleware to tell it.
+            let observed = std::mem::take(&mut *fixture.observed.lock().expect("the observations"));
+            let expected_observation = match (answer.status, route.starts_with("/unguarded")) {
+                (_, true) => vec![],
+                (200, _) => vec![("granted", 200)],
+                (503, _) => vec![("unavailable", 503)],
+                (status, _) => vec![("denied", status)],
+            };
+            if observed != expected_observation {
+                failures.push(format!(
+                    "{name}: the observer was told {observed:?}, not {expected_observation:?}"
+                ));
+            }
             if let Err(diff) = check_response(table, &case["expect"], key.id, &answer) {
                 failures.push(format!("{name}:\n{diff}"));
             }

@@ -49,3 +49,4 @@ pub use middleware::{AuthMiddleware, AuthService};
 pub use sitequest_auth::{
     AsyncLimiter, LimitFuture, LimiterUnavailable, TimeProvider, TrustedProxies,
 };
+pub use sitequest_auth::{Observer, Outcome};

@@ -11,8 +11,9 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{AUTHORIZATION, X_FORWARDED_FOR};
 use actix_web::{Error, HttpMessage};
 use sitequest_auth::{
-    AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant, LimitDecision,
-    LimiterUnavailable, RateLimit, Scopes, Throttle, TrustedProxies, UnixTime, LIMITER_TIMEOUT,
+    observe, AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant,
+    LimitDecision, LimiterUnavailable, Observer, Outcome, RateLimit, Scopes, Throttle,
+    TrustedProxies, UnixTime, LIMITER_TIMEOUT,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -44,6 +45,7 @@ pub struct AuthMiddleware {
     limiter: Option<Arc<dyn AsyncLimiter>>,
     limiter_timeout: Duration,
     proxies: TrustedProxies,
+    observer: Option<Observer>,
 }
 
 impl AuthMiddleware {
@@ -57,7 +59,17 @@ impl AuthMiddleware {
             limiter: None,
             limiter_timeout: LIMITER_TIMEOUT,
             proxies: TrustedProxies::default(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` about every decision, once per request, as soon as it is made (before
+    /// the wrapped service runs): a grant, a denial with its reason, or an outside limiter that
+    /// could not decide. The same [`Observer`] as the tower layer's, for metrics.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Believes `X-Forwarded-For` from these proxies: when the connection's peer is one of them,
@@ -171,18 +183,26 @@ where
             };
             request = request.with_client_ip(client);
         }
+        let observer = config.observer.as_ref();
         let Some(limiter) = &config.limiter else {
             return match auth.authorize(&request) {
                 Decision::Granted(grant) => {
+                    observe(observer, Outcome::Granted(&grant));
                     let rate = admit(grant, &req);
                     ResponseFuture::granted(self.inner.call(req), rate, now)
                 }
-                Decision::Denied(denial) => ResponseFuture::denied(refuse(auth, &denial, req, now)),
+                Decision::Denied(denial) => {
+                    observe(observer, Outcome::Denied(&denial));
+                    ResponseFuture::denied(refuse(auth, &denial, req, now))
+                }
             };
         };
         let key = match auth.authenticate(&request) {
             Ok(key) => key,
-            Err(denial) => return ResponseFuture::denied(refuse(auth, &denial, req, now)),
+            Err(denial) => {
+                observe(observer, Outcome::Denied(&denial));
+                return ResponseFuture::denied(refuse(auth, &denial, req, now));
+            }
         };
         let limit = Arc::clone(limiter).check(key.limit_id, key.quota, now);
         let waiting = Waiting {
@@ -224,9 +244,11 @@ where
         now,
     } = w;
     let auth = &config.auth;
+    let observer = config.observer.as_ref();
     let limit = match answer {
         Ok(limit) => limit,
         Err(e) => {
+            observe(observer, Outcome::Unavailable(&e));
             if let Some(suppressed) = UNAVAILABLE_LOG.allow(Instant::now()) {
                 tracing::warn!(
                     key_id = %key.key_id,
@@ -241,10 +263,14 @@ where
     };
     match auth.decide(key, limit, config.required, now) {
         Decision::Granted(grant) => {
+            observe(observer, Outcome::Granted(&grant));
             let rate = admit(grant, &req);
             Ok((inner.call(req), rate))
         }
-        Decision::Denied(denial) => Err(refuse(auth, &denial, req, now)),
+        Decision::Denied(denial) => {
+            observe(observer, Outcome::Denied(&denial));
+            Err(refuse(auth, &denial, req, now))
+        }
     }
 }
 

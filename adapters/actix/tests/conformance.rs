@@ -35,7 +35,8 @@ async fn every_case_of_the_shared_table() {
                 let middleware = AuthMiddleware::new(fixture.auth.clone(), guard.scopes)
                     .with_clock(clock.clone())
                     .with_limiter_timeout(fixture.limiter_timeout)
-                    .with_trusted_proxies(fixture.trusted_proxies());
+                    .with_trusted_proxies(fixture.trusted_proxies())
+                    .with_observer(fixture.observer());
                 match fixture.limiter(guard.limiter) {
                     Some(limiter) => middleware.with_limiter(limiter),
                     None => middleware,

@@ -19,7 +19,7 @@ use crate::extract::AuthenticatedKey;
 use crate::future::{ResponseFuture, Waiting};
 use crate::headers::denial_response;
 use crate::limit::AsyncLimiter;
-use crate::observe::{observe, Observer, Outcome};
+use sitequest_auth::{observe, Observer, Outcome};
 
 /// A shared [`TimeProvider`], as the layer and the demo server hold one.
 pub type Clock = Arc<dyn TimeProvider>;

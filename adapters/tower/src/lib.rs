@@ -36,13 +36,12 @@ mod future;
 mod headers;
 mod layer;
 mod limit;
-mod observe;
 
 pub use extract::AuthenticatedKey;
 pub use future::ResponseFuture;
 pub use layer::{system_clock, AuthLayer, AuthService, ClientIp, Clock};
 pub use limit::{AsyncLimiter, LimitFuture, LimiterUnavailable};
-pub use observe::{Observer, Outcome};
 pub use sitequest_auth::SystemClock;
 pub use sitequest_auth::TimeProvider;
 pub use sitequest_auth::TrustedProxies;
+pub use sitequest_auth::{Observer, Outcome};

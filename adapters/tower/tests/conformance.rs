@@ -42,7 +42,8 @@ async fn every_case_of_the_shared_table() {
                     .with_clock(Arc::new(Fixed(fixture.clock)))
                     .with_limiter_timeout(fixture.limiter_timeout)
                     .with_client_ip(|ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
-                    .with_trusted_proxies(fixture.trusted_proxies());
+                    .with_trusted_proxies(fixture.trusted_proxies())
+                    .with_observer(fixture.observer());
                 let layer = match fixture.limiter(guard.limiter) {
                     Some(limiter) => layer.with_limiter(limiter),
                     None => layer,

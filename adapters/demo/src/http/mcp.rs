@@ -194,7 +194,7 @@ tokio::task_local! {
     static OPENING_KEY: sitequest_auth::KeyId;
 }
 
-/// An error of [`OwnedSessions`].
+/// An error of the MCP endpoint's session manager.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionsError {
     /// Refused by a limit.

@@ -1,19 +1,20 @@
-//! Watching the layer's decisions, for metrics.
+//! Watching an adapter's decisions, for metrics: one [`Outcome`] type and one [`Observer`] for
+//! every framework adapter.
 
 use std::sync::Arc;
 
-use sitequest_auth::{Denial, Grant, LimitPolicy, RateLimit};
+use crate::async_limiter::LimiterUnavailable;
+use crate::decision::{Denial, Grant};
+use crate::rate_limit::{LimitPolicy, RateLimit};
 
-use crate::limit::LimiterUnavailable;
-
-/// Told about every decision of an [`AuthLayer`](crate::AuthLayer); see
-/// [`AuthLayer::with_observer`](crate::AuthLayer::with_observer).
+/// Told about every decision of a framework adapter (the tower layer's and the actix
+/// middleware's `with_observer`).
 ///
 /// It is called on the request's path, once per request, before the response is sent: it
 /// should only count (an atomic add, a lookup in a small table), never block or wait.
 pub type Observer = Arc<dyn Fn(&Outcome<'_>) + Send + Sync>;
 
-/// What an [`AuthLayer`](crate::AuthLayer) decided for one request.
+/// What a framework adapter decided for one request.
 ///
 /// Borrowed from the layer's own values, so telling an [`Observer`] costs no allocation. Holds
 /// no secret: a key appears only by its public id.
@@ -24,7 +25,7 @@ pub enum Outcome<'a> {
     Granted(&'a Grant),
     /// Refused with a 401, 403 or 429.
     Denied(&'a Denial),
-    /// The [`AsyncLimiter`](crate::AsyncLimiter) could not decide; the layer answered 503.
+    /// The [`AsyncLimiter`](crate::AsyncLimiter) could not decide; the adapter answered 503.
     Unavailable(&'a LimiterUnavailable),
 }
 
@@ -40,7 +41,7 @@ impl Outcome<'_> {
     }
 
     /// Why, as a short stable label: `none` for a grant, the
-    /// [`DenialReason::label`](sitequest_auth::DenialReason::label) of a denial (`missing`,
+    /// [`DenialReason::label`](crate::DenialReason::label) of a denial (`missing`,
     /// `malformed`, `unknown`, `revoked`, `expired`, `insufficient_scope`, `rate_limited`,
     /// `ip_not_allowed`, `address_rate_limited`), and
     /// `limiter_unavailable` for a 503.
@@ -84,9 +85,9 @@ impl Outcome<'_> {
     }
 }
 
-/// Tells `observer`, if any, about `outcome`.
+/// Tells `observer`, if any, about `outcome`: what adapters call at each decision.
 #[inline]
-pub(crate) fn observe(observer: Option<&Observer>, outcome: Outcome<'_>) {
+pub fn observe(observer: Option<&Observer>, outcome: Outcome<'_>) {
     if let Some(o) = observer {
         o(&outcome);
     }
