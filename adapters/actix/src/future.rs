@@ -101,7 +101,7 @@ where
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let now = w.now;
+                    let now = w.pending.now();
                     match after_limit(w, answer) {
                         Ok((future, rate)) => state.set(State::Granted { future, rate, now }),
                         Err(response) => return Poll::Ready(Ok(response.map_into_right_body())),

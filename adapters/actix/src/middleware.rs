@@ -11,9 +11,9 @@ use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Tr
 use actix_web::http::header::{AUTHORIZATION, X_FORWARDED_FOR};
 use actix_web::{Error, HttpMessage};
 use sitequest_auth::{
-    observe, AsyncLimiter, AuthRequest, Authenticated, Authorizer, Decision, Denial, Grant,
-    LimitDecision, LimiterUnavailable, Observer, Outcome, RateLimit, Scopes, Throttle,
-    TrustedProxies, UnixTime, LIMITER_TIMEOUT,
+    AsyncLimiter, AuthRequest, Authorizer, Decision, Denial, Finish, Grant, LimitDecision,
+    LimiterUnavailable, Observer, Pending, RateLimit, Scopes, Step, Throttle, TrustedProxies,
+    UnixTime, LIMITER_TIMEOUT,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -183,37 +183,31 @@ where
             };
             request = request.with_client_ip(client);
         }
-        let observer = config.observer.as_ref();
-        let Some(limiter) = &config.limiter else {
-            return match auth.authorize(&request) {
-                Decision::Granted(grant) => {
-                    observe(observer, Outcome::Granted(&grant));
-                    let rate = admit(grant, &req);
-                    ResponseFuture::granted(self.inner.call(req), rate, now)
-                }
-                Decision::Denied(denial) => {
-                    observe(observer, Outcome::Denied(&denial));
-                    ResponseFuture::denied(refuse(auth, &denial, req, now))
-                }
-            };
-        };
-        let key = match auth.authenticate(&request) {
-            Ok(key) => key,
-            Err(denial) => {
-                observe(observer, Outcome::Denied(&denial));
-                return ResponseFuture::denied(refuse(auth, &denial, req, now));
+        // Core's request steps, the same for every adapter: decided here, or counted outside.
+        match auth.begin(&request, config.limiter.is_some(), config.observer.as_ref()) {
+            Step::Decided(Decision::Granted(grant)) => {
+                let rate = admit(grant, &req);
+                ResponseFuture::granted(self.inner.call(req), rate, now)
             }
-        };
-        let limit = Arc::clone(limiter).check(key.limit_id, key.quota, now);
-        let waiting = Waiting {
-            inner: Rc::clone(&self.inner),
-            config: Rc::clone(&self.config),
-            req,
-            key,
-            now,
-        };
-        let deadline = actix_web::rt::time::sleep(config.limiter_timeout);
-        ResponseFuture::limiting(limit, deadline, waiting)
+            Step::Decided(Decision::Denied(denial)) => {
+                ResponseFuture::denied(refuse(auth, &denial, req, now))
+            }
+            Step::Count(pending) => {
+                let limiter = config
+                    .limiter
+                    .clone()
+                    .expect("core asks to count outside only with an outside limiter");
+                let limit = limiter.check(pending.limit_id(), pending.quota(), now);
+                let waiting = Waiting {
+                    inner: Rc::clone(&self.inner),
+                    config: Rc::clone(&self.config),
+                    req,
+                    pending,
+                };
+                let deadline = actix_web::rt::time::sleep(config.limiter_timeout);
+                ResponseFuture::limiting(limit, deadline, waiting)
+            }
+        }
     }
 }
 
@@ -223,8 +217,7 @@ pub(crate) struct Waiting<S> {
     inner: Rc<S>,
     config: Rc<AuthMiddleware>,
     req: ServiceRequest,
-    key: Authenticated,
-    pub(crate) now: UnixTime,
+    pub(crate) pending: Pending,
 }
 
 /// Finishes a request that waited for the outside limiter: the wrapped service's future and the
@@ -240,36 +233,26 @@ where
         inner,
         config,
         req,
-        key,
-        now,
+        pending,
     } = w;
     let auth = &config.auth;
-    let observer = config.observer.as_ref();
-    let limit = match answer {
-        Ok(limit) => limit,
-        Err(e) => {
-            observe(observer, Outcome::Unavailable(&e));
+    let (key_id, now) = (pending.key_id(), pending.now());
+    match pending.finish(auth, answer, config.observer.as_ref()) {
+        Finish::Decided(Decision::Granted(grant)) => {
+            let rate = admit(grant, &req);
+            Ok((inner.call(req), rate))
+        }
+        Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, req, now)),
+        Finish::Unavailable(denial, e) => {
             if let Some(suppressed) = UNAVAILABLE_LOG.allow(Instant::now()) {
                 tracing::warn!(
-                    key_id = %key.key_id,
+                    key_id = %key_id,
                     error = %e,
                     suppressed,
                     "rate limiter unavailable"
                 );
             }
-            let denial = Denial::limiter_unavailable(&key);
-            return Err(req.into_response(denial_response(&denial, auth.realm(), now)));
-        }
-    };
-    match auth.decide(key, limit, config.required, now) {
-        Decision::Granted(grant) => {
-            observe(observer, Outcome::Granted(&grant));
-            let rate = admit(grant, &req);
-            Ok((inner.call(req), rate))
-        }
-        Decision::Denied(denial) => {
-            observe(observer, Outcome::Denied(&denial));
-            Err(refuse(auth, &denial, req, now))
+            Err(req.into_response(denial_response(&denial, auth.realm(), now)))
         }
     }
 }

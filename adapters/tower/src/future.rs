@@ -8,7 +8,7 @@ use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use sitequest_auth::{poll_limit, Authenticated, LimitFuture, RateLimit, UnixTime};
+use sitequest_auth::{poll_limit, LimitFuture, Pending, RateLimit, UnixTime};
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -19,9 +19,8 @@ use crate::layer::AuthLayer;
 pub(crate) struct Waiting<S, R> {
     pub(crate) inner: S,
     pub(crate) req: Request<R>,
-    pub(crate) key: Authenticated,
+    pub(crate) pending: Pending,
     pub(crate) layer: AuthLayer,
-    pub(crate) now: UnixTime,
 }
 
 pin_project! {
@@ -107,7 +106,7 @@ where
                     let w = waiting
                         .take()
                         .expect("ResponseFuture polled after completion");
-                    let now = w.now;
+                    let now = w.pending.now();
                     match crate::layer::after_limit(w, answer) {
                         Ok((future, rate)) => kind.set(Kind::Granted { future, rate, now }),
                         Err(response) => return Poll::Ready(Ok(response)),

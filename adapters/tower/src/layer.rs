@@ -19,7 +19,7 @@ use crate::extract::AuthenticatedKey;
 use crate::future::{ResponseFuture, Waiting};
 use crate::headers::denial_response;
 use crate::limit::AsyncLimiter;
-use sitequest_auth::{observe, Observer, Outcome};
+use sitequest_auth::{Finish, Observer, Step};
 
 /// A shared [`TimeProvider`], as the layer and the demo server hold one.
 pub type Clock = Arc<dyn TimeProvider>;
@@ -220,38 +220,32 @@ where
             request = request.with_client_ip(client);
         }
         let auth = &layer.auth;
-        let observer = layer.observer.as_ref();
-        let Some(limiter) = &layer.limiter else {
-            return match auth.authorize(&request) {
-                Decision::Granted(grant) => {
-                    observe(observer, Outcome::Granted(&grant));
-                    let rate = admit(grant, &mut req);
-                    // The service polled ready is called at once, so no clone is needed.
-                    ResponseFuture::granted(self.inner.call(req), rate, now)
-                }
-                Decision::Denied(denial) => {
-                    observe(observer, Outcome::Denied(&denial));
-                    ResponseFuture::denied(refuse(auth, &denial, now))
-                }
-            };
-        };
-        let key = match auth.authenticate(&request) {
-            Ok(key) => key,
-            Err(denial) => {
-                observe(observer, Outcome::Denied(&denial));
-                return ResponseFuture::denied(refuse(auth, &denial, now));
+        // Core's request steps, the same for every adapter: decided here, or counted outside.
+        match auth.begin(&request, layer.limiter.is_some(), layer.observer.as_ref()) {
+            Step::Decided(Decision::Granted(grant)) => {
+                let rate = admit(grant, &mut req);
+                // The service polled ready is called at once, so no clone is needed.
+                ResponseFuture::granted(self.inner.call(req), rate, now)
             }
-        };
-        let limit = limiter.clone().check(key.limit_id, key.quota, now);
-        let deadline = tokio::time::sleep(layer.limiter_timeout);
-        let waiting = Waiting {
-            layer: self.layer.clone(),
-            inner: self.take_ready(),
-            req,
-            key,
-            now,
-        };
-        ResponseFuture::limiting(limit, deadline, waiting)
+            Step::Decided(Decision::Denied(denial)) => {
+                ResponseFuture::denied(refuse(auth, &denial, now))
+            }
+            Step::Count(pending) => {
+                let limiter = layer
+                    .limiter
+                    .clone()
+                    .expect("core asks to count outside only with an outside limiter");
+                let limit = limiter.check(pending.limit_id(), pending.quota(), now);
+                let deadline = tokio::time::sleep(layer.limiter_timeout);
+                let waiting = Waiting {
+                    layer: self.layer.clone(),
+                    inner: self.take_ready(),
+                    req,
+                    pending,
+                };
+                ResponseFuture::limiting(limit, deadline, waiting)
+            }
+        }
     }
 }
 
@@ -276,41 +270,28 @@ where
     let Waiting {
         mut inner,
         mut req,
-        key,
+        pending,
         layer,
-        now,
     } = w;
     let layer = &*layer.shared;
     let auth = &layer.auth;
-    let observer = layer.observer.as_ref();
-    let limit = match answer {
-        Ok(limit) => limit,
-        Err(e) => {
-            observe(observer, Outcome::Unavailable(&e));
+    let (key_id, now) = (pending.key_id(), pending.now());
+    match pending.finish(auth, answer, layer.observer.as_ref()) {
+        Finish::Decided(Decision::Granted(grant)) => {
+            let rate = admit(grant, &mut req);
+            Ok((inner.call(req), rate))
+        }
+        Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, now)),
+        Finish::Unavailable(denial, e) => {
             if let Some(suppressed) = UNAVAILABLE_LOG.allow(Instant::now()) {
                 tracing::warn!(
-                    key_id = %key.key_id,
+                    key_id = %key_id,
                     error = %e,
                     suppressed,
                     "rate limiter unavailable"
                 );
             }
-            return Err(denial_response(
-                &Denial::limiter_unavailable(&key),
-                auth.realm(),
-                now,
-            ));
-        }
-    };
-    match auth.decide(key, limit, layer.required, now) {
-        Decision::Granted(grant) => {
-            observe(observer, Outcome::Granted(&grant));
-            let rate = admit(grant, &mut req);
-            Ok((inner.call(req), rate))
-        }
-        Decision::Denied(denial) => {
-            observe(observer, Outcome::Denied(&denial));
-            Err(refuse(auth, &denial, now))
+            Err(denial_response(&denial, auth.realm(), now))
         }
     }
 }
@@ -368,7 +349,7 @@ mod tests {
     fn recorder() -> (Seen, Observer) {
         let seen: Seen = Arc::default();
         let log = seen.clone();
-        let observer: Observer = Arc::new(move |o: &Outcome<'_>| {
+        let observer: Observer = Arc::new(move |o: &sitequest_auth::Outcome<'_>| {
             log.lock()
                 .unwrap()
                 .push((o.label(), o.reason(), o.status(), o.limiter_checked()));
