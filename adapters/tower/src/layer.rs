@@ -141,7 +141,7 @@ impl AuthLayer {
 
     /// Tells `observer` about every decision, once per request, as soon as it is made (before
     /// the inner service runs for a grant): for example to count decisions by
-    /// [`Outcome::label`] and [`Outcome::reason`] in metrics. It runs on the request's path, so
+    /// [`Outcome::label`](sitequest_auth::Outcome::label) and [`Outcome::reason`](sitequest_auth::Outcome::reason) in metrics. It runs on the request's path, so
     /// it should only count; the layer itself allocates nothing for it.
     #[must_use]
     pub fn with_observer(mut self, observer: Observer) -> Self {
