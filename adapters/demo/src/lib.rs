@@ -232,7 +232,7 @@ impl Demo {
             state: AppState {
                 core: state::Core {
                     auth: Arc::new(auth),
-                    keys: keys.clone(),
+                    keys,
                     clock: config.clock,
                     limiter: limiter.map(|l| l as Arc<dyn AsyncLimiter>),
                     trusted_proxies: config.trusted_proxies,
@@ -243,7 +243,6 @@ impl Demo {
                     metrics: Arc::new(metrics::Metrics::new(shared)),
                     sync,
                     max_sync_age: config.max_sync_age,
-                    keys,
                 },
                 leaks: state::Leaks {
                     revoke_limiter: Arc::new(

@@ -28,7 +28,7 @@
 //! then not confirmed in time the answer is not a success (the new key is still shown, since it
 //! exists). New keys, and rotations with a longer grace, are answered at once: a key unknown
 //! elsewhere is refused there, never granted, and an old key's later end is shared in the
-//! background like any change, counted in [`KeyService::unshared`] until it is.
+//! background like any change, counted in `sitequest_key_changes_unshared` until it is.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -146,8 +146,6 @@ pub trait Sharing: Send + Sync + 'static {
     /// stronger is, such as the key's removal). A change not written is kept and published
     /// again by the sharing's own retry loop.
     fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>>;
-    /// Changes saved here and not yet shared.
-    fn pending(&self) -> usize;
     /// Whether this instance knows every key the others do (it is in sync), so that a key it
     /// does not know is unknown everywhere.
     fn vouches(&self) -> bool {
@@ -167,21 +165,9 @@ pub struct SyncSharing {
 
 impl Sharing for SyncSharing {
     fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>> {
-        self.sync.confirm(record)
-    }
-    fn pending(&self) -> usize {
-        self.sync.pending()
-    }
-    fn vouches(&self) -> bool {
-        self.sync.is_in_sync(self.max_age)
-    }
-}
-
-impl Sharing for KeySync {
-    fn confirm(&self, record: &KeyRecord) -> BoxFuture<'_, Result<(), String>> {
         let record = record.clone();
         Box::pin(async move {
-            match self.publish(&record).await {
+            match self.sync.publish(&record).await {
                 Ok(_) => Ok(()),
                 // Removed, or another key under this id: nothing to share, and nothing stronger
                 // can be had by retrying.
@@ -190,8 +176,8 @@ impl Sharing for KeySync {
             }
         })
     }
-    fn pending(&self) -> usize {
-        KeySync::pending(self)
+    fn vouches(&self) -> bool {
+        self.sync.is_in_sync(self.max_age)
     }
 }
 
@@ -200,7 +186,6 @@ pub struct KeyService {
     store: Arc<KeyStore>,
     storage: Arc<dyn Storage>,
     sharing: Option<Arc<dyn Sharing>>,
-    deadline: Duration,
     /// Keys revoked here whose revocation is not yet saved or not yet confirmed shared: a
     /// reporter presenting one again is answered as for a live key, and the change is retried.
     unconfirmed: Mutex<HashSet<KeyId>>,
@@ -228,28 +213,8 @@ impl KeyService {
             store,
             storage,
             sharing,
-            deadline: CONFIRM_DEADLINE,
             unconfirmed: Mutex::default(),
         }
-    }
-
-    /// The same service with another confirmation deadline.
-    #[must_use]
-    pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// The key store the service changes.
-    #[must_use]
-    pub fn store(&self) -> &Arc<KeyStore> {
-        &self.store
-    }
-
-    /// Changes saved here and not yet confirmed shared (0 without Redis).
-    #[must_use]
-    pub fn unshared(&self) -> usize {
-        self.sharing.as_ref().map_or(0, |s| s.pending())
     }
 
     /// Issues a key as `new` asks, saves it and returns it (its plaintext, once).
@@ -345,7 +310,7 @@ impl KeyService {
         }
         let started = Instant::now();
         for (id, record) in &known {
-            let left = self.deadline.saturating_sub(started.elapsed());
+            let left = CONFIRM_DEADLINE.saturating_sub(started.elapsed());
             self.confirmed_within(*id, record, left).await?;
         }
         if unvouched {
@@ -376,13 +341,14 @@ impl KeyService {
         if at_once && self.sharing.is_some() {
             if let Some(current) = self.store.get(id) {
                 // Redis must answer before the old key is stopped here.
-                self.confirmed_within(id, &current, self.deadline).await?;
+                self.confirmed_within(id, &current, CONFIRM_DEADLINE)
+                    .await?;
             }
         }
         let rotated = self.storage.rotate(id, grace, now, source).await?;
         tracing::info!(old = %id, new = %rotated.new.record.id(), grace = grace.as_secs(), source = source.as_str(), "key rotated");
         let old_key_shared = if at_once {
-            self.confirmed_within(id, &rotated.old, self.deadline)
+            self.confirmed_within(id, &rotated.old, CONFIRM_DEADLINE)
                 .await
                 .is_ok()
         } else {
@@ -450,7 +416,7 @@ impl KeyService {
     /// Waits until `record` is confirmed shared, within the deadline; without sharing it is at
     /// once. While it is not, the key is remembered as unconfirmed.
     async fn confirmed(&self, id: KeyId, record: &KeyRecord) -> Result<(), ChangeError> {
-        self.confirmed_within(id, record, self.deadline).await
+        self.confirmed_within(id, record, CONFIRM_DEADLINE).await
     }
 
     /// [`KeyService::confirmed`] within `deadline` (at least one attempt).
@@ -482,7 +448,7 @@ impl KeyService {
                 Err(_) => break,
             }
             let pause =
-                Duration::from_millis(100).min(self.deadline.saturating_sub(started.elapsed()));
+                Duration::from_millis(100).min(CONFIRM_DEADLINE.saturating_sub(started.elapsed()));
             tokio::time::sleep(pause).await;
         }
         self.unconfirmed.lock().insert(id);

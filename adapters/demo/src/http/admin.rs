@@ -154,21 +154,22 @@ impl CreateRequest {
     }
 }
 
-fn created(issued: &IssuedKey) -> Response {
+/// A new key as the admin API shows it, once.
+fn issued_json(issued: &IssuedKey) -> Value {
     let r = &issued.record;
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "id": r.id(),
-            "key": &*issued.key.expose_secret(),
-            "name": r.name,
-            "scopes": r.scopes,
-            "created_at": r.created_at,
-            "expires_at": r.expires_at,
-            "allowed_ips": r.allowed_ips,
-        })),
-    )
-        .into_response()
+    json!({
+        "id": r.id(),
+        "key": &*issued.key.expose_secret(),
+        "name": r.name,
+        "scopes": r.scopes,
+        "created_at": r.created_at,
+        "expires_at": r.expires_at,
+        "allowed_ips": r.allowed_ips,
+    })
+}
+
+fn created(issued: &IssuedKey) -> Response {
+    (StatusCode::CREATED, Json(issued_json(issued))).into_response()
 }
 
 async fn create(State(state): State<AppState>, body: Body) -> Response {
@@ -331,18 +332,11 @@ async fn rotate(State(state): State<AppState>, Path(id): Path<String>, body: Bod
         // The old key was stopped here, but the other instances could not be told in time: not
         // a success, yet the new key exists and must not be lost, so it is in this answer.
         Ok(r) => {
-            let mut res = created(&r.rotated.new);
-            *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            let body = match axum::body::to_bytes(std::mem::take(res.body_mut()), MAX_BODY).await {
-                Ok(bytes) => bytes,
-                Err(_) => return change_refused(crate::service::ChangeError::NotShared),
-            };
-            let mut value: Value = serde_json::from_slice(&body).unwrap_or_default();
-            value["error"] = json!(ROTATED_NOT_SHARED);
-            value["code"] = json!("SERVICE_UNAVAILABLE");
-            value["status"] = json!(503);
-            *res.body_mut() = Body::from(value.to_string());
-            res
+            let mut body = issued_json(&r.rotated.new);
+            body["error"] = json!(ROTATED_NOT_SHARED);
+            body["code"] = json!("SERVICE_UNAVAILABLE");
+            body["status"] = json!(503);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
         Err(e) => change_refused(e),
     }

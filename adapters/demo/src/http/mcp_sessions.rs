@@ -82,28 +82,26 @@ impl SessionOwners {
 
     /// Whether `key` may open one more session now.
     pub(crate) fn room_for(&self, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
-        let owners = self.inner.lock();
+        self.refusal(&self.inner.lock(), key)
+    }
+
+    /// Holds a place for a session `key` is opening.
+    pub(crate) fn reserve(&self, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
+        let mut owners = self.inner.lock();
+        self.refusal(&owners, key)?;
+        *owners.per_key.entry(key).or_insert(0) += 1;
+        owners.total += 1;
+        Ok(())
+    }
+
+    /// Why `key` may not open one more session in `owners`, if it may not.
+    fn refusal(&self, owners: &Owners, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
         if owners.per_key.get(&key).copied().unwrap_or(0) >= self.limits.per_key {
             return Err(SessionRefusal::Key(self.limits.per_key));
         }
         if owners.total >= self.limits.total {
             return Err(SessionRefusal::Server(self.limits.total));
         }
-        Ok(())
-    }
-
-    /// Holds a place for a session `key` is opening.
-    pub(crate) fn reserve(&self, key: sitequest_auth::KeyId) -> Result<(), SessionRefusal> {
-        let mut owners = self.inner.lock();
-        let of_key = owners.per_key.get(&key).copied().unwrap_or(0);
-        if of_key >= self.limits.per_key {
-            return Err(SessionRefusal::Key(self.limits.per_key));
-        }
-        if owners.total >= self.limits.total {
-            return Err(SessionRefusal::Server(self.limits.total));
-        }
-        owners.per_key.insert(key, of_key + 1);
-        owners.total += 1;
         Ok(())
     }
 

@@ -58,8 +58,6 @@ pub struct Ops {
     pub sync: Option<Arc<KeySync>>,
     /// The staleness bound of `sync`: past it the instance is not ready.
     pub max_sync_age: Duration,
-    /// The one owner of key changes, for its count of unshared changes.
-    pub keys: Arc<KeyService>,
 }
 
 /// The leak endpoints' own state.

@@ -286,13 +286,10 @@ impl Rotations {
     ) -> Self {
         let mut replaced_by: std::collections::HashMap<KeyId, Vec<KeyId>> =
             std::collections::HashMap::new();
+        let created: std::collections::HashMap<KeyId, UnixTime> =
+            records.iter().map(|r| (r.id(), r.created_at)).collect();
         let mut by_creation: Vec<(&KeyId, &KeyId)> = replaces.iter().collect();
-        by_creation.sort_by_key(|(new, _)| {
-            records
-                .iter()
-                .find(|r| r.id() == **new)
-                .map(|r| (r.created_at, r.id()))
-        });
+        by_creation.sort_by_key(|(new, _)| (created.get(*new).copied(), **new));
         for (new, old) in by_creation {
             replaced_by.entry(*old).or_default().push(*new);
         }
@@ -332,10 +329,13 @@ pub(super) fn window_text(state: &AppState, r: &KeyRecord, now: UnixTime) -> Str
 }
 
 /// The last hour's totals of a key, as the list shows them beside its chart.
-pub(super) fn usage_text(state: &AppState, id: KeyId, now: UnixTime) -> String {
-    let [granted, forbidden, limited] =
-        crate::http::usage::totals(&state.core.usage.last_hour(id, now));
+pub(super) fn usage_text([granted, forbidden, limited]: [u64; 3]) -> String {
     format!("{granted} granted · {forbidden} refused (403) · {limited} limited (429)")
+}
+
+/// A key's last hour's totals: [granted, 403, 429].
+fn hour_totals(state: &AppState, id: KeyId, now: UnixTime) -> [u64; 3] {
+    crate::http::usage::totals(&state.core.usage.last_hour(id, now))
 }
 
 /// `GET /dashboard/settings/api/windows`: every key's window use and last hour's totals, for the
@@ -348,11 +348,11 @@ pub(super) async fn windows(State(state): State<AppState>, _: SignedIn) -> Respo
         .list()
         .iter()
         .map(|r| {
-            let [granted, forbidden, limited] =
-                crate::http::usage::totals(&state.core.usage.last_hour(r.id(), now));
+            let totals = hour_totals(&state, r.id(), now);
+            let [granted, forbidden, limited] = totals;
             let row = serde_json::json!({
                 "window": window_text(&state, r, now),
-                "usage": usage_text(&state, r.id(), now),
+                "usage": usage_text(totals),
                 "granted": granted,
                 "forbidden": forbidden,
                 "limited": limited,
@@ -399,7 +399,7 @@ pub(super) fn key_row(
         window,
         chart_url: format!("/dashboard/settings/api/keys/{}/usage.svg", r.id()),
         detail_url: format!("/dashboard/settings/api/keys/{}/usage", r.id()),
-        usage_text: usage_text(state, r.id(), now),
+        usage_text: usage_text(hour_totals(state, r.id(), now)),
     }
 }
 
