@@ -70,6 +70,11 @@ CREATE TABLE IF NOT EXISTS rotations (
 CREATE TABLE IF NOT EXISTS removed_keys (
     id            TEXT PRIMARY KEY,
     removed_at    INTEGER NOT NULL
+);
+-- Secrets the server makes once and keeps (the OAuth client ids' signing key).
+CREATE TABLE IF NOT EXISTS secrets (
+    name          TEXT PRIMARY KEY,
+    value         BLOB NOT NULL
 );";
 
 /// Columns added after the first version of the file, added to an older file when it is opened.
@@ -104,11 +109,13 @@ pub enum Source {
     GithubSecretScanning,
     /// The dashboard.
     Dashboard,
+    /// An MCP client's OAuth authorization, approved in the dashboard.
+    OAuth,
 }
 
 impl Source {
     /// The name stored and shown: `admin_api`, `cli`, `presentation`,
-    /// `github_secret_scanning`, `dashboard`.
+    /// `github_secret_scanning`, `dashboard`, `oauth`.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -117,6 +124,7 @@ impl Source {
             Self::Presentation => "presentation",
             Self::GithubSecretScanning => "github_secret_scanning",
             Self::Dashboard => "dashboard",
+            Self::OAuth => "oauth",
         }
     }
 }
@@ -196,6 +204,37 @@ impl Db {
         conn.execute_batch(SCHEMA)?;
         add_columns(&conn)?;
         Ok(Self { conn })
+    }
+
+    /// The 32-byte secret stored under `name`, made (from the system's random source) and
+    /// stored the first time it is asked for.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or written.
+    pub fn secret(&mut self, name: &str) -> Result<zeroize::Zeroizing<[u8; 32]>> {
+        let stored: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT value FROM secrets WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let mut secret = zeroize::Zeroizing::new([0u8; 32]);
+        match stored {
+            Some(mut value) if value.len() == 32 => {
+                secret.copy_from_slice(&value);
+                zeroize::Zeroize::zeroize(&mut value);
+            }
+            Some(_) => anyhow::bail!("the secret {name:?} in the data file is not 32 bytes"),
+            None => {
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, secret.as_mut());
+                self.conn.execute(
+                    "INSERT INTO secrets (name, value) VALUES (?1, ?2)",
+                    rusqlite::params![name, secret.as_slice()],
+                )?;
+            }
+        }
+        Ok(secret)
     }
 
     /// Every stored record.

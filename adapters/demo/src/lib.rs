@@ -8,6 +8,7 @@
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod scan;
 pub mod server;
 pub mod service;
@@ -87,6 +88,9 @@ pub struct Config {
     /// How many MCP sessions may be open (`--mcp-max-sessions`,
     /// `--mcp-max-sessions-per-key`), and when a silent one closes.
     pub mcp_sessions: mcp::SessionLimits,
+    /// Quotas of single MCP tools per key (`--mcp-tool-limit ssh_exec=10`), inside the key's
+    /// own window.
+    pub mcp_tool_limits: Vec<(String, Quota)>,
 }
 
 impl std::fmt::Debug for Config {
@@ -128,6 +132,7 @@ impl Config {
             mcp_allowed_hosts: Vec::new(),
             public_url: None,
             mcp_sessions: mcp::SessionLimits::DEFAULT,
+            mcp_tool_limits: Vec::new(),
         }
     }
 }
@@ -167,7 +172,8 @@ impl Demo {
     /// be used, Redis cannot be reached, or the address cannot be bound.
     pub async fn bind(config: Config) -> Result<Self> {
         config.limits.validate()?;
-        let file = db::Db::open(&config.data)?;
+        let mut file = db::Db::open(&config.data)?;
+        let oauth = oauth::OAuthServer::new(file.secret(oauth::SECRET_NAME)?);
         let (admin, admin_token_created) = match config.admin_token {
             Some(t) => (token::AdminToken::new(&t)?, false),
             None => token::AdminToken::from_file(&token_path(&config.data))?,
@@ -261,7 +267,9 @@ impl Demo {
                         config.public_url.as_deref(),
                     ),
                     sessions: Arc::new(mcp::SessionOwners::new(config.mcp_sessions)),
+                    tool_limits: Arc::new(mcp::ToolLimits::new(&config.mcp_tool_limits)),
                 },
+                oauth: Arc::new(oauth),
                 db,
             },
             listener,

@@ -137,6 +137,11 @@ struct Cli {
     /// (429).
     #[arg(long, value_name = "N", default_value_t = 16, value_parser = parse_cap)]
     mcp_max_sessions_per_key: usize,
+    /// Give an MCP tool its own quota per key, inside the key's window (repeatable), as
+    /// ssh_exec=10 (10 a minute) or ssh_exec=10/60 (N/SECONDS): past it a call of the tool is
+    /// the spec's 429, whose rate-limit headers describe the tool's window.
+    #[arg(long = "mcp-tool-limit", value_name = "TOOL=N[/SECONDS]", value_parser = parse_tool_limit)]
+    mcp_tool_limits: Vec<(String, Quota)>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -275,6 +280,28 @@ fn parse_quota(s: &str) -> Result<Quota, String> {
     Quota::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_tool_limit(s: &str) -> Result<(String, Quota), String> {
+    let (tool, quota) = s
+        .split_once('=')
+        .ok_or_else(|| "expected TOOL=N or TOOL=N/SECONDS, as ssh_exec=10".to_owned())?;
+    let op = sitequest_demo::operations::by_tool(tool).ok_or_else(|| {
+        let names: Vec<&str> = sitequest_demo::operations::OPERATIONS
+            .iter()
+            .map(|o| o.tool)
+            .collect();
+        format!(
+            "no tool is named {tool:?}; the tools are {}",
+            names.join(", ")
+        )
+    })?;
+    let quota = if quota.contains('/') {
+        parse_quota(quota)?
+    } else {
+        parse_quota(&format!("{quota}/60"))?
+    };
+    Ok((op.tool.to_owned(), quota))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     // Log lines go through a queue to a writer thread, so a slow or blocked stderr (a full pipe,
@@ -335,6 +362,7 @@ async fn start(cli: Cli, redis_on_command_line: bool) -> Result<Demo> {
     config.unauthenticated_limit = cli.unauthenticated_limit;
     config.revoke_limit = cli.revoke_limit;
     config.mcp_allowed_hosts = cli.mcp_allowed_hosts;
+    config.mcp_tool_limits = cli.mcp_tool_limits;
     config.public_url = cli.public_url;
     config.mcp_sessions = sitequest_demo::mcp::SessionLimits {
         total: cli.mcp_max_sessions,

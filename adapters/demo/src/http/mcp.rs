@@ -14,15 +14,18 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{Method, StatusCode};
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures_util::Stream;
 use rmcp::model::ServerJsonRpcMessage;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ClientJsonRpcMessage, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, ClientJsonRpcMessage,
+    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::common::server_side_http::{ServerSseMessage, SessionId};
@@ -33,7 +36,7 @@ use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{json, Value};
-use sitequest_auth::{ErrorCode, Scopes};
+use sitequest_auth::{ErrorCode, LimitDecision, Quota, RateLimit, RateLimiter, Scopes, UnixTime};
 use sitequest_auth_tower::AuthenticatedKey;
 use tower::ServiceExt;
 
@@ -99,7 +102,8 @@ impl ServerHandler for Tools {
             .filter(|op| scopes.contains(op.scope))
             .map(tool)
             .collect();
-        Ok(ListToolsResult::with_all_items(tools))
+        // The list depends on the caller's key: only its own client may cache it.
+        Ok(ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private))
     }
 
     async fn call_tool(
@@ -151,6 +155,13 @@ pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
         clock: state.core.clock.clone(),
     };
     let owners = state.mcp.sessions.clone();
+    let guard = Arc::new(MessageGuard {
+        owners: owners.clone(),
+        tool_limits: state.mcp.tool_limits.clone(),
+        usage: state.core.usage.clone(),
+        clock: state.core.clock.clone(),
+        realm: state.core.auth.realm().clone(),
+    });
     let mut local = LocalSessionManager::default();
     local.session_config.keep_alive = Some(owners.limits.idle);
     let sessions = OwnedSessions {
@@ -161,13 +172,100 @@ pub fn routes(state: &AppState, hosts: Vec<String>) -> Router {
         StreamableHttpService::new(move || Ok(tools.clone()), Arc::new(sessions), config);
     let service =
         ServiceExt::<axum::http::Request<Body>>::map_response(service, |res| res.map(Body::new));
-    // Outermost first: the key, then the session's owner and the JSON-RPC shape, then MCP.
+    // Outermost first: the challenges' metadata link, the key, then the session's owner, the
+    // scope named by the headers, the JSON-RPC shape and the tool's quota, then MCP.
     Router::new()
         .route_service(PATH, service)
         .layer(axum::middleware::from_fn(move |req, next| {
-            guard_messages(owners.clone(), req, next)
+            guard_messages(guard.clone(), req, next)
         }))
         .layer(crate::api::guard(state, Scopes::empty()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            link_metadata,
+        ))
+}
+
+/// Quotas of single tools, per key, inside the key's own window (`--mcp-tool-limit`): a call of
+/// a limited tool counts in both, and the tool's window is the one its answer shows.
+pub struct ToolLimits {
+    tools: Vec<(&'static str, Quota, RateLimiter)>,
+}
+
+impl std::fmt::Debug for ToolLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.tools.iter().map(|(name, quota, _)| (name, quota)))
+            .finish()
+    }
+}
+
+impl ToolLimits {
+    /// The quotas of `limits` (tool name, quota); names of no tool are left out (the command
+    /// line refuses them).
+    #[must_use]
+    pub fn new(limits: &[(String, Quota)]) -> Self {
+        Self {
+            tools: limits
+                .iter()
+                .filter_map(|(name, quota)| {
+                    by_tool(name).map(|op| (op.tool, *quota, RateLimiter::with_stripes(64)))
+                })
+                .collect(),
+        }
+    }
+
+    /// Counts a call of `tool` by `key`, when the tool has a quota.
+    #[must_use]
+    pub fn check(
+        &self,
+        tool: &str,
+        key: sitequest_auth::KeyId,
+        now: UnixTime,
+    ) -> Option<LimitDecision> {
+        self.tools
+            .iter()
+            .find(|(name, _, _)| *name == tool)
+            .map(|(_, quota, limiter)| limiter.check(key, *quota, now))
+    }
+}
+
+/// The window of a tool with its own quota, put on its answer by [`guard_messages`] and written
+/// over the key's by [`link_metadata`], outside the auth layer.
+#[derive(Debug, Clone, Copy)]
+struct ToolWindow(RateLimit, UnixTime);
+
+/// Outside the auth layer: the 401 and 403 challenges of `/mcp` name the protected resource
+/// metadata (RFC 9728 §5.1), so that OAuth clients find the authorization server; a tool's own
+/// window replaces the key's in the rate-limit headers; and answers, which depend on the key,
+/// are private to caches.
+async fn link_metadata(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let base = crate::http::oauth::base_url(&state, req.headers());
+    let mut res = next.run(req).await;
+    if let Some(ToolWindow(window, now)) = res.extensions().get::<ToolWindow>().copied() {
+        window.insert_headers(now, res.headers_mut());
+    }
+    let challenged = matches!(
+        res.status(),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    );
+    if let (true, Some(base)) = (challenged, base) {
+        let url = crate::http::oauth::resource_metadata_url(&base);
+        let value = match res
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(challenge) => format!("{challenge}, resource_metadata=\"{url}\""),
+            None => format!("Bearer resource_metadata=\"{url}\""),
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            res.headers_mut().insert(WWW_AUTHENTICATE, v);
+        }
+    }
+    res.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store, private"));
+    res
 }
 
 /// The browser origins of a `Host` value (a name or address, with or without a port), any port
@@ -283,13 +381,111 @@ impl SessionManager for OwnedSessions {
 }
 
 const SESSION_HEADER: &str = "mcp-session-id";
+/// The 2026-07-28 revision's headers naming a request's method and target (SEP-2243).
+const METHOD_HEADER: &str = "mcp-method";
+const NAME_HEADER: &str = "mcp-name";
+/// JSON-RPC error of headers that do not match the body (the 2026-07-28 revision).
+const HEADER_MISMATCH: i64 = -32020;
+
+/// What [`guard_messages`] reads.
+struct MessageGuard {
+    owners: Arc<SessionOwners>,
+    tool_limits: Arc<ToolLimits>,
+    usage: Arc<crate::http::usage::Usage>,
+    clock: sitequest_auth_tower::Clock,
+    realm: sitequest_auth::Realm,
+}
+
+/// The tool a `tools/call` names in its `Mcp-Name` header (plain, or `=?base64?…?=` as the
+/// revision encodes values that are not plain ASCII), when the `Mcp-Method` header says
+/// `tools/call`. `Err` for a value that cannot be read.
+fn header_tool(headers: &axum::http::HeaderMap) -> Result<Option<String>, &'static str> {
+    let method = headers.get(METHOD_HEADER).map(|v| v.as_bytes());
+    if method != Some(b"tools/call".as_slice()) {
+        return Ok(None);
+    }
+    let Some(value) = headers.get(NAME_HEADER) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| "Mcp-Name header is not ASCII")?;
+    if value.len() > 1024 {
+        return Err("Mcp-Name header is too long");
+    }
+    match value
+        .strip_prefix("=?base64?")
+        .and_then(|v| v.strip_suffix("?="))
+    {
+        Some(encoded) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|_| "Mcp-Name header is not valid Base64")?;
+            String::from_utf8(bytes)
+                .map(Some)
+                .map_err(|_| "Mcp-Name header is not UTF-8")
+        }
+        None => Ok(Some(value.to_owned())),
+    }
+}
+
+/// The spec's 403 for a tool the key's scopes do not allow, decided from the headers before the
+/// body is read, with the challenge naming the missing scope.
+fn insufficient_scope(missing: Scopes, realm: &sitequest_auth::Realm) -> Response {
+    let names: Vec<&str> = missing.names().collect();
+    let challenge = format!(
+        "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
+        realm.as_str(),
+        names.join(" ")
+    );
+    let mut res = (
+        StatusCode::FORBIDDEN,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        ErrorCode::InsufficientScope.json(),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(WWW_AUTHENTICATE, v);
+    }
+    res
+}
 
 /// Around the transport: a session is used only by the key that opened it (another key, or a
 /// session this server does not know, gets the transport's 404); a `POST` body must be one
 /// JSON-RPC message of MCP's; the transport's plain-text errors become JSON-RPC error objects;
 /// and ending a session answers `204`.
-async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) -> Response {
-    let key = req.extensions().get::<AuthenticatedKey>().map(|k| k.id);
+/// With the 2026-07-28 revision's headers, a `tools/call` of a tool the key's scopes do not allow
+/// is the spec's 403 before the body is read, and a body naming another tool than the headers is
+/// a JSON-RPC error (`-32020`, HTTP 400). A call of a tool with its own quota
+/// ([`ToolLimits`]) past that quota is the spec's 429 with the tool's window.
+async fn guard_messages(guard: Arc<MessageGuard>, req: Request, next: Next) -> Response {
+    let owners = &guard.owners;
+    let authenticated = req
+        .extensions()
+        .get::<AuthenticatedKey>()
+        .map(|k| (k.id, k.scopes));
+    let key = authenticated.map(|(id, _)| id);
+    let named = match header_tool(req.headers()) {
+        Ok(named) => named,
+        Err(message) => {
+            return json_rpc_error(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                HEADER_MISMATCH,
+                message,
+            )
+        }
+    };
+    if let (Some(tool), Some((id, scopes))) = (&named, authenticated) {
+        if let Some(op) = by_tool(tool) {
+            if !scopes.contains(op.scope) {
+                let now = guard.clock.now();
+                guard
+                    .usage
+                    .record(id, crate::http::usage::Kind::Forbidden, now);
+                return insufficient_scope(op.scope.difference(scopes), &guard.realm);
+            }
+        }
+    }
     let session = req
         .headers()
         .get(SESSION_HEADER)
@@ -306,9 +502,37 @@ async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) ->
         }
     }
     let method = req.method().clone();
+    let mut tool_window = None;
     let req = if method == Method::POST {
         match one_message(req).await {
-            Ok((req, opens)) => {
+            Ok((req, opens, called)) => {
+                if let (Some(header), Some(body)) = (&named, &called) {
+                    if header != body {
+                        return json_rpc_error(
+                            StatusCode::BAD_REQUEST,
+                            Value::Null,
+                            HEADER_MISMATCH,
+                            "Mcp-Name header does not match the tool the body calls",
+                        );
+                    }
+                }
+                if let (Some(tool), Some(key)) = (&called, key) {
+                    let now = guard.clock.now();
+                    match guard.tool_limits.check(tool, key, now) {
+                        Some(LimitDecision::Limited(window)) => {
+                            guard
+                                .usage
+                                .record(key, crate::http::usage::Kind::Limited, now);
+                            let mut res = crate::http::respond::too_many(&window, now);
+                            res.extensions_mut().insert(ToolWindow(window, now));
+                            return res;
+                        }
+                        Some(LimitDecision::Allowed(window)) => {
+                            tool_window = Some(ToolWindow(window, now));
+                        }
+                        None => {}
+                    }
+                }
                 // A new session past a limit is refused here, with its reason; the session
                 // manager holds the limit exactly.
                 if opens && session.is_none() {
@@ -334,6 +558,9 @@ async fn guard_messages(owners: Arc<SessionOwners>, req: Request, next: Next) ->
         Some(key) => OPENING_KEY.scope(key, next.run(req)).await,
         None => next.run(req).await,
     };
+    if let Some(window) = tool_window {
+        res.extensions_mut().insert(window);
+    }
     if method == Method::DELETE && res.status().is_success() {
         *res.status_mut() = StatusCode::NO_CONTENT;
         *res.body_mut() = Body::empty();
@@ -371,11 +598,12 @@ fn json_rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Re
     (status, axum::Json(body)).into_response()
 }
 
-/// The request again, and whether it is an `initialize` (which opens a session), when its body
-/// is one JSON-RPC message of MCP's; else the JSON-RPC error
+/// The request again, whether it is an `initialize` (which opens a session), and the tool it
+/// calls (a `tools/call`), when its body is one JSON-RPC message of MCP's; else the JSON-RPC
+/// error
 /// to answer (`-32700` for text that is not JSON, `-32600` for JSON that is not such a message,
 /// HTTP 400; a body over [`MAX_BODY`] is a 413), before the transport sees it.
-async fn one_message(req: Request) -> Result<(Request, bool), Box<Response>> {
+async fn one_message(req: Request) -> Result<(Request, bool, Option<String>), Box<Response>> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return Err(Box::new(json_rpc_error(
@@ -408,8 +636,13 @@ async fn one_message(req: Request) -> Result<(Request, bool), Box<Response>> {
             "Invalid Request: not a JSON-RPC message of MCP",
         )));
     }
-    let opens = value.get("method").and_then(Value::as_str) == Some("initialize");
-    Ok((Request::from_parts(parts, Body::from(bytes)), opens))
+    let method = value.get("method").and_then(Value::as_str);
+    let opens = method == Some("initialize");
+    let called = (method == Some("tools/call"))
+        .then(|| value.pointer("/params/name").and_then(Value::as_str))
+        .flatten()
+        .map(str::to_owned);
+    Ok((Request::from_parts(parts, Body::from(bytes)), opens, called))
 }
 
 #[cfg(test)]

@@ -8,6 +8,8 @@
 //! - [`admin`]: the admin API (`/admin/v1/...`).
 //! - [`dashboard`]: Settings › API / MCP.
 //! - [`mcp`]: the MCP endpoint.
+//! - [`oauth`]: OAuth for MCP clients (metadata, registration, tokens; the consent page is the
+//!   dashboard's).
 //! - [`leaks`]: revocation by whoever finds a key, and GitHub's secret scanning.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics`.
 
@@ -19,6 +21,7 @@ pub mod health;
 pub mod leaks;
 pub mod mcp;
 pub mod mcp_sessions;
+pub mod oauth;
 pub mod operations;
 pub mod respond;
 pub mod session;
@@ -77,6 +80,7 @@ fn admin_and_api(state: &AppState) -> Router {
         .merge(dashboard::routes(state.clone()))
         .merge(leaks::routes(state.clone()))
         .merge(mcp::routes(state, state.mcp.hosts.clone()))
+        .merge(oauth::routes(state.clone()))
         .merge(api::routes(state))
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::method_not_allowed)

@@ -85,6 +85,8 @@ pub struct Mcp {
     pub hosts: Vec<String>,
     /// The open sessions and the keys that opened them.
     pub sessions: Arc<SessionOwners>,
+    /// The quotas of single tools, per key.
+    pub tool_limits: Arc<crate::http::mcp::ToolLimits>,
 }
 
 /// The whole state: its parts, and the admin token.
@@ -102,6 +104,8 @@ pub struct AppState {
     pub dashboard: Dashboard,
     /// The MCP endpoint's state.
     pub mcp: Mcp,
+    /// The OAuth authorization server of MCP clients.
+    pub oauth: Arc<crate::oauth::OAuthServer>,
     /// The data file's thread (for closing it at shutdown; changes go through `core.keys`).
     pub(crate) db: db::DbHandle,
 }

@@ -8,6 +8,22 @@ pub(super) struct LoginPage {
     signed_in: bool,
     csrf: String,
     error: Option<&'static str>,
+    /// Where to go once signed in (a consent page of this server), if not the settings.
+    next: Option<String>,
+}
+
+/// Where a sign-in continues: an OAuth consent page of this server (the only page that sends
+/// people to sign in with somewhere to come back to), else the settings. Anything else is
+/// ignored, so the field cannot send anyone off the server.
+pub(super) fn next_page(next: Option<&str>) -> Option<String> {
+    next.filter(|n| {
+        n.len() <= 8 * 1024
+            && n.strip_prefix(crate::http::oauth::AUTHORIZE)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('?'))
+            && n.bytes().all(|b| b.is_ascii_graphic())
+            && !n.contains('\\')
+    })
+    .map(str::to_owned)
 }
 
 #[derive(Template)]
@@ -27,14 +43,24 @@ pub(super) async fn home(State(state): State<AppState>, headers: HeaderMap) -> R
     }
 }
 
-pub(super) async fn login_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn login_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let next = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(name, _)| name == "next")
+            .and_then(|(_, v)| next_page(Some(&v)))
+    });
     if signed_in(&state, &headers).is_some() {
-        return Redirect::to(SETTINGS).into_response();
+        return Redirect::to(next.as_deref().unwrap_or(SETTINGS)).into_response();
     }
     page(&LoginPage {
         signed_in: false,
         csrf: String::new(),
         error: None,
+        next,
     })
 }
 
@@ -53,6 +79,7 @@ pub(super) async fn login(
     // answered 429). Guessing gains nothing from this: a token has at least 16 characters, and
     // a generated one 256 random bits.
     let now = state.now();
+    let next = next_page(field(&fields, "next"));
     let token = Zeroizing::new(field(&fields, "token").unwrap_or("").to_owned());
     let header = Zeroizing::new(format!("Bearer {}", token.as_str()));
     if !state.admin.check(Some(header.as_bytes())) {
@@ -70,6 +97,7 @@ pub(super) async fn login(
                     error: Some(
                         "Too many attempts from this address: wait a minute and try again.",
                     ),
+                    next,
                 },
             );
         }
@@ -80,6 +108,7 @@ pub(super) async fn login(
                 signed_in: false,
                 csrf: String::new(),
                 error: Some("That is not the admin token."),
+                next,
             },
         ));
     }
@@ -99,7 +128,7 @@ pub(super) async fn login(
         session::COOKIE,
         session::LIFETIME_SECS
     );
-    let mut res = Redirect::to(SETTINGS).into_response();
+    let mut res = Redirect::to(next.as_deref().unwrap_or(SETTINGS)).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(SET_COOKIE, v);
     }

@@ -19,6 +19,7 @@
 mod assets;
 mod auth;
 mod chart;
+mod consent;
 mod created;
 mod dates;
 mod login;
@@ -29,6 +30,7 @@ mod settings;
 use assets::*;
 use auth::*;
 use chart::*;
+use consent::*;
 use created::*;
 use dates::*;
 use login::*;
@@ -92,6 +94,10 @@ pub fn routes(state: AppState) -> Router {
         .route("/dashboard/settings/api/keys/{id}/usage", get(usage_page))
         .route("/dashboard/settings/api/windows", get(windows))
         .route("/dashboard/assets/{file}", get(asset))
+        .route(
+            crate::http::oauth::AUTHORIZE,
+            get(consent_page).post(consent),
+        )
         .with_state(state)
 }
 

@@ -6,23 +6,45 @@ use super::*;
 /// What the create form held, and what was wrong with it.
 #[derive(Debug, Default)]
 pub(super) struct CreateForm {
-    name: String,
-    expiry: String,
-    expiry_date: String,
-    access: String,
-    scopes: Vec<String>,
-    errors: FieldErrors,
+    pub(super) name: String,
+    pub(super) expiry: String,
+    pub(super) expiry_date: String,
+    pub(super) access: String,
+    pub(super) scopes: Vec<String>,
+    pub(super) errors: FieldErrors,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct FieldErrors {
-    name: Option<String>,
-    expiry: Option<String>,
-    access: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) expiry: Option<String>,
+    pub(super) access: Option<String>,
 }
 
 impl CreateForm {
-    fn has_scope(&self, scope: &str) -> bool {
+    /// A form not sent yet: `access` chosen, `scopes` ticked, and the expiry the operator's
+    /// policy allows (with a maximum lifetime, "No expiry" would only be refused: 30 days).
+    pub(super) fn fresh(state: &AppState, access: &str, scopes: Vec<String>) -> Self {
+        let expiry = match state.store().policy().max_lifetime {
+            None => "none",
+            Some(max) if max >= Duration::from_secs(30 * DAY) => "30d",
+            Some(_) => "date",
+        };
+        Self {
+            expiry: expiry.into(),
+            access: access.into(),
+            scopes,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the name field.
+    pub(super) fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
+    pub(super) fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
 }
@@ -34,14 +56,14 @@ impl FieldErrors {
 }
 
 pub(super) struct ScopeChoice {
-    name: &'static str,
-    id: &'static str,
-    description: &'static str,
+    pub(super) name: &'static str,
+    pub(super) id: &'static str,
+    pub(super) description: &'static str,
 }
 
 pub(super) struct ScopeGroup {
-    title: &'static str,
-    scopes: [ScopeChoice; 3],
+    pub(super) title: &'static str,
+    pub(super) scopes: [ScopeChoice; 3],
 }
 
 pub(super) const SCOPE_GROUPS: [ScopeGroup; 2] = [
@@ -160,17 +182,7 @@ pub(super) async fn settings(
     SignedIn { csrf, .. }: SignedIn,
     Query(query): Query<SortQuery>,
 ) -> Response {
-    // With a maximum lifetime, "No expiry" would only be refused: start from 30 days.
-    let expiry = match state.store().policy().max_lifetime {
-        None => "none",
-        Some(max) if max >= Duration::from_secs(30 * DAY) => "30d",
-        Some(_) => "date",
-    };
-    let form = CreateForm {
-        expiry: expiry.into(),
-        access: "read_only".into(),
-        ..CreateForm::default()
-    };
+    let form = CreateForm::fresh(&state, "read_only", Vec::new());
     let notice = query
         .revoked
         .as_deref()
@@ -260,12 +272,7 @@ pub(super) async fn settings_page(
             activity: events,
             mcp_url: format!("{base}{}", crate::http::mcp::PATH),
             quota: quota_text(state.core.auth.quota()),
-            lifetime_note: state.store().policy().max_lifetime.map(|max| {
-                format!(
-                    "This server requires every key to expire, at most {} after it is created.",
-                    sitequest_auth::Lifetime(max)
-                )
-            }),
+            lifetime_note: lifetime_note(state),
             notice,
         },
     )
@@ -442,17 +449,19 @@ pub(super) fn scopes_of(fields: &Fields) -> Result<Scopes, String> {
     }
 }
 
-pub(super) async fn create(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    CheckedForm { cookie: c, fields }: CheckedForm,
-) -> Response {
-    let now = state.now();
+/// The create form's fields, judged: every field at once, so that every error shows next to its
+/// field, with the operator's lifetime policy; the new key when all are right. The store is still
+/// the last judge when the key is made ([`place_error`]).
+pub(super) fn judge(
+    state: &AppState,
+    fields: &Fields,
+    now: UnixTime,
+) -> (CreateForm, Option<NewKey>) {
     let mut form = CreateForm {
-        name: field(&fields, "name").unwrap_or("").to_owned(),
-        expiry: field(&fields, "expiry").unwrap_or("none").to_owned(),
-        expiry_date: field(&fields, "expiry_date").unwrap_or("").to_owned(),
-        access: field(&fields, "access").unwrap_or("").to_owned(),
+        name: field(fields, "name").unwrap_or("").to_owned(),
+        expiry: field(fields, "expiry").unwrap_or("none").to_owned(),
+        expiry_date: field(fields, "expiry_date").unwrap_or("").to_owned(),
+        access: field(fields, "access").unwrap_or("").to_owned(),
         scopes: fields
             .iter()
             .filter(|(n, _)| n == "scope")
@@ -460,10 +469,8 @@ pub(super) async fn create(
             .collect(),
         errors: FieldErrors::default(),
     };
-    // Every field is judged, so that every error shows at once, each next to its field; then the
-    // store, with the operator's policy, is the one judge of the new key.
     let policy = state.store().policy();
-    let expiry = match expiry_of(&fields, now) {
+    let expiry = match expiry_of(fields, now) {
         Ok(Some(t)) if t <= now => Err("Expiry time must be in the future.".to_owned()),
         Ok(t) => policy
             .check(t, now)
@@ -475,30 +482,49 @@ pub(super) async fn create(
         .map_err(|e| form.errors.expiry = Some(e))
         .ok()
         .flatten();
-    let scopes = scopes_of(&fields)
+    let scopes = scopes_of(fields)
         .map_err(|e| form.errors.access = Some(e))
         .ok();
     if let Err(e) = NewKey::new(form.name.clone(), Scopes::VPS_READ).generate(now) {
         form.errors.name = Some(capitalized(&e.to_string()));
     }
-    let mut issued = None;
-    if let (Some(scopes), false) = (scopes, form.errors.any()) {
-        let mut new = NewKey::new(form.name.clone(), scopes);
-        if let Some(t) = expiry {
-            new = new.expires_at(t);
+    let new = match (scopes, form.errors.any()) {
+        (Some(scopes), false) => {
+            let mut new = NewKey::new(form.name.clone(), scopes);
+            if let Some(t) = expiry {
+                new = new.expires_at(t);
+            }
+            Some(new)
         }
+        _ => None,
+    };
+    (form, new)
+}
+
+/// Puts the store's refusal of a judged key next to the field it is about.
+pub(super) fn place_error(form: &mut CreateForm, e: &InvalidRecord) {
+    let message = capitalized(&e.to_string());
+    match e {
+        InvalidRecord::EmptyName
+        | InvalidRecord::NameTooLong { .. }
+        | InvalidRecord::ControlCharacter => form.errors.name = Some(message),
+        InvalidRecord::EmptyScopes => form.errors.access = Some(message),
+        _ => form.errors.expiry = Some(message),
+    }
+}
+
+pub(super) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    CheckedForm { cookie: c, fields }: CheckedForm,
+) -> Response {
+    let now = state.now();
+    let (mut form, new) = judge(&state, &fields, now);
+    let mut issued = None;
+    if let Some(new) = new {
         match state.core.keys.create(&new, now, Source::Dashboard).await {
             Ok(i) => issued = Some(i),
-            Err(ChangeError::Invalid(e)) => {
-                let message = capitalized(&e.to_string());
-                match e {
-                    InvalidRecord::EmptyName
-                    | InvalidRecord::NameTooLong { .. }
-                    | InvalidRecord::ControlCharacter => form.errors.name = Some(message),
-                    InvalidRecord::EmptyScopes => form.errors.access = Some(message),
-                    _ => form.errors.expiry = Some(message),
-                }
-            }
+            Err(ChangeError::Invalid(e)) => place_error(&mut form, &e),
             Err(e) => return change_failed(e),
         }
     }
@@ -525,6 +551,16 @@ pub(super) async fn create(
         now,
     );
     Redirect::to("/dashboard/settings/api/created").into_response()
+}
+
+/// What the operator's lifetime policy asks of every key, for the forms that make one.
+pub(super) fn lifetime_note(state: &AppState) -> Option<String> {
+    state.store().policy().max_lifetime.map(|max| {
+        format!(
+            "This server requires every key to expire, at most {} after it is created.",
+            sitequest_auth::Lifetime(max)
+        )
+    })
 }
 
 /// `60 per minute`, `100 per 30 seconds`.
