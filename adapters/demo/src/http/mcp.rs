@@ -505,12 +505,12 @@ async fn guard_messages(guard: Arc<MessageGuard>, req: Request, next: Next) -> R
     let mut tool_window = None;
     let req = if method == Method::POST {
         match one_message(req).await {
-            Ok((req, opens, called)) => {
+            Ok((req, opens, called, id)) => {
                 if let (Some(header), Some(body)) = (&named, &called) {
                     if header != body {
                         return json_rpc_error(
                             StatusCode::BAD_REQUEST,
-                            Value::Null,
+                            id,
                             HEADER_MISMATCH,
                             "Mcp-Name header does not match the tool the body calls",
                         );
@@ -598,12 +598,14 @@ fn json_rpc_error(status: StatusCode, id: Value, code: i64, message: &str) -> Re
     (status, axum::Json(body)).into_response()
 }
 
-/// The request again, whether it is an `initialize` (which opens a session), and the tool it
-/// calls (a `tools/call`), when its body is one JSON-RPC message of MCP's; else the JSON-RPC
+/// The request again, whether it is an `initialize` (which opens a session), the tool it calls
+/// (a `tools/call`) and its id, when its body is one JSON-RPC message of MCP's; else the JSON-RPC
 /// error
 /// to answer (`-32700` for text that is not JSON, `-32600` for JSON that is not such a message,
 /// HTTP 400; a body over [`MAX_BODY`] is a 413), before the transport sees it.
-async fn one_message(req: Request) -> Result<(Request, bool, Option<String>), Box<Response>> {
+async fn one_message(
+    req: Request,
+) -> Result<(Request, bool, Option<String>, Value), Box<Response>> {
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return Err(Box::new(json_rpc_error(
@@ -624,11 +626,11 @@ async fn one_message(req: Request) -> Result<(Request, bool, Option<String>), Bo
             )))
         }
     };
+    let id = match value.get("id") {
+        Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
+        _ => Value::Null,
+    };
     if serde_json::from_value::<ClientJsonRpcMessage>(value.clone()).is_err() {
-        let id = match value.get("id") {
-            Some(id @ (Value::String(_) | Value::Number(_))) => id.clone(),
-            _ => Value::Null,
-        };
         return Err(Box::new(json_rpc_error(
             StatusCode::BAD_REQUEST,
             id,
@@ -642,7 +644,12 @@ async fn one_message(req: Request) -> Result<(Request, bool, Option<String>), Bo
         .then(|| value.pointer("/params/name").and_then(Value::as_str))
         .flatten()
         .map(str::to_owned);
-    Ok((Request::from_parts(parts, Body::from(bytes)), opens, called))
+    Ok((
+        Request::from_parts(parts, Body::from(bytes)),
+        opens,
+        called,
+        id,
+    ))
 }
 
 #[cfg(test)]
