@@ -20,14 +20,24 @@ need() {
     bash -c "$check" >/dev/null 2>&1 || { echo "$* installed, but '$check' still fails" >&2; exit 1; }
 }
 
-# venv DIR PACKAGE VERSION: makes DIR a virtual environment holding PACKAGE==VERSION (kept when
-# it already does).
+# The official MCP Python SDK the tests drive the server with (test-mcp.sh, test-dashboard.sh).
+MCP_SDK_VERSION=2.3.0
+
+# venv DIR PACKAGE VERSION [PACKAGE VERSION...]: makes DIR a virtual environment holding each
+# PACKAGE==VERSION (kept when it already does).
 venv() {
-    local dir=$1 package=$2 version=$3
+    local dir=$1
+    shift
     need "python3 -c 'import venv, ensurepip'" python3 python3-venv
-    if ! "$dir/bin/python" -c "import importlib.metadata as m; assert m.version('$package') == '$version'" >/dev/null 2>&1; then
+    local check="import importlib.metadata as m" pins=()
+    while [ $# -gt 0 ]; do
+        check+="; assert m.version('$1') == '$2'"
+        pins+=("$1==$2")
+        shift 2
+    done
+    if ! "$dir/bin/python" -c "$check" >/dev/null 2>&1; then
         rm -rf "$dir"
         python3 -m venv "$dir"
-        "$dir/bin/pip" install -q "$package==$version"
+        "$dir/bin/pip" install -q "${pins[@]}"
     fi
 }

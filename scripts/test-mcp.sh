@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # The MCP endpoint against a client we did not write: the official Python SDK (`mcp` on PyPI,
-# pinned below) in a virtual environment this script makes, driving a freshly built demo server.
+# pinned in lib.sh) in a virtual environment this script makes, driving a freshly built demo server.
 # Installs python3-venv with apt when it is missing (needs root, as on CI machines); fails loudly
 # when Python, the SDK or the server cannot be had.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-MCP_SDK_VERSION=2.3.0
 target_dir=${CARGO_TARGET_DIR:-target}
 venv="$target_dir/mcp-venv"
 
