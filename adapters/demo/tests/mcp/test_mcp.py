@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from demo_server import http, running  # noqa: E402
 
-from mcp import ClientSession
+from mcp import Client, ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
@@ -85,8 +85,55 @@ def away_from_a_window_end():
 
 
 async def main(binary):
-    with running(binary, ADMIN) as base:
+    with running(binary, ADMIN, "--mcp-tool-limit", "ssh_exec=2") as base:
         await run(base, base + "/mcp")
+        await run_2026_07_28(base, base + "/mcp")
+
+
+async def run_2026_07_28(base, url):
+    """The 2026-07-28 revision (no session, Mcp-Method/Mcp-Name headers), as the SDK's `Client`
+    negotiates it with `server/discover`."""
+    _, read_only = create_key(base, "read_only")
+    _, full = create_key(base, "full")
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {read_only}"}) as http_client:
+        async with Client(streamable_http_client(url, http_client=http_client)) as client:
+            check("the SDK negotiates the 2026-07-28 revision", client.protocol_version == "2026-07-28",
+                  client.protocol_version)
+            tools = await client.list_tools()
+            check("tools/list lists the key's tools, marked private to caches",
+                  sorted(t.name for t in tools.tools) == sorted(READ_TOOLS)
+                  and str(getattr(tools, "cache_scope", "")).endswith("private"), tools)
+            result = await client.call_tool("get_server", {"server_id": "srv-1001"})
+            check("a read tool runs", not is_error(result) and tool_payload(result)["id"] == "srv-1001", result)
+            failed = None
+            try:
+                await client.call_tool("reboot_server", {"server_id": "srv-1001"})
+            except Exception as e:
+                failed = e
+            check("a tool outside the key's scopes is refused before it runs (HTTP 403)", failed is not None)
+    # What the SDK sent, replayed by hand: the headers decide, and the answer is the spec's 403.
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": "reboot_server"}
+    status, res_headers, body = http(base, "POST", "/mcp", read_only, b"{}", headers)
+    check("Mcp-Name naming a write tool is the spec's 403 with the scope in the challenge",
+          status == 403 and json.loads(body)["code"] == "INSUFFICIENT_SCOPE"
+          and 'scope="vps:write"' in res_headers.get("WWW-Authenticate", ""), f"{status} {dict(res_headers)} {body}")
+
+    # ssh_exec has its own quota here (--mcp-tool-limit ssh_exec=2).
+    away_from_a_window_end()
+    async with create_mcp_http_client(headers={"Authorization": f"Bearer {full}"}) as http_client:
+        async with Client(streamable_http_client(url, http_client=http_client)) as client:
+            for i in range(2):
+                result = await client.call_tool("ssh_exec", {"server_id": "srv-1001", "command": "uptime"})
+                check(f"ssh_exec call {i + 1} of 2 runs", not is_error(result), result)
+            failed = None
+            try:
+                await client.call_tool("ssh_exec", {"server_id": "srv-1001", "command": "uptime"})
+            except Exception as e:
+                failed = e
+            check("the third ssh_exec of the minute is refused", failed is not None)
+            result = await client.call_tool("list_servers", {})
+            check("other tools go on", not is_error(result), result)
 
 
 async def run(base, url):
