@@ -365,7 +365,7 @@ mod tests {
     fn pkce_matches_rfc_7636s_example() {
         // RFC 7636, appendix B.
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCQaoWL5aQ_RJnBe9uuyLl3E";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert!(challenge_is_valid(challenge));
         assert!(verifier_matches(verifier, challenge));
         assert!(!verifier_matches(&verifier.replace('d', "e"), challenge));
@@ -422,7 +422,7 @@ mod tests {
         let grant = Grant {
             client_id: "sqc_a".into(),
             redirect_uri: "http://127.0.0.1/cb".into(),
-            challenge: "E9Melhoa2OwvFrEMTJguCQaoWL5aQ_RJnBe9uuyLl3E".into(),
+            challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
             key: NewKey::new("agent", Scopes::VPS_READ),
         };
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";

@@ -578,7 +578,8 @@ async fn the_token_endpoint_answers_oauth_errors_and_counts_them() {
     })
     .await;
     let client_id = registered(&s).await;
-    let cases: [(Vec<(&str, &str)>, StatusCode, &str); 5] = [
+    type Form<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(Form, StatusCode, &str); 5] = [
         (
             vec![("grant_type", "refresh_token")],
             StatusCode::BAD_REQUEST,

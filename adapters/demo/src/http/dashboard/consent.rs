@@ -86,27 +86,27 @@ fn error_page(text: String) -> Response {
 }
 
 /// The client and the redirect URI of a request, when both are this server's to answer to.
-fn client_of(state: &AppState, r: &AuthorizeRequest) -> Result<(Client, String), Response> {
+fn client_of(state: &AppState, r: &AuthorizeRequest) -> Result<(Client, String), Box<Response>> {
     let client = r
         .client_id
         .as_deref()
         .and_then(|id| state.oauth.client(id))
         .ok_or_else(|| {
-            error_page(
+            Box::new(error_page(
                 "The application asking for access is not registered with this server. Start \
                  the connection again from the application."
                     .to_owned(),
-            )
+            ))
         })?;
     let redirect =
         match r.redirect_uri.as_deref() {
             Some(uri) if client.redirect_uris.iter().any(|u| u == uri) => uri.to_owned(),
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
-            _ => return Err(error_page(
+            _ => return Err(Box::new(error_page(
                 "The application asked to be answered at an address it did not register. Nothing \
                  was sent to it."
                     .to_owned(),
-            )),
+            ))),
         };
     Ok((client, redirect))
 }
@@ -266,7 +266,7 @@ pub(super) async fn consent_page(
     };
     let (client, redirect_uri) = match client_of(&state, &r) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(base) = base_url(&state, &headers) else {
         return error_page("This server does not answer for this address.".to_owned());
@@ -327,7 +327,7 @@ pub(super) async fn consent(
     };
     let (client, redirect_uri) = match client_of(&state, &r) {
         Ok(c) => c,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(base) = base_url(&state, &headers) else {
         return error_page("This server does not answer for this address.".to_owned());
