@@ -179,6 +179,11 @@ struct Reference {
     slots: Box<[RefSlot]>,
     mask: usize,
     quota: Quota,
+    /// What core's API and store add, measured one at a time (see `reference`): a read lock of
+    /// one of 128 shards around the lookup, as the store's dashmap takes...
+    shards: Box<[parking_lot::RwLock<()>]>,
+    /// ...and the key's name, an `Arc<str>` of its own allocation, cloned into each grant.
+    names: Box<[Arc<str>]>,
 }
 
 impl Reference {
@@ -204,7 +209,15 @@ impl Reference {
                 used: true,
             };
         }
-        Self { slots, mask, quota }
+        let names = (0..len).map(|i| Arc::from(format!("key {i}"))).collect();
+        let shards = (0..128).map(|_| parking_lot::RwLock::new(())).collect();
+        Self {
+            slots,
+            mask,
+            quota,
+            shards,
+            names,
+        }
     }
 
     /// Core's order of checks: header, parse, SHA-256, lookup with a constant-time compare of
@@ -212,19 +225,32 @@ impl Reference {
     /// clock more than a window behind is a correction), scopes.
     #[inline]
     fn authorize(&self, header: Option<&[u8]>, required: Scopes, now: UnixTime) -> RefOutcome {
+        self.authorize_with::<false, false>(header, required, now).0
+    }
+
+    /// [`Reference::authorize`], with the shard lock (`LOCK`) and the name's clone (`NAME`)
+    /// that core's store and API add.
+    #[inline]
+    fn authorize_with<const LOCK: bool, const NAME: bool>(
+        &self,
+        header: Option<&[u8]>,
+        required: Scopes,
+        now: UnixTime,
+    ) -> (RefOutcome, Option<Arc<str>>) {
         let Some(header) = header else {
-            return RefOutcome::Missing;
+            return (RefOutcome::Missing, None);
         };
         let Ok(key) = parse_bearer(header) else {
-            return RefOutcome::Malformed;
+            return (RefOutcome::Malformed, None);
         };
         let digest = key.digest();
         let id = digest.id().as_u64();
+        let _shard = LOCK.then(|| self.shards[(id >> 57) as usize].read());
         let mut i = (id as usize) & self.mask;
         let slot = loop {
             let s = &self.slots[i];
             if !s.used {
-                return RefOutcome::Unknown;
+                return (RefOutcome::Unknown, None);
             }
             if id_of(&s.digest) == id {
                 break s;
@@ -232,14 +258,14 @@ impl Reference {
             i = (i + 1) & self.mask;
         };
         if !ct_eq32(&slot.digest, digest.as_bytes()) {
-            return RefOutcome::Unknown;
+            return (RefOutcome::Unknown, None);
         }
         if slot.revoked {
-            return RefOutcome::Revoked;
+            return (RefOutcome::Revoked, None);
         }
         let now = now.as_secs();
         if now >= slot.expires_at {
-            return RefOutcome::Expired;
+            return (RefOutcome::Expired, None);
         }
         let now32 = u32::try_from(now).unwrap_or(u32::MAX);
         if slot.last_used.load(Ordering::Relaxed) < now32 {
@@ -257,12 +283,13 @@ impl Reference {
                 (reset_at, count) = (end, 0);
             }
             if count >= limit {
-                return RefOutcome::Limited(RefWindow {
+                let window = RefWindow {
                     key_id: id,
                     limit,
                     remaining: 0,
                     reset_at: u64::from(reset_at),
-                });
+                };
+                return (RefOutcome::Limited(window), None);
             }
             let next = (u64::from(reset_at) << 32) | u64::from(count + 1);
             match slot.window.compare_exchange_weak(
@@ -281,10 +308,11 @@ impl Reference {
             remaining: limit - count,
             reset_at: u64::from(reset_at),
         };
+        let name = NAME.then(|| self.names[i].clone());
         if slot.scopes.contains(required) {
-            RefOutcome::Granted(window)
+            (RefOutcome::Granted(window), name)
         } else {
-            RefOutcome::Forbidden(window)
+            (RefOutcome::Forbidden(window), name)
         }
     }
 }
@@ -462,6 +490,31 @@ fn reference(c: &mut Criterion) {
                 o
             })
         });
+        // What stands between core and the reference, added to the reference one at a time.
+        fn with<const LOCK: bool, const NAME: bool>(
+            g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+            name: &str,
+            n: usize,
+            keys: &Keys,
+            reference: &Reference,
+        ) {
+            let mut i = 0usize;
+            g.bench_function(BenchmarkId::new(name, n), |b| {
+                b.iter(|| {
+                    i = i.wrapping_add(1);
+                    let o = reference.authorize_with::<LOCK, NAME>(
+                        Some(keys.header(i)),
+                        Scopes::VPS_READ,
+                        NOW,
+                    );
+                    assert!(matches!(o.0, RefOutcome::Granted(_)));
+                    o
+                })
+            });
+        }
+        with::<true, false>(&mut g, "reference+shard_lock", n, &keys, &reference);
+        with::<false, true>(&mut g, "reference+name", n, &keys, &reference);
+        with::<true, true>(&mut g, "reference+shard_lock+name", n, &keys, &reference);
     }
     g.finish();
 }

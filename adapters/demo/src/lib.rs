@@ -173,7 +173,12 @@ impl Demo {
     pub async fn bind(config: Config) -> Result<Self> {
         config.limits.validate()?;
         let mut file = db::Db::open(&config.data)?;
-        let oauth = oauth::OAuthServer::new(file.secret(oauth::SECRET_NAME)?);
+        // Instances sharing keys through Redis share the sync secret, and so the key that signs
+        // client ids: a client registered with one is known to all.
+        let oauth = oauth::OAuthServer::new(match &config.sync_secret {
+            Some(secret) if config.redis.is_some() => secret.derive(oauth::SECRET_NAME),
+            _ => file.secret(oauth::SECRET_NAME)?,
+        });
         let (admin, admin_token_created) = match config.admin_token {
             Some(t) => (token::AdminToken::new(&t)?, false),
             None => token::AdminToken::from_file(&token_path(&config.data))?,

@@ -362,6 +362,11 @@ async fn start(cli: Cli, redis_on_command_line: bool) -> Result<Demo> {
     config.unauthenticated_limit = cli.unauthenticated_limit;
     config.revoke_limit = cli.revoke_limit;
     config.mcp_allowed_hosts = cli.mcp_allowed_hosts;
+    for (i, (tool, _)) in cli.mcp_tool_limits.iter().enumerate() {
+        if cli.mcp_tool_limits[..i].iter().any(|(t, _)| t == tool) {
+            anyhow::bail!("--mcp-tool-limit gives {tool} a quota twice; give each tool one");
+        }
+    }
     config.mcp_tool_limits = cli.mcp_tool_limits;
     config.public_url = cli.public_url;
     config.mcp_sessions = sitequest_demo::mcp::SessionLimits {

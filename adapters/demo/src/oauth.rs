@@ -126,13 +126,52 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistrationError> {
     }
 }
 
+/// Characters that change the direction of the text around them (a name could hide its end
+/// behind them on the consent page).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Whether the redirect URI of an authorization request is one the client registered: the same
+/// text, or, for a loopback IP address over `http`, the same but for the port (RFC 8252 §7.3:
+/// native apps listen on a port the system gives them).
+#[must_use]
+pub fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(a), Ok(b)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
+        return false;
+    };
+    let loopback_ip = |u: &url::Url| {
+        u.scheme() == "http"
+            && matches!(
+                u.host(),
+                Some(url::Host::Ipv4(std::net::Ipv4Addr::LOCALHOST))
+                    | Some(url::Host::Ipv6(std::net::Ipv6Addr::LOCALHOST))
+            )
+    };
+    loopback_ip(&a)
+        && loopback_ip(&b)
+        && a.host() == b.host()
+        && a.path() == b.path()
+        && a.query() == b.query()
+        && b.fragment().is_none()
+        && b.username().is_empty()
+        && b.password().is_none()
+}
+
 /// An approved authorization, waiting for its code's exchange.
 #[derive(Debug, Clone)]
 pub struct Grant {
     /// The client it was approved for.
     pub client_id: String,
-    /// The redirect URI the code was sent to; the exchange must name it again.
+    /// The redirect URI the code was sent to; the exchange must name it again when the
+    /// authorization request named it.
     pub redirect_uri: String,
+    /// Whether the authorization request named the redirect URI (else the client's only
+    /// registered one was used, and the exchange may leave it out).
+    pub redirect_uri_given: bool,
     /// The PKCE challenge (S256).
     pub challenge: String,
     /// The key to make: name, scopes and expiry as the person chose them.
@@ -224,9 +263,9 @@ impl OAuthServer {
                 "client_name has at most {MAX_CLIENT_NAME} characters"
             )));
         }
-        if name.chars().any(char::is_control) {
+        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             return Err(RegistrationError::metadata(
-                "client_name must not contain control characters",
+                "client_name must not contain control or text-direction characters",
             ));
         }
         let client = Client {
@@ -244,6 +283,12 @@ impl OAuthServer {
             B64.encode(&payload),
             B64.encode(tag)
         );
+        if id.len() > MAX_CLIENT_ID_LEN {
+            return Err(RegistrationError::metadata(format!(
+                "the registration is too large: its client_id would exceed {MAX_CLIENT_ID_LEN} \
+                 characters; register fewer or shorter redirect URIs"
+            )));
+        }
         Ok((id, client))
     }
 
@@ -302,7 +347,7 @@ impl OAuthServer {
         &self,
         code: &str,
         client_id: &str,
-        redirect_uri: &str,
+        redirect_uri: Option<&str>,
         verifier: &str,
         now: UnixTime,
     ) -> Result<Grant, ExchangeError> {
@@ -313,7 +358,11 @@ impl OAuthServer {
             .filter(|p| p.until > now)
             .ok_or(ExchangeError::UnknownCode)?;
         let grant = pending.grant;
-        if grant.client_id != client_id || grant.redirect_uri != redirect_uri {
+        let redirect_ok = match redirect_uri {
+            Some(uri) => uri == grant.redirect_uri,
+            None => !grant.redirect_uri_given,
+        };
+        if grant.client_id != client_id || !redirect_ok {
             return Err(ExchangeError::OtherClient);
         }
         if !verifier_matches(verifier, &grant.challenge) {
@@ -393,6 +442,51 @@ mod tests {
     }
 
     #[test]
+    fn loopback_redirects_match_on_any_port() {
+        assert!(redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/cb"
+        ));
+        assert!(redirect_matches(
+            "http://[::1]:80/cb",
+            "http://[::1]:6000/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:5555/other"
+        ));
+        assert!(!redirect_matches(
+            "http://localhost/cb",
+            "http://localhost:5555/cb"
+        ));
+        assert!(!redirect_matches(
+            "https://a.example/cb",
+            "https://a.example:444/cb"
+        ));
+        assert!(!redirect_matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:1/cb#x"
+        ));
+    }
+
+    #[test]
+    fn oversized_and_misleading_registrations_are_refused() {
+        let s = server();
+        let now = UnixTime::from_secs(1_800_000_000);
+        let long: Vec<String> = (0..4)
+            .map(|i| format!("https://a.example/{i}{}", "\"".repeat(480)))
+            .collect();
+        assert_eq!(
+            s.register(None, &long, now).unwrap_err().code,
+            "invalid_client_metadata"
+        );
+        let uris = vec!["http://127.0.0.1/cb".to_owned()];
+        assert!(s
+            .register(Some("Agent\u{202e}gpj.exe"), &uris, now)
+            .is_err());
+    }
+
+    #[test]
     fn redirect_uris_are_checked() {
         for ok in [
             "https://app.example.com/cb",
@@ -422,30 +516,31 @@ mod tests {
         let grant = Grant {
             client_id: "sqc_a".into(),
             redirect_uri: "http://127.0.0.1/cb".into(),
+            redirect_uri_given: true,
             challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
             key: NewKey::new("agent", Scopes::VPS_READ),
         };
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let code = s.approve(grant.clone(), now).unwrap();
         assert_eq!(
-            s.exchange(&code, "sqc_b", "http://127.0.0.1/cb", verifier, now)
+            s.exchange(&code, "sqc_b", Some("http://127.0.0.1/cb"), verifier, now)
                 .unwrap_err(),
             ExchangeError::OtherClient
         );
         // Spent by the failed attempt.
         assert_eq!(
-            s.exchange(&code, "sqc_a", "http://127.0.0.1/cb", verifier, now)
+            s.exchange(&code, "sqc_a", Some("http://127.0.0.1/cb"), verifier, now)
                 .unwrap_err(),
             ExchangeError::UnknownCode
         );
         let code = s.approve(grant.clone(), now).unwrap();
         assert!(s
-            .exchange(&code, "sqc_a", "http://127.0.0.1/cb", verifier, now)
+            .exchange(&code, "sqc_a", Some("http://127.0.0.1/cb"), verifier, now)
             .is_ok());
         let code = s.approve(grant, now).unwrap();
         let late = now.plus_secs(CODE_LIFETIME_SECS);
         assert_eq!(
-            s.exchange(&code, "sqc_a", "http://127.0.0.1/cb", verifier, late)
+            s.exchange(&code, "sqc_a", Some("http://127.0.0.1/cb"), verifier, late)
                 .unwrap_err(),
             ExchangeError::UnknownCode
         );

@@ -196,7 +196,7 @@ async fn metadata_names_the_endpoint_and_the_authorization_server() {
         header(&res, "www-authenticate"),
         Some(
             format!(
-                "Bearer realm=\"sitequest\", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
+                "Bearer realm=\"sitequest\", scope=\"vps:read domains:read\", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\""
             )
             .as_str()
         )
@@ -210,7 +210,7 @@ async fn metadata_names_the_endpoint_and_the_authorization_server() {
         .await;
     assert_eq!(
         header(&res, "www-authenticate"),
-        Some(format!("Bearer realm=\"sitequest\", error=\"invalid_token\", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\"").as_str())
+        Some(format!("Bearer realm=\"sitequest\", error=\"invalid_token\", scope=\"vps:read domains:read\", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\"").as_str())
     );
     // The REST routes' challenges are unchanged.
     let res = s.call(Method::GET, "/v1/servers", None, None).await;
@@ -219,21 +219,79 @@ async fn metadata_names_the_endpoint_and_the_authorization_server() {
         Some("Bearer realm=\"sitequest\"")
     );
 
-    let expected = json!({
-        "resource": format!("{base}/mcp"),
-        "authorization_servers": [format!("{base}/")],
-        "scopes_supported": SCOPES,
-        "bearer_methods_supported": ["header"],
-        "resource_name": "Sitequest API",
-    });
-    for path in [
-        "/.well-known/oauth-protected-resource",
-        "/.well-known/oauth-protected-resource/mcp",
+    // The endpoint's metadata names it; the root document names the server (RFC 9728 §3.3).
+    for (path, resource) in [
+        (
+            "/.well-known/oauth-protected-resource/mcp",
+            format!("{base}/mcp"),
+        ),
+        ("/.well-known/oauth-protected-resource", format!("{base}/")),
     ] {
         let res = s.call(Method::GET, path, None, None).await;
         assert_eq!(res.status(), StatusCode::OK, "{path}");
-        assert_eq!(body(res).await, expected, "{path}");
+        assert_eq!(
+            body(res).await,
+            json!({
+                "resource": resource,
+                "authorization_servers": [format!("{base}/")],
+                "scopes_supported": SCOPES,
+                "bearer_methods_supported": ["header"],
+                "resource_name": "Sitequest API",
+            }),
+            "{path}"
+        );
     }
+    // Browser-based clients may read the metadata and use the endpoints (no cookie is read).
+    let res = client()
+        .request(Method::OPTIONS, format!("{base}/oauth/token"))
+        .header(ORIGIN, "http://localhost:6274")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    let res = client()
+        .get(format!("{base}/.well-known/oauth-authorization-server"))
+        .header(ORIGIN, "http://localhost:6274")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    // Host names compare without case; an IPv6 address needs its brackets.
+    let port = base.rsplit(':').next().unwrap();
+    for (host, status) in [
+        (format!("LOCALHOST:{port}"), StatusCode::OK),
+        ("::1".to_owned(), StatusCode::MISDIRECTED_REQUEST),
+    ] {
+        let res = client()
+            .get(format!("{base}/.well-known/oauth-protected-resource"))
+            .header("host", &host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status, "{host}");
+    }
+    // A 403 that is not the auth layer's (a page of another site) names no metadata.
+    let res = client()
+        .post(format!("{base}/mcp"))
+        .header(
+            "authorization",
+            format!(
+                "Bearer {}",
+                s.create(r#"{"name":"k","preset":"full"}"#).await.1
+            ),
+        )
+        .header(ORIGIN, "http://evil.example")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().get("www-authenticate").is_none());
     let res = s
         .call(
             Method::GET,
@@ -320,6 +378,14 @@ async fn registration_checks_what_clients_send() {
             "invalid_client_metadata",
         ),
         (json!(["not", "an", "object"]), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": [CALLBACK], "client_name": "Agent\u{202e}gpj.exe"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": (0..4).map(|i| format!("https://a.example/{i}{}", "\"".repeat(480))).collect::<Vec<_>>()}),
+            "invalid_client_metadata",
+        ),
     ];
     for (sent, error) in refused {
         let res = register(&s, sent.clone()).await;
@@ -356,6 +422,11 @@ async fn an_approved_authorization_is_exchanged_once_for_a_key() {
     let page = res.text().await.unwrap();
     assert!(page.contains("<span id=\"client-name\">Test agent</span>"));
     assert!(page.contains("value=\"read_only\" id=\"access-read_only\"\n      checked"));
+    // Keys given to applications end on their own: 30 days unless the person changes it.
+    assert!(
+        page.contains("value=\"30d\" id=\"expiry-30d\"\n      checked"),
+        "{page}"
+    );
     // The client's requested scopes are ticked.
     let page = consent_page(
         &s,
@@ -435,6 +506,47 @@ async fn an_approved_authorization_is_exchanged_once_for_a_key() {
     );
     let res = exchange(code, VERIFIER.to_owned()).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // An authorization request that named no redirect URI (the client's only one is used):
+    // its exchange may leave it out too, but only then.
+    let res = decide(
+        &s,
+        &session,
+        &client_id,
+        "approve",
+        &[
+            ("name", "Second"),
+            ("expiry", "none"),
+            ("access", "read_only"),
+            ("redirect_uri_given", "false"),
+        ],
+    )
+    .await;
+    let code = redirect_query(&res)["code"].clone();
+    let res = token(
+        &s,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let second = body(res).await;
+    assert!(second.get("expires_in").is_none(), "{second}");
+    let code = approved_code(&s, &session, &client_id).await;
+    let res = token(
+        &s,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+    )
+    .await;
+    assert_eq!(body(res).await["error"], "invalid_grant");
 
     // It is a key like any other: its scopes on REST and MCP, listed, revocable.
     let res = s.call(Method::GET, "/v1/servers", Some(&key), None).await;
@@ -513,7 +625,8 @@ async fn the_consent_page_refuses_what_it_must() {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(res.headers().get(LOCATION).is_none());
     }
-    // Other errors go back to the client.
+    // Other errors are a page with a link back to the client carrying the error, never an
+    // automatic redirect (anyone may register a client and its redirect URI).
     for (extra, error) in [
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
@@ -528,11 +641,34 @@ async fn the_consent_page_refuses_what_it_must() {
         ),
     ] {
         let res = consent_page(&s, &session.0, &authorize_query(&client_id, &extra)).await;
-        let q = redirect_query(&res);
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{extra:?}");
+        assert!(res.headers().get(LOCATION).is_none());
+        let page = res.text().await.unwrap();
+        let at = page.find("id=\"back-to-client\"").unwrap();
+        let href_at = page[..at].rfind("href=\"").unwrap() + 6;
+        let href = page[href_at..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&");
+        let url = url::Url::parse(&href).unwrap();
+        assert!(href.starts_with(CALLBACK), "{href}");
+        let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
         assert_eq!(q["error"], error, "{extra:?}");
-        assert_eq!(q["state"], "state-123");
+        assert_eq!(q["state"], "state-123", "{href}");
         assert_eq!(q["iss"], format!("{}/", s.base));
     }
+    // A loopback redirect URI may name another port (RFC 8252 §7.3).
+    let res = consent_page(
+        &s,
+        &session.0,
+        &authorize_query(
+            &client_id,
+            &[("redirect_uri", "http://127.0.0.1:5555/callback")],
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
     // Denied.
     let res = decide(&s, &session, &client_id, "deny", &[]).await;
     let q = redirect_query(&res);
@@ -760,6 +896,13 @@ async fn a_tool_with_its_own_quota_is_refused_past_it() {
         body(res).await,
         json!({"error": "Too many requests", "code": "RATE_LIMITED", "status": 429})
     );
+    // A key without the tool's scope spends nothing of its quota (the tool refuses it).
+    let (_, read_only) = s
+        .create(r#"{"name": "reader", "preset": "read_only"}"#)
+        .await;
+    let res = call_tool(&s, &read_only, Some("ssh_exec"), "ssh_exec", args).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&res, "x-ratelimit-limit"), Some("60"));
     // Other tools, and the key's own window, go on.
     let res = call_tool(&s, &full, Some("list_servers"), "list_servers", "{}").await;
     assert_eq!(res.status(), StatusCode::OK);

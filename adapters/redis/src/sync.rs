@@ -143,6 +143,19 @@ impl SyncSecret {
         Ok(Self(Zeroizing::new(bytes.to_vec())))
     }
 
+    /// A 32-byte key for another use, derived from the secret with HMAC-SHA-256 under `label`
+    /// (never equal to a signature of a shared entry, whose input starts with another context),
+    /// so that every instance given the secret derives the same key.
+    #[must_use]
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(b"sitequest derived key\0");
+        mac.update(label.as_bytes());
+        let mut key = Zeroizing::new([0u8; 32]);
+        key.copy_from_slice(&mac.finalize().into_bytes());
+        key
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(SIGNING_CONTEXT);

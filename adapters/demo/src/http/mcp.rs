@@ -236,7 +236,8 @@ impl ToolLimits {
 struct ToolWindow(RateLimit, UnixTime);
 
 /// Outside the auth layer: the 401 and 403 challenges of `/mcp` name the protected resource
-/// metadata (RFC 9728 §5.1), so that OAuth clients find the authorization server; a tool's own
+/// metadata (RFC 9728 §5.1), so that OAuth clients find the authorization server, and a 401 the
+/// scopes to ask for first; a tool's own
 /// window replaces the key's in the rate-limit headers; and answers, which depend on the key,
 /// are private to caches.
 async fn link_metadata(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -245,20 +246,23 @@ async fn link_metadata(State(state): State<AppState>, req: Request, next: Next) 
     if let Some(ToolWindow(window, now)) = res.extensions().get::<ToolWindow>().copied() {
         window.insert_headers(now, res.headers_mut());
     }
-    let challenged = matches!(
-        res.status(),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-    );
-    if let (true, Some(base)) = (challenged, base) {
+    // The auth layer's challenges (every 401, and a 403 of a missing scope) name the metadata;
+    // a 401 also names the scopes to ask for first, the narrowest preset (MCP clients ask for
+    // what the challenge names), so an OAuth client starts with Read only and asks for more
+    // when a tool needs it.
+    let challenge = res
+        .headers()
+        .get(WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let (Some(challenge), Some(base)) = (challenge, base) {
         let url = crate::http::oauth::resource_metadata_url(&base);
-        let value = match res
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(challenge) => format!("{challenge}, resource_metadata=\"{url}\""),
-            None => format!("Bearer resource_metadata=\"{url}\""),
+        let scope = if res.status() == StatusCode::UNAUTHORIZED {
+            ", scope=\"vps:read domains:read\""
+        } else {
+            ""
         };
+        let value = format!("{challenge}{scope}, resource_metadata=\"{url}\"");
         if let Ok(v) = HeaderValue::from_str(&value) {
             res.headers_mut().insert(WWW_AUTHENTICATE, v);
         }
@@ -516,7 +520,14 @@ async fn guard_messages(guard: Arc<MessageGuard>, req: Request, next: Next) -> R
                         );
                     }
                 }
-                if let (Some(tool), Some(key)) = (&called, key) {
+                // A call the key's scopes allow counts in the tool's quota (another is refused
+                // by the tool without running, and spends nothing).
+                let allowed = |tool: &str| {
+                    by_tool(tool).is_some_and(|op| {
+                        authenticated.is_some_and(|(_, scopes)| scopes.contains(op.scope))
+                    })
+                };
+                if let (Some(tool), Some(key)) = (called.as_deref().filter(|t| allowed(t)), key) {
                     let now = guard.clock.now();
                     match guard.tool_limits.check(tool, key, now) {
                         Some(LimitDecision::Limited(window)) => {

@@ -45,17 +45,31 @@ pub const MAX_REGISTRATION_BODY: usize = 16 * 1024;
 /// Largest token request body.
 pub const MAX_TOKEN_BODY: usize = 8 * 1024;
 
-/// The routes.
+/// The routes, open to pages of any origin (CORS): none of them reads a cookie, and browser-based
+/// MCP clients need them.
 pub fn routes(state: AppState) -> Router {
+    use axum::http::{header, Method};
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            axum::http::HeaderName::from_static("mcp-protocol-version"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
+    // Preflights are answered by the CORS layer; the routes take OPTIONS so that it sees them.
+    let preflight = || async { StatusCode::NO_CONTENT };
     Router::new()
-        .route(RESOURCE_METADATA, get(resource_metadata))
+        .route(RESOURCE_METADATA, get(resource_metadata).options(preflight))
         .route(
             &format!("{RESOURCE_METADATA}{}", crate::http::mcp::PATH),
-            get(resource_metadata),
+            get(resource_metadata).options(preflight),
         )
-        .route(SERVER_METADATA, get(server_metadata))
-        .route(REGISTER, post(register))
-        .route(TOKEN, post(token))
+        .route(SERVER_METADATA, get(server_metadata).options(preflight))
+        .route(REGISTER, post(register).options(preflight))
+        .route(TOKEN, post(token).options(preflight))
+        .layer(cors)
         .with_state(state)
 }
 
@@ -66,13 +80,17 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> Option<String> {
     if let Some(url) = &state.dashboard.public_url {
         return Some(url.trim_end_matches('/').to_owned());
     }
-    let host = headers.get(HOST)?.to_str().ok()?;
-    let name = host_name(host)?;
+    let host = headers.get(HOST)?.to_str().ok()?.to_ascii_lowercase();
+    let name = host_name(&host)?;
     state
         .mcp
         .hosts
         .iter()
-        .any(|h| h == host || host_name(h) == Some(name))
+        .any(|h| {
+            let h = h.to_ascii_lowercase();
+            // The configured names may be IPv6 addresses without brackets.
+            h == host || h == name || host_name(&h) == Some(name)
+        })
         .then(|| format!("http://{host}"))
 }
 
@@ -83,7 +101,8 @@ fn host_name(host: &str) -> Option<&str> {
         let (name, after) = rest.split_once(']')?;
         (name, after.strip_prefix(':'))
     } else if host.matches(':').count() > 1 {
-        (host, None)
+        // An IPv6 address in a Host header has brackets (RFC 9110 §7.2).
+        return None;
     } else {
         match host.split_once(':') {
             Some((name, port)) => (name, Some(port)),
@@ -116,7 +135,7 @@ pub fn resource_metadata_url(base: &str) -> String {
     format!("{base}{RESOURCE_METADATA}{}", crate::http::mcp::PATH)
 }
 
-/// Whether a `resource` parameter (RFC 8707) names this server's MCP endpoint.
+/// Whether a `resource` parameter (RFC 8707) names this server's MCP endpoint (or the server).
 #[must_use]
 pub fn names_resource(base: &str, requested: &str) -> bool {
     let requested = requested.trim_end_matches('/');
@@ -137,12 +156,24 @@ fn unknown_host() -> Response {
     )
 }
 
-async fn resource_metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// The metadata of the MCP endpoint (`…/mcp`), and of the server as a whole at the root
+/// well-known URL, whose resource is then the server's URL (RFC 9728 §3.3: the resource into
+/// which the well-known path was inserted).
+async fn resource_metadata(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
     let Some(base) = base_url(&state, &headers) else {
         return unknown_host();
     };
+    let resource = if uri.path() == RESOURCE_METADATA {
+        format!("{base}/")
+    } else {
+        resource(&base)
+    };
     Json(json!({
-        "resource": resource(&base),
+        "resource": resource,
         "authorization_servers": [issuer(&base)],
         "scopes_supported": scope_names(),
         "bearer_methods_supported": ["header"],
@@ -340,13 +371,13 @@ async fn token(
             )
         }
     }
-    let (Some(code), Some(redirect_uri), Some(client_id), Some(verifier)) =
-        (&t.code, &t.redirect_uri, &t.client_id, &t.code_verifier)
+    let (Some(code), Some(client_id), Some(verifier)) = (&t.code, &t.client_id, &t.code_verifier)
     else {
         return refused(
             StatusCode::BAD_REQUEST,
             "invalid_request",
-            "code, redirect_uri, client_id and code_verifier are required",
+            "code, client_id and code_verifier are required (and redirect_uri when the \
+             authorization request named it)",
         );
     };
     if state.oauth.client(client_id).is_none() {
@@ -365,15 +396,18 @@ async fn token(
             );
         }
     }
-    let grant = match state
-        .oauth
-        .exchange(code, client_id, redirect_uri, verifier, now)
-    {
-        Ok(grant) => grant,
-        Err(
-            e @ (ExchangeError::UnknownCode | ExchangeError::OtherClient | ExchangeError::Verifier),
-        ) => return refused(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
-    };
+    let grant =
+        match state
+            .oauth
+            .exchange(code, client_id, t.redirect_uri.as_deref(), verifier, now)
+        {
+            Ok(grant) => grant,
+            Err(
+                e @ (ExchangeError::UnknownCode
+                | ExchangeError::OtherClient
+                | ExchangeError::Verifier),
+            ) => return refused(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
+        };
     let issued = match state.core.keys.create(&grant.key, now, Source::OAuth).await {
         Ok(issued) => issued,
         Err(ChangeError::Invalid(e)) => {
@@ -391,7 +425,7 @@ async fn token(
             return res;
         }
     };
-    tracing::info!(key_id = %issued.record.id(), "key issued to an OAuth client");
+    tracing::info!(key_id = %issued.record.id(), client = ?issued.record.name, "key issued to an OAuth client");
     let mut answer = json!({
         "access_token": issued.key.expose_secret().as_str(),
         "token_type": "Bearer",
@@ -414,7 +448,7 @@ mod tests {
     fn host_names() {
         assert_eq!(host_name("127.0.0.1:8080"), Some("127.0.0.1"));
         assert_eq!(host_name("[::1]:8080"), Some("::1"));
-        assert_eq!(host_name("::1"), Some("::1"));
+        assert_eq!(host_name("::1"), None);
         assert_eq!(host_name("keys.example.com"), Some("keys.example.com"));
         assert_eq!(host_name("127.0.0.1:\"x"), None);
         assert_eq!(host_name("a\"b"), None);

@@ -4,14 +4,16 @@
 //! the client a code it exchanges for that key ([`crate::oauth`]).
 //!
 //! A request that names no client of this server, or a redirect URI the client did not
-//! register, is answered here with an error page and never redirected (RFC 6749 §4.1.2.1);
-//! every other error goes back to the client's redirect URI as OAuth's `error`, with `state`
-//! and `iss` (RFC 9207).
+//! register, is answered here with an error page and never redirected (RFC 6749 §4.1.2.1).
+//! Other errors of the request are shown on an error page too, with a link that takes the
+//! person back to the client with OAuth's `error`, `state` and `iss` (RFC 9207): anyone may
+//! register a client, so an automatic redirect would make this server a bounce to any address
+//! (RFC 9700 §4.11.2). Only the person's own decision (approve or deny) redirects at once.
 
 use super::*;
 
 use crate::http::oauth::{base_url, issuer, names_resource};
-use crate::oauth::{challenge_is_valid, Client, Grant};
+use crate::oauth::{challenge_is_valid, redirect_matches, Client, Grant};
 
 /// Longest query or form the consent page reads.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -31,7 +33,7 @@ pub(super) struct ConsentPage {
 }
 
 /// The parameters of an authorization request, each at most once.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct AuthorizeRequest {
     response_type: Option<String>,
     client_id: Option<String>,
@@ -41,11 +43,23 @@ pub(super) struct AuthorizeRequest {
     code_challenge_method: Option<String>,
     scope: Option<String>,
     resource: Option<String>,
+    /// Whether the request named its redirect URI (the form carries it along).
+    redirect_uri_given: bool,
 }
 
 impl AuthorizeRequest {
     fn parse(pairs: &[(String, String)]) -> Result<Self, String> {
-        let mut r = Self::default();
+        let mut r = Self {
+            response_type: None,
+            client_id: None,
+            redirect_uri: None,
+            state: None,
+            code_challenge: None,
+            code_challenge_method: None,
+            scope: None,
+            resource: None,
+            redirect_uri_given: true,
+        };
         for (name, value) in pairs {
             let slot = match name.as_str() {
                 "response_type" => &mut r.response_type,
@@ -67,20 +81,24 @@ impl AuthorizeRequest {
     }
 }
 
+#[derive(Template)]
+#[template(path = "dashboard/consent_error.html")]
+struct ErrorPage {
+    signed_in: bool,
+    csrf: String,
+    text: String,
+    /// Back to the application, with the error, when it can be told.
+    back: Option<String>,
+}
+
 fn error_page(text: String) -> Response {
-    #[derive(Template)]
-    #[template(path = "dashboard/consent_error.html")]
-    struct ErrorPage {
-        signed_in: bool,
-        csrf: String,
-        text: String,
-    }
     page_with(
         StatusCode::BAD_REQUEST,
         &ErrorPage {
             signed_in: false,
             csrf: String::new(),
             text,
+            back: None,
         },
     )
 }
@@ -100,7 +118,14 @@ fn client_of(state: &AppState, r: &AuthorizeRequest) -> Result<(Client, String),
         })?;
     let redirect =
         match r.redirect_uri.as_deref() {
-            Some(uri) if client.redirect_uris.iter().any(|u| u == uri) => uri.to_owned(),
+            Some(uri)
+                if client
+                    .redirect_uris
+                    .iter()
+                    .any(|u| redirect_matches(u, uri)) =>
+            {
+                uri.to_owned()
+            }
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
             _ => return Err(Box::new(error_page(
                 "The application asked to be answered at an address it did not register. Nothing \
@@ -111,16 +136,14 @@ fn client_of(state: &AppState, r: &AuthorizeRequest) -> Result<(Client, String),
     Ok((client, redirect))
 }
 
-/// A redirect to the client with `params`, `state` and `iss`.
-fn to_client(
+/// The client's redirect URI with `params`, `state` and `iss`.
+fn client_url(
     redirect_uri: &str,
     params: &[(&str, &str)],
     r: &AuthorizeRequest,
     iss: &str,
-) -> Response {
-    let Ok(mut url) = url::Url::parse(redirect_uri) else {
-        return error_page("The application's address is not a URL.".to_owned());
-    };
+) -> Option<url::Url> {
+    let mut url = url::Url::parse(redirect_uri).ok()?;
     {
         let mut q = url.query_pairs_mut();
         for (name, value) in params {
@@ -131,9 +154,24 @@ fn to_client(
         }
         q.append_pair("iss", iss);
     }
-    Redirect::to(url.as_str()).into_response()
+    Some(url)
 }
 
+/// A redirect to the client with `params`, `state` and `iss`: the answer to the person's
+/// decision.
+fn to_client(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    r: &AuthorizeRequest,
+    iss: &str,
+) -> Response {
+    match client_url(redirect_uri, params, r, iss) {
+        Some(url) => Redirect::to(url.as_str()).into_response(),
+        None => error_page("The application's address is not a URL.".to_owned()),
+    }
+}
+
+/// The person's refusal (or a refusal after their decision), sent to the client at once.
 fn refuse(
     redirect_uri: &str,
     r: &AuthorizeRequest,
@@ -146,6 +184,33 @@ fn refuse(
         &[("error", error), ("error_description", description)],
         r,
         iss,
+    )
+}
+
+/// An invalid request of a registered client: a page saying what is wrong, with a link back to
+/// the application carrying the error (never an automatic redirect: see the module's note).
+fn invalid(
+    redirect_uri: &str,
+    r: &AuthorizeRequest,
+    iss: &str,
+    error: &str,
+    description: &str,
+) -> Response {
+    let back = client_url(
+        redirect_uri,
+        &[("error", error), ("error_description", description)],
+        r,
+        iss,
+    )
+    .map(String::from);
+    page_with(
+        StatusCode::BAD_REQUEST,
+        &ErrorPage {
+            signed_in: false,
+            csrf: String::new(),
+            text: format!("The application's request cannot be served: {description}."),
+            back,
+        },
     )
 }
 
@@ -185,6 +250,14 @@ fn check(base: &str, r: &AuthorizeRequest) -> Result<Scopes, (&'static str, &'st
         })?;
     }
     Ok(scopes)
+}
+
+/// The scheme and host a redirect URI sends to, for the logs.
+fn host_of(redirect_uri: &str) -> String {
+    url::Url::parse(redirect_uri)
+        .ok()
+        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("")))
+        .unwrap_or_default()
 }
 
 /// The consent page's policy: the defaults, and the client's redirect origin allowed as a form
@@ -274,7 +347,7 @@ pub(super) async fn consent_page(
     let iss = issuer(&base);
     let scopes = match check(&base, &r) {
         Ok(s) => s,
-        Err((error, description)) => return refuse(&redirect_uri, &r, &iss, error, description),
+        Err((error, description)) => return invalid(&redirect_uri, &r, &iss, error, description),
     };
     // The client's requested scopes are ticked; without any, Read only (the narrowest preset).
     let form = if scopes.is_empty() || scopes == Preset::ReadOnly.scopes() {
@@ -288,7 +361,8 @@ pub(super) async fn consent_page(
             scopes.names().map(str::to_owned).collect(),
         )
     }
-    .named(client.name.clone());
+    .named(client.name.clone())
+    .expiring_in_30_days(&state);
     let r = AuthorizeRequest {
         redirect_uri: Some(redirect_uri.clone()),
         ..r
@@ -334,10 +408,10 @@ pub(super) async fn consent(
     };
     let iss = issuer(&base);
     if let Err((error, description)) = check(&base, &r) {
-        return refuse(&redirect_uri, &r, &iss, error, description);
+        return invalid(&redirect_uri, &r, &iss, error, description);
     }
     if field(&fields, "decision") != Some("approve") {
-        tracing::info!("OAuth authorization denied in the dashboard");
+        tracing::info!(client = ?client.name, redirect = %host_of(&redirect_uri), "OAuth authorization denied in the dashboard");
         return refuse(
             &redirect_uri,
             &r,
@@ -362,12 +436,13 @@ pub(super) async fn consent(
     let grant = Grant {
         client_id: r.client_id.clone().unwrap_or_default(),
         redirect_uri: redirect_uri.clone(),
+        redirect_uri_given: field(&fields, "redirect_uri_given") != Some("false"),
         challenge: r.code_challenge.clone().unwrap_or_default(),
         key,
     };
     match state.oauth.approve(grant, now) {
         Ok(code) => {
-            tracing::info!("OAuth authorization approved in the dashboard");
+            tracing::info!(client = ?client.name, redirect = %host_of(&redirect_uri), "OAuth authorization approved in the dashboard");
             to_client(&redirect_uri, &[("code", code.as_str())], &r, &iss)
         }
         Err(e) => refuse(

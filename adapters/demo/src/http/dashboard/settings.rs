@@ -38,6 +38,20 @@ impl CreateForm {
         }
     }
 
+    /// Thirty days, when the operator's policy allows it and the form would start without an
+    /// expiry (keys given to applications should end on their own).
+    pub(super) fn expiring_in_30_days(mut self, state: &AppState) -> Self {
+        let allowed = state
+            .store()
+            .policy()
+            .max_lifetime
+            .is_none_or(|max| max >= Duration::from_secs(30 * DAY));
+        if self.expiry == "none" && allowed {
+            self.expiry = "30d".into();
+        }
+        self
+    }
+
     /// Sets the name field.
     pub(super) fn named(mut self, name: String) -> Self {
         self.name = name;
