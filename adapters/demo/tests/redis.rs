@@ -799,3 +799,38 @@ fn indirect_and_concurrent_revocations_are_not_acknowledged_while_unshared() {
     Arc::try_unwrap(a).ok().unwrap().terminate();
     b.terminate();
 }
+
+/// An OAuth client registered with one instance is known to the other (client ids are signed
+/// with a key derived from the shared sync secret): a code exchanged there fails for the code,
+/// not for the client.
+#[test]
+fn an_oauth_client_registered_on_one_instance_is_known_to_the_other() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_instances(&redis, dir.path());
+    let body = r#"{"redirect_uris":["http://127.0.0.1:9/callback"],"client_name":"agent"}"#;
+    let res = a.raw(
+        format!(
+            "POST /oauth/register HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let (status, _, text) = parts(&res);
+    assert_eq!(status, 201, "{text}");
+    let client_id = field(&text, "client_id").to_owned();
+    let form = format!(
+        "grant_type=authorization_code&code=unknown&client_id={client_id}&code_verifier={}",
+        "v".repeat(43)
+    );
+    let res = b.raw(
+        format!(
+            "POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            form.len()
+        )
+        .as_bytes(),
+    );
+    let (status, _, text) = parts(&res);
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(field(&text, "error"), "invalid_grant", "{text}");
+}
