@@ -16,7 +16,6 @@ use crate::key::Last4;
 use crate::new_key::{IssuedKey, NewKey};
 use crate::policy::KeyPolicy;
 use crate::quota::Quota;
-use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
 use crate::time::UnixTime;
@@ -70,9 +69,7 @@ pub enum StoreError {
     NotActive,
 }
 
-/// A stored key, compact: 112 bytes plus its name, and [`Extra`] for the keys that need it.
-/// Its rate-limit window lives in it, beside the fields the hot path reads, so counting a
-/// request touches no other memory.
+/// A stored key, compact: 104 bytes plus its name, and [`Extra`] for the keys that need it.
 struct Entry {
     digest: KeyDigest,
     /// Shared with every grant, so a host can name the key without a second lookup.
@@ -84,10 +81,6 @@ struct Entry {
     revoked_at: u64,
     /// Zero until first use.
     last_used_at: AtomicU64,
-    /// The key's rate-limit window, counted here by [`Authorizer::authorize`]
-    /// (crate::Authorizer::authorize): the end of the window (seconds, saturated to `u32`) in
-    /// the high half, the requests counted in it in the low half; zero before the first.
-    window: AtomicU64,
     rate_limit: Option<Quota>,
     scopes: Scopes,
     last4: Last4,
@@ -116,7 +109,6 @@ impl Entry {
             expires_at: r.expires_at.map_or(NEVER, UnixTime::as_secs),
             revoked_at: r.revoked_at.map_or(NEVER, UnixTime::as_secs),
             last_used_at: AtomicU64::new(r.last_used_at.map_or(0, UnixTime::as_secs)),
-            window: AtomicU64::new(0),
             rate_limit: r.rate_limit,
             scopes: r.scopes,
             last4: r.last4,
@@ -307,10 +299,7 @@ impl KeyStore {
                 if merged == held {
                     return Ok(None);
                 }
-                let window = o.get().window.load(Ordering::Relaxed);
-                let fresh = Entry::from_record(merged.clone());
-                fresh.window.store(window, Ordering::Relaxed);
-                **o.get_mut() = fresh;
+                **o.get_mut() = Entry::from_record(merged.clone());
                 Ok(Some(merged))
             }
             MapEntry::Vacant(v) => {
@@ -389,9 +378,6 @@ impl KeyStore {
         let last_used = e.last_used_at.load(Ordering::Relaxed);
         let fresh = Entry::from_record(updated.clone());
         fresh.last_used_at.store(last_used, Ordering::Relaxed);
-        fresh
-            .window
-            .store(e.window.load(Ordering::Relaxed), Ordering::Relaxed);
         **e = fresh;
         Ok(updated)
     }
@@ -493,148 +479,6 @@ impl KeyStore {
     }
 }
 
-/// What [`KeyStore::lookup_counting`] learns: the key's refusal, or its grant-to-be with the
-/// window's answer.
-pub(crate) enum Counted {
-    Refused(Lookup),
-    Active {
-        id: KeyId,
-        limit_id: KeyId,
-        name: Arc<str>,
-        scopes: Scopes,
-        quota: Quota,
-        limit: LimitDecision,
-    },
-}
-
-impl KeyStore {
-    /// [`KeyStore::lookup`], and for an active key one request counted in its window, kept in
-    /// its entry (`default` is the quota of keys without their own). A key that shares the
-    /// window of the key it replaced counts in that key's entry (its own when that one is gone).
-    #[inline]
-    pub(crate) fn lookup_counting(
-        &self,
-        digest: &KeyDigest,
-        now: UnixTime,
-        client: Option<IpAddr>,
-        default: Quota,
-    ) -> Counted {
-        let secs = now.as_secs();
-        let id = digest.id();
-        let Some(e) = self.map.get(&id) else {
-            return Counted::Refused(Lookup::Unknown);
-        };
-        if e.digest != *digest {
-            return Counted::Refused(Lookup::Unknown);
-        }
-        if e.revoked_at != NEVER {
-            return Counted::Refused(Lookup::Revoked(id));
-        }
-        if secs >= e.expires_at {
-            return Counted::Refused(Lookup::Expired(id));
-        }
-        let mut limit_id = id;
-        if let Some(x) = &e.extra {
-            if !x.allowed_ips.allows(client) {
-                return Counted::Refused(Lookup::AddressNotAllowed(id));
-            }
-            limit_id = x.shares_limit_with.unwrap_or(id);
-        }
-        if e.last_used_at.load(Ordering::Relaxed) < secs {
-            e.last_used_at.fetch_max(secs, Ordering::Relaxed);
-        }
-        let quota = e.rate_limit.unwrap_or(default);
-        let (name, scopes) = (e.name.clone(), e.scopes);
-        let limit = if limit_id == id {
-            count_in(&e.window, quota, secs)
-        } else {
-            // The other entry may be on this shard: this one's read lock is let go first.
-            drop(e);
-            match self.map.get(&limit_id) {
-                Some(shared) => count_in(&shared.window, quota, secs),
-                None => match self.map.get(&id) {
-                    Some(own) => count_in(&own.window, quota, secs),
-                    None => return Counted::Refused(Lookup::Unknown),
-                },
-            }
-        };
-        Counted::Active {
-            id,
-            limit_id,
-            name,
-            scopes,
-            quota,
-            limit,
-        }
-    }
-
-    /// The state of the window kept in `id`'s entry under `quota` at `now`, without counting;
-    /// a full window when no key has this id.
-    pub(crate) fn peek_window(&self, id: KeyId, quota: Quota, now: UnixTime) -> RateLimit {
-        let secs = now.as_secs();
-        let end = window_end(quota, secs);
-        let (count, reset_at) = match self.map.get(&id) {
-            Some(e) => {
-                let w = e.window.load(Ordering::Relaxed);
-                let (reset_at, count) = ((w >> 32) as u32, w as u32);
-                if reset_at >= end && reset_at - end <= quota.period_secs() {
-                    (count, reset_at)
-                } else {
-                    (0, end)
-                }
-            }
-            None => (0, end),
-        };
-        window_state(quota, count, reset_at)
-    }
-}
-
-/// The end of the window of `quota` holding `now`, saturated to `u32` (a 60-second period, the
-/// spec's, costs no division).
-#[inline]
-fn window_end(quota: Quota, now: u64) -> u32 {
-    let period = u64::from(quota.period_secs());
-    let start = if period == 60 { now / 60 } else { now / period };
-    u32::try_from(start.saturating_add(1).saturating_mul(period)).unwrap_or(u32::MAX)
-}
-
-#[inline]
-fn window_state(quota: Quota, count: u32, reset_at: u32) -> RateLimit {
-    RateLimit {
-        limit: quota.limit(),
-        remaining: quota.limit().saturating_sub(count),
-        reset_at: UnixTime::from_secs(u64::from(reset_at)),
-        period_secs: quota.period_secs(),
-        policy: LimitPolicy::Key,
-    }
-}
-
-/// Counts one request in the window held in `cell` under `quota` at `now`, if it has room, with
-/// the [`RateLimiter`](crate::RateLimiter)'s rules: a new window when the held one is over, or
-/// when it lies more than one window ahead (counted while the clock ran ahead, and the clock
-/// was corrected); a time up to one window behind counts in the held window; a refused request
-/// is not counted.
-#[inline]
-fn count_in(cell: &AtomicU64, quota: Quota, now: u64) -> LimitDecision {
-    let (limit, period) = (quota.limit(), quota.period_secs());
-    let end = window_end(quota, now);
-    let mut current = cell.load(Ordering::Relaxed);
-    loop {
-        let (mut reset_at, mut count) = ((current >> 32) as u32, current as u32);
-        if reset_at < end || reset_at - end > period {
-            (reset_at, count) = (end, 0);
-        }
-        if count >= limit {
-            return LimitDecision::Limited(window_state(quota, limit, reset_at));
-        }
-        let next = (u64::from(reset_at) << 32) | u64::from(count + 1);
-        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return LimitDecision::Allowed(window_state(quota, count + 1, reset_at)),
-            Err(seen) => current = seen,
-        }
-    }
-}
-
 impl Default for KeyStore {
     fn default() -> Self {
         Self::new()
@@ -656,57 +500,6 @@ mod tests {
     use crate::scope::Preset;
 
     const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
-
-    #[test]
-    fn windows_in_entries_survive_merges_and_are_shared_by_replacements() {
-        let store = KeyStore::new();
-        let quota = Quota::per_minute(2);
-        let issued = store
-            .issue(&NewKey::new("ci", Preset::ReadOnly).rate_limit(quota), NOW)
-            .unwrap();
-        let digest = issued.key.digest();
-        let count =
-            |d: &KeyDigest, t: UnixTime| match store.lookup_counting(d, t, None, Quota::SPEC) {
-                Counted::Active { limit, .. } => limit.is_allowed(),
-                Counted::Refused(_) => panic!("the key is active"),
-            };
-        assert!(count(&digest, NOW));
-        // A record merged in (as from the data file or another instance) keeps the window.
-        let later = issued
-            .record
-            .clone()
-            .with_last_used_at(Some(NOW.plus_secs(1)));
-        assert!(store.merge(later).unwrap().is_some());
-        assert!(count(&digest, NOW.plus_secs(1)));
-        assert!(!count(&digest, NOW.plus_secs(2)));
-        store
-            .set_allowed_ips(issued.record.id(), IpAllowlist::default(), NOW.plus_secs(2))
-            .unwrap();
-        assert!(!count(&digest, NOW.plus_secs(3)));
-        assert_eq!(
-            store
-                .peek_window(issued.record.id(), quota, NOW.plus_secs(3))
-                .remaining,
-            0
-        );
-        // The replacement counts in the replaced key's window, full until the next window.
-        let rotation = store
-            .rotate(
-                issued.record.id(),
-                Duration::from_secs(3600),
-                NOW.plus_secs(3),
-            )
-            .unwrap();
-        assert!(!count(&rotation.new.key.digest(), NOW.plus_secs(4)));
-        let next = UnixTime::from_secs((NOW.as_secs() / 60 + 1) * 60);
-        assert!(count(&rotation.new.key.digest(), next));
-        assert!(count(&digest, next));
-        assert!(!count(&rotation.new.key.digest(), next));
-        // A clock one window ahead, then corrected: counting resumes at the corrected time.
-        let ahead = next.plus_secs(600);
-        assert!(count(&digest, ahead));
-        assert!(count(&digest, next.plus_secs(1)));
-    }
 
     #[test]
     fn issue_get_list_revoke_remove() {
