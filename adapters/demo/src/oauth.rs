@@ -1,7 +1,7 @@
 //! The OAuth 2.1 authorization server for MCP clients, beside the key service: registered
 //! clients, the codes of approved authorizations, and PKCE. Its answers are keys: an approved
-//! authorization's code is exchanged for a new `sq_live_` key made by the [`KeyService`]
-//! (crate::service::KeyService), with the scopes and expiry the person chose, so a client
+//! authorization's code is exchanged for a new `sq_live_` key made by the
+//! [`KeyService`](crate::service::KeyService), with the scopes and expiry the person chose, so a client
 //! authorized with OAuth and a static key share scopes, the window, revocation and the activity
 //! list.
 //!

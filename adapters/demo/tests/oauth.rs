@@ -658,6 +658,31 @@ async fn the_consent_page_refuses_what_it_must() {
         assert_eq!(q["state"], "state-123", "{href}");
         assert_eq!(q["iss"], format!("{}/", s.base));
     }
+    // A request without a redirect URI is answered at the client's only one, and the form says
+    // so, so that the exchange may leave it out too; one that names it must name it again.
+    let page = consent_page(
+        &s,
+        &session.0,
+        &authorize_query(&client_id, &[("redirect_uri", "")]),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        page.contains(&format!(
+            "name=\"redirect_uri\" value=\"{}\"",
+            CALLBACK.replace('/', "&#x2f;")
+        )) || page.contains(&format!("name=\"redirect_uri\" value=\"{CALLBACK}\"")),
+        "{page}"
+    );
+    assert!(page.contains("name=\"redirect_uri_given\" value=\"false\""));
+    let page = consent_page(&s, &session.0, &authorize_query(&client_id, &[]))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("redirect_uri_given"));
     // A loopback redirect URI may name another port (RFC 8252 §7.3).
     let res = consent_page(
         &s,

@@ -260,6 +260,46 @@ fn host_of(redirect_uri: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A request found good: its client, the redirect URI to answer at, the issuer and the scopes
+/// asked for.
+struct Checked {
+    client: Client,
+    redirect_uri: String,
+    iss: String,
+    scopes: Scopes,
+}
+
+/// Checks a request as the page and its form both do; else the answer: an error page, with a
+/// link back to the client once the client and redirect URI are known good.
+fn checked(
+    state: &AppState,
+    headers: &HeaderMap,
+    r: &AuthorizeRequest,
+) -> Result<Checked, Box<Response>> {
+    let (client, redirect_uri) = client_of(state, r)?;
+    let Some(base) = base_url(state, headers) else {
+        return Err(Box::new(error_page(
+            "This server does not answer for this address.".to_owned(),
+        )));
+    };
+    let iss = issuer(&base);
+    match check(&base, r) {
+        Ok(scopes) => Ok(Checked {
+            client,
+            redirect_uri,
+            iss,
+            scopes,
+        }),
+        Err((error, description)) => Err(Box::new(invalid(
+            &redirect_uri,
+            r,
+            &iss,
+            error,
+            description,
+        ))),
+    }
+}
+
 /// The consent page's policy: the defaults, and the client's redirect origin allowed as a form
 /// target (approving answers with a redirect to it, which the browser checks against
 /// `form-action`).
@@ -337,17 +377,14 @@ pub(super) async fn consent_page(
         Ok(r) => r,
         Err(e) => return error_page(e),
     };
-    let (client, redirect_uri) = match client_of(&state, &r) {
+    let Checked {
+        client,
+        redirect_uri,
+        scopes,
+        ..
+    } = match checked(&state, &headers, &r) {
         Ok(c) => c,
         Err(res) => return *res,
-    };
-    let Some(base) = base_url(&state, &headers) else {
-        return error_page("This server does not answer for this address.".to_owned());
-    };
-    let iss = issuer(&base);
-    let scopes = match check(&base, &r) {
-        Ok(s) => s,
-        Err((error, description)) => return invalid(&redirect_uri, &r, &iss, error, description),
     };
     // The client's requested scopes are ticked; without any, Read only (the narrowest preset).
     let form = if scopes.is_empty() || scopes == Preset::ReadOnly.scopes() {
@@ -363,7 +400,10 @@ pub(super) async fn consent_page(
     }
     .named(client.name.clone())
     .expiring_in_30_days(&state);
+    // The form carries the redirect URI used, and whether the request named it (the exchange
+    // must then name it again).
     let r = AuthorizeRequest {
+        redirect_uri_given: r.redirect_uri.is_some(),
         redirect_uri: Some(redirect_uri.clone()),
         ..r
     };
@@ -399,17 +439,15 @@ pub(super) async fn consent(
         },
         Err(e) => return error_page(e),
     };
-    let (client, redirect_uri) = match client_of(&state, &r) {
+    let Checked {
+        client,
+        redirect_uri,
+        iss,
+        ..
+    } = match checked(&state, &headers, &r) {
         Ok(c) => c,
         Err(res) => return *res,
     };
-    let Some(base) = base_url(&state, &headers) else {
-        return error_page("This server does not answer for this address.".to_owned());
-    };
-    let iss = issuer(&base);
-    if let Err((error, description)) = check(&base, &r) {
-        return invalid(&redirect_uri, &r, &iss, error, description);
-    }
     if field(&fields, "decision") != Some("approve") {
         tracing::info!(client = ?client.name, redirect = %host_of(&redirect_uri), "OAuth authorization denied in the dashboard");
         return refuse(
