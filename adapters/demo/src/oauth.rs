@@ -126,10 +126,17 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistrationError> {
     }
 }
 
-/// Characters that change the direction of the text around them (a name could hide its end
-/// behind them on the consent page).
+/// Characters a person cannot see or that change the direction of the text around them: a name
+/// could hide its end behind them, or pass for another on the consent page. Format characters
+/// (zero-width spaces and joiners, the soft hyphen, word joiners, the byte-order mark, tags),
+/// line and paragraph separators, variation selectors and the direction controls.
 fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    matches!(c,
+        '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{206f}' | '\u{3164}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}'
+        | '\u{ffa0}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}'
+        | '\u{e0100}'..='\u{e01ef}')
 }
 
 /// Whether the redirect URI of an authorization request is one the client registered: the same
@@ -265,7 +272,7 @@ impl OAuthServer {
         }
         if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
             return Err(RegistrationError::metadata(
-                "client_name must not contain control or text-direction characters",
+                "client_name must not contain control, invisible or text-direction characters",
             ));
         }
         let client = Client {

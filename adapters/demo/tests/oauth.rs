@@ -264,6 +264,15 @@ async fn metadata_names_the_endpoint_and_the_authorization_server() {
     for (host, status) in [
         (format!("LOCALHOST:{port}"), StatusCode::OK),
         ("::1".to_owned(), StatusCode::MISDIRECTED_REQUEST),
+        (
+            "[::1]@evil.example".to_owned(),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        (
+            "[::1]\", error=\"x".to_owned(),
+            StatusCode::MISDIRECTED_REQUEST,
+        ),
+        ("[127.0.0.1]".to_owned(), StatusCode::MISDIRECTED_REQUEST),
     ] {
         let res = client()
             .get(format!("{base}/.well-known/oauth-protected-resource"))
@@ -901,6 +910,11 @@ async fn a_tool_with_its_own_quota_is_refused_past_it() {
     .await;
     let (_, full) = s.create(r#"{"name": "agent", "preset": "full"}"#).await;
     let args = r#"{"server_id":"srv-1001","command":"uptime"}"#;
+    // A 2026-07-28 call without its Mcp-Name header is the transport's error and spends none of
+    // the tool's quota.
+    let res = call_tool(&s, &full, None, "ssh_exec", args).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(header(&res, "x-ratelimit-limit"), Some("60"));
     for remaining in ["1", "0"] {
         let res = call_tool(&s, &full, Some("ssh_exec"), "ssh_exec", args).await;
         assert_eq!(res.status(), StatusCode::OK);
@@ -911,8 +925,20 @@ async fn a_tool_with_its_own_quota_is_refused_past_it() {
             Some((T0 + 60).to_string().as_str())
         );
     }
-    // Also when only the body names the tool.
-    let res = call_tool(&s, &full, None, "ssh_exec", args).await;
+    // Also when only the body names the tool (a client of an earlier revision, which sends no
+    // such headers).
+    let res = client()
+        .post(format!("{}/mcp", s.base))
+        .header("authorization", format!("Bearer {full}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(format!(
+            r#"{{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{{"name":"ssh_exec","arguments":{args}}}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&res, "x-ratelimit-limit"), Some("2"));
     assert_eq!(header(&res, "x-ratelimit-remaining"), Some("0"));
@@ -932,7 +958,7 @@ async fn a_tool_with_its_own_quota_is_refused_past_it() {
     let res = call_tool(&s, &full, Some("list_servers"), "list_servers", "{}").await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(header(&res, "x-ratelimit-limit"), Some("60"));
-    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("56"));
+    assert_eq!(header(&res, "x-ratelimit-remaining"), Some("55"));
     // The next window gives the tool its quota again.
     s.set_time(T0 + 61);
     let res = call_tool(&s, &full, Some("ssh_exec"), "ssh_exec", args).await;

@@ -468,6 +468,11 @@ async fn guard_messages(guard: Arc<MessageGuard>, req: Request, next: Next) -> R
         .get::<AuthenticatedKey>()
         .map(|k| (k.id, k.scopes));
     let key = authenticated.map(|(id, _)| id);
+    let revision_with_headers = req
+        .headers()
+        .get("mcp-protocol-version")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v >= "2026-07-28");
     let named = match header_tool(req.headers()) {
         Ok(named) => named,
         Err(message) => {
@@ -527,7 +532,14 @@ async fn guard_messages(guard: Arc<MessageGuard>, req: Request, next: Next) -> R
                         authenticated.is_some_and(|(_, scopes)| scopes.contains(op.scope))
                     })
                 };
-                if let (Some(tool), Some(key)) = (called.as_deref().filter(|t| allowed(t)), key) {
+                // Under the 2026-07-28 revision a call without its Mcp-Method and Mcp-Name
+                // headers is refused by the transport: it spends nothing either.
+                let refused_by_transport = revision_with_headers && named.is_none();
+                if let (Some(tool), Some(key), false) = (
+                    called.as_deref().filter(|t| allowed(t)),
+                    key,
+                    refused_by_transport,
+                ) {
                     let now = guard.clock.now();
                     match guard.tool_limits.check(tool, key, now) {
                         Some(LimitDecision::Limited(window)) => {

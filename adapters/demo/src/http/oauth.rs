@@ -99,6 +99,10 @@ pub fn base_url(state: &AppState, headers: &HeaderMap) -> Option<String> {
 fn host_name(host: &str) -> Option<&str> {
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         let (name, after) = rest.split_once(']')?;
+        // Only a port may follow the brackets, and only an IPv6 address is in them.
+        if !(after.is_empty() || after.starts_with(':')) || !name.contains(':') {
+            return None;
+        }
         (name, after.strip_prefix(':'))
     } else if host.matches(':').count() > 1 {
         // An IPv6 address in a Host header has brackets (RFC 9110 §7.2).
@@ -453,6 +457,10 @@ mod tests {
         assert_eq!(host_name("127.0.0.1:\"x"), None);
         assert_eq!(host_name("a\"b"), None);
         assert_eq!(host_name("127.0.0.1:"), None);
+        assert_eq!(host_name("[::1]@evil.com"), None);
+        assert_eq!(host_name("[::1]x"), None);
+        assert_eq!(host_name("[127.0.0.1]"), None);
+        assert_eq!(host_name("[::1]\", error=\"x"), None);
     }
 
     #[test]
