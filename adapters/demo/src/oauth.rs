@@ -130,7 +130,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistrationError> {
 /// could hide its end behind them, or pass for another on the consent page. Format characters
 /// (zero-width spaces and joiners, the soft hyphen, word joiners, the byte-order mark, tags),
 /// line and paragraph separators, variation selectors and the direction controls.
-fn is_bidi_control(c: char) -> bool {
+fn is_hidden_or_directional(c: char) -> bool {
     matches!(c,
         '\u{00ad}' | '\u{034f}' | '\u{061c}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}'
         | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
@@ -270,7 +270,10 @@ impl OAuthServer {
                 "client_name has at most {MAX_CLIENT_NAME} characters"
             )));
         }
-        if name.chars().any(|c| c.is_control() || is_bidi_control(c)) {
+        if name
+            .chars()
+            .any(|c| c.is_control() || is_hidden_or_directional(c))
+        {
             return Err(RegistrationError::metadata(
                 "client_name must not contain control, invisible or text-direction characters",
             ));

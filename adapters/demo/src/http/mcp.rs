@@ -241,7 +241,8 @@ struct ToolWindow(RateLimit, UnixTime);
 /// window replaces the key's in the rate-limit headers; and answers, which depend on the key,
 /// are private to caches.
 async fn link_metadata(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let base = crate::http::oauth::base_url(&state, req.headers());
+    // Only the Host is kept: the base URL is worked out for the answers that name it.
+    let host = req.headers().get(axum::http::header::HOST).cloned();
     let mut res = next.run(req).await;
     if let Some(ToolWindow(window, now)) = res.extensions().get::<ToolWindow>().copied() {
         window.insert_headers(now, res.headers_mut());
@@ -255,7 +256,8 @@ async fn link_metadata(State(state): State<AppState>, req: Request, next: Next) 
         .get(WWW_AUTHENTICATE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let (Some(challenge), Some(base)) = (challenge, base) {
+    let base = || crate::http::oauth::base_url_of(&state, host.as_ref());
+    if let Some((challenge, base)) = challenge.and_then(|c| Some((c, base()?))) {
         let url = crate::http::oauth::resource_metadata_url(&base);
         let scope = if res.status() == StatusCode::UNAUTHORIZED {
             ", scope=\"vps:read domains:read\""

@@ -26,7 +26,6 @@ use zeroize::Zeroizing;
 use crate::http::client::{client_ip, Refusals};
 use crate::http::respond;
 use crate::http::state::AppState;
-use crate::oauth::ExchangeError;
 use crate::service::{ChangeError, Source};
 
 /// The consent page, the authorization endpoint (in the dashboard, where the person signs in).
@@ -77,19 +76,26 @@ pub fn routes(state: AppState) -> Router {
 /// is one `/mcp` accepts (so a forged `Host` cannot put another server in the metadata).
 #[must_use]
 pub fn base_url(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    base_url_of(state, headers.get(HOST))
+}
+
+/// [`base_url`] from the request's `Host` value alone, for callers that keep only it.
+#[must_use]
+pub fn base_url_of(state: &AppState, host: Option<&HeaderValue>) -> Option<String> {
     if let Some(url) = &state.dashboard.public_url {
         return Some(url.trim_end_matches('/').to_owned());
     }
-    let host = headers.get(HOST)?.to_str().ok()?.to_ascii_lowercase();
+    let host = host?.to_str().ok()?.to_ascii_lowercase();
     let name = host_name(&host)?;
     state
         .mcp
         .hosts
         .iter()
         .any(|h| {
-            let h = h.to_ascii_lowercase();
             // The configured names may be IPv6 addresses without brackets.
-            h == host || h == name || host_name(&h) == Some(name)
+            h.eq_ignore_ascii_case(&host)
+                || h.eq_ignore_ascii_case(name)
+                || host_name(h).is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
         .then(|| format!("http://{host}"))
 }
@@ -406,11 +412,8 @@ async fn token(
             .exchange(code, client_id, t.redirect_uri.as_deref(), verifier, now)
         {
             Ok(grant) => grant,
-            Err(
-                e @ (ExchangeError::UnknownCode
-                | ExchangeError::OtherClient
-                | ExchangeError::Verifier),
-            ) => return refused(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
+            // Every way a code fails is OAuth's invalid_grant, with its own description.
+            Err(e) => return refused(StatusCode::BAD_REQUEST, "invalid_grant", &e.to_string()),
         };
     let issued = match state.core.keys.create(&grant.key, now, Source::OAuth).await {
         Ok(issued) => issued,
