@@ -11,10 +11,11 @@ use crate::rate_limit::{LimitDecision, RateLimit};
 use crate::request::AuthRequest;
 use crate::response::Realm;
 use crate::scope::Scopes;
-use crate::store::{KeyStore, Lookup};
+use crate::store::{Counted, KeyStore, Lookup};
 use crate::time::UnixTime;
 
-/// Authorizes requests against a [`KeyStore`] and a [`RateLimiter`].
+/// Authorizes requests against a [`KeyStore`], counting each key's window in its entry (or in a
+/// [`RateLimiter`], see [`Authorizer::with_limiter`]).
 ///
 /// # Order of checks
 ///
@@ -54,6 +55,9 @@ use crate::time::UnixTime;
 pub struct Authorizer {
     store: Arc<KeyStore>,
     limiter: RateLimiter,
+    /// Whether keys' windows are counted in their store entries (the default) rather than in
+    /// `limiter` (after [`Authorizer::with_limiter`]).
+    windows_in_store: bool,
     quota: Quota,
     realm: Realm,
     addresses: Option<AddressLimiter>,
@@ -66,6 +70,7 @@ impl Authorizer {
         Self {
             store,
             limiter: RateLimiter::new(),
+            windows_in_store: true,
             quota: Quota::SPEC,
             realm: Realm::default(),
             addresses: Some(AddressLimiter::new(Quota::SPEC)),
@@ -107,10 +112,16 @@ impl Authorizer {
         self
     }
 
-    /// Uses the given limiter (for example one with more stripes).
+    /// Counts keys' windows in the given lock-striped limiter instead of in the store's entries.
+    ///
+    /// By default [`Authorizer::authorize`] counts each key's window in the key's own store
+    /// entry, beside the fields it reads anyway, under the store's shard lock: no other memory
+    /// is touched. A separate limiter keeps windows across a key's removal and re-insertion and
+    /// can be given more stripes; the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
         self.limiter = limiter;
+        self.windows_in_store = false;
         self
     }
 
@@ -120,10 +131,24 @@ impl Authorizer {
         &self.store
     }
 
-    /// The limiter.
+    /// The lock-striped limiter: where [`Authorizer::authorize`] counts after
+    /// [`Authorizer::with_limiter`], and a limiter hosts may count in themselves (see
+    /// [`Authorizer::authenticate`]).
     #[must_use]
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
+    }
+
+    /// The state of the window `record`'s requests count in at `now` (its own, or the one it
+    /// shares with the key it replaced), as [`Authorizer::authorize`] counts it, without counting.
+    #[must_use]
+    pub fn window(&self, record: &crate::KeyRecord, now: UnixTime) -> RateLimit {
+        let quota = record.rate_limit.unwrap_or(self.quota);
+        if self.windows_in_store {
+            self.store.peek_window(record.limit_id(), quota, now)
+        } else {
+            self.limiter.peek(record.limit_id(), quota, now)
+        }
     }
 
     /// The default quota.
@@ -138,6 +163,9 @@ impl Authorizer {
     // stalled on a store-forwarding miss (a third of a forged header's cost).
     #[inline(always)]
     pub fn authorize(&self, request: &AuthRequest<'_>) -> Decision {
+        if self.windows_in_store {
+            return self.authorize_counting_in_store(request);
+        }
         match self.authenticate_inline(request) {
             Ok(key) => {
                 let limit = self.limiter.check(key.limit_id, key.quota, request.now);
@@ -162,6 +190,67 @@ impl Authorizer {
         self.authenticate_inline(request)
     }
 
+    /// [`Authorizer::authorize`] with windows in the store: one lookup finds the key and counts
+    /// the request in its entry.
+    #[inline(always)]
+    fn authorize_counting_in_store(&self, request: &AuthRequest<'_>) -> Decision {
+        let key = match request.authorization {
+            None => return Decision::Denied(self.refuse(DenialReason::MissingHeader, request)),
+            Some(value) => match parse_bearer(value) {
+                Ok(key) => key,
+                Err(e) => {
+                    return Decision::Denied(self.refuse(DenialReason::Malformed(e), request))
+                }
+            },
+        };
+        match self
+            .store
+            .lookup_counting(&key.digest(), request.now, request.client_ip, self.quota)
+        {
+            Counted::Active {
+                id,
+                limit_id,
+                name,
+                scopes,
+                quota,
+                limit,
+            } => self.decide(
+                Authenticated {
+                    key_id: id,
+                    name,
+                    scopes,
+                    quota,
+                    limit_id,
+                },
+                limit,
+                request.required,
+                request.now,
+            ),
+            Counted::Refused(lookup) => {
+                Decision::Denied(self.refuse(refusal_reason(lookup), request))
+            }
+        }
+    }
+
+    /// The refusal of a request without a valid key, with its address's window (counted), or
+    /// the address's 429 past its quota.
+    #[inline(always)]
+    fn refuse(&self, reason: DenialReason, request: &AuthRequest<'_>) -> Denial {
+        let rate_limit = match (&self.addresses, request.client_ip) {
+            // One hash of the address: counted, or refused uncounted past the quota.
+            (Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
+                LimitDecision::Allowed(window) => Some(window),
+                LimitDecision::Limited(window) => return address_limited(window, request.now),
+            },
+            _ => None,
+        };
+        Denial {
+            reason,
+            rate_limit,
+            retry_after: None,
+        }
+    }
+
     /// [`Authorizer::authenticate`], always inlined into [`Authorizer::authorize`]: returned
     /// through memory from a call, its result was read back wider than it was written, which
     /// stalled every refusal on a store-forwarding miss.
@@ -170,23 +259,10 @@ impl Authorizer {
         // The refusal is built once, here, with its window: moved out of a lookup that built it
         // and then widened, it was read back wider than it was written (a store-forwarding
         // stall that cost more than the address's count).
-        let reason = match self.lookup(request) {
-            Ok(key) => return Ok(key),
-            Err(reason) => reason,
-        };
-        let rate_limit = match (&self.addresses, request.client_ip) {
-            // One hash of the address: counted, or refused uncounted past the quota.
-            (Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
-                LimitDecision::Allowed(window) => Some(window),
-                LimitDecision::Limited(window) => return Err(address_limited(window, request.now)),
-            },
-            _ => None,
-        };
-        Err(Denial {
-            reason,
-            rate_limit,
-            retry_after: None,
-        })
+        match self.lookup(request) {
+            Ok(key) => Ok(key),
+            Err(reason) => Err(self.refuse(reason, request)),
+        }
     }
 
     /// Parses, hashes and looks the key up: the key, or why it is refused.
@@ -213,10 +289,7 @@ impl Authorizer {
                 quota: rate_limit.unwrap_or(self.quota),
                 limit_id,
             }),
-            Lookup::Unknown => Err(DenialReason::UnknownKey),
-            Lookup::Revoked(id) => Err(DenialReason::Revoked(id)),
-            Lookup::Expired(id) => Err(DenialReason::Expired(id)),
-            Lookup::AddressNotAllowed(id) => Err(DenialReason::AddressNotAllowed(id)),
+            refused => Err(refusal_reason(refused)),
         }
     }
 
@@ -259,6 +332,17 @@ impl Authorizer {
             scopes: key.scopes,
             rate_limit: rate,
         })
+    }
+}
+
+/// Why a key that is not active is refused.
+#[inline(always)]
+fn refusal_reason(lookup: Lookup) -> DenialReason {
+    match lookup {
+        Lookup::Revoked(id) => DenialReason::Revoked(id),
+        Lookup::Expired(id) => DenialReason::Expired(id),
+        Lookup::AddressNotAllowed(id) => DenialReason::AddressNotAllowed(id),
+        Lookup::Unknown | Lookup::Active { .. } => DenialReason::UnknownKey,
     }
 }
 

@@ -1,11 +1,10 @@
 //! What an authorization decides: a [`Grant`] or a [`Denial`] with its [`DenialReason`], and
 //! the [`Authenticated`] key between the two steps of a decision made with an outside limiter.
 
-use std::sync::Arc;
-
 use crate::bearer::BearerError;
 use crate::digest::KeyId;
 use crate::error::ErrorCode;
+use crate::name::KeyName;
 use crate::quota::Quota;
 use crate::rate_limit::RateLimit;
 use crate::scope::Scopes;
@@ -16,8 +15,8 @@ use crate::scope::Scopes;
 pub struct Authenticated {
     /// The key's id.
     pub key_id: KeyId,
-    /// The key's name, shared with the store (no copy).
-    pub name: Arc<str>,
+    /// The key's name: short names inline, longer ones shared with the store.
+    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's quota: its own, or the authorizer's default.
@@ -69,8 +68,9 @@ impl Decision {
 pub struct Grant {
     /// The key that made the request.
     pub key_id: KeyId,
-    /// The key's name, shared with the store: naming the key costs no lookup and no copy.
-    pub name: Arc<str>,
+    /// The key's name, copied from the key's entry (see [`KeyName`]): naming the key costs no
+    /// second lookup.
+    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

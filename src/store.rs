@@ -3,21 +3,19 @@
 use core::fmt;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-use dashmap::mapref::entry::Entry as MapEntry;
-use dashmap::DashMap;
 
 use crate::address::IpAllowlist;
 use crate::digest::{KeyDigest, KeyId};
-use crate::id_hasher::IdBuildHasher;
 use crate::key::Last4;
+use crate::name::KeyName;
 use crate::new_key::{IssuedKey, NewKey};
 use crate::policy::KeyPolicy;
 use crate::quota::Quota;
+use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
+use crate::table::{Keyed, Table};
 use crate::time::UnixTime;
 
 /// A rotation: the replacement key and the old key's record with its shortened expiry.
@@ -69,18 +67,24 @@ pub enum StoreError {
     NotActive,
 }
 
-/// A stored key, compact: 104 bytes plus its name, and [`Extra`] for the keys that need it.
+/// A stored key, inline in its table slot (at most 128 bytes with the slot's tag), with its
+/// rate-limit window beside the fields the hot path reads, and [`Extra`] for the keys that need
+/// it.
 struct Entry {
     digest: KeyDigest,
-    /// Shared with every grant, so a host can name the key without a second lookup.
-    name: Arc<str>,
-    created_at: u64,
+    /// The key's rate-limit window as [`Authorizer::authorize`](crate::Authorizer::authorize)
+    /// counts it: the end of the window (seconds, saturated to `u32`) in the high half, the
+    /// requests counted in it in the low half; zero before the first.
+    window: AtomicU64,
+    /// Zero until first use.
+    last_used_at: AtomicU64,
     /// `NEVER` when the key has no expiry.
     expires_at: u64,
     /// `NEVER` while the key is not revoked.
     revoked_at: u64,
-    /// Zero until first use.
-    last_used_at: AtomicU64,
+    created_at: u64,
+    /// Copied into every grant: inline up to 23 bytes (see [`KeyName`]).
+    name: KeyName,
     rate_limit: Option<Quota>,
     scopes: Scopes,
     last4: Last4,
@@ -104,11 +108,12 @@ impl Entry {
     fn from_record(r: KeyRecord) -> Self {
         Self {
             digest: r.digest,
-            name: Arc::from(r.name),
-            created_at: r.created_at.as_secs(),
+            window: AtomicU64::new(0),
+            last_used_at: AtomicU64::new(r.last_used_at.map_or(0, UnixTime::as_secs)),
             expires_at: r.expires_at.map_or(NEVER, UnixTime::as_secs),
             revoked_at: r.revoked_at.map_or(NEVER, UnixTime::as_secs),
-            last_used_at: AtomicU64::new(r.last_used_at.map_or(0, UnixTime::as_secs)),
+            created_at: r.created_at.as_secs(),
+            name: KeyName::from(r.name),
             rate_limit: r.rate_limit,
             scopes: r.scopes,
             last4: r.last4,
@@ -129,7 +134,7 @@ impl Entry {
         let last_used = self.last_used_at.load(Ordering::Relaxed);
         let record = KeyRecord::new(
             self.digest,
-            &*self.name,
+            self.name.as_str(),
             self.scopes,
             UnixTime::from_secs(self.created_at),
             self.last4,
@@ -156,17 +161,28 @@ pub(crate) enum Lookup {
     Active {
         id: KeyId,
         limit_id: KeyId,
-        name: Arc<str>,
+        name: KeyName,
         scopes: Scopes,
         rate_limit: Option<Quota>,
     },
 }
 
+impl Keyed for Entry {
+    #[inline(always)]
+    fn id(&self) -> u64 {
+        self.digest.id().as_u64()
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<Option<Entry>>() <= 128);
+
 /// A concurrent in-memory store of key records, indexed by key id.
 ///
 /// Lookups take a shard read lock; issuing, revoking and removing take a shard write lock, so
 /// readers on other shards never wait and every reader sees a change as soon as the call that
-/// made it returns. The table hashes the already-uniform key id with one multiply.
+/// made it returns. Each key is stored inline in its own 128-byte slot of an open-addressed
+/// table indexed by its already-uniform id, with its rate-limit window: authorizing a request
+/// reads that slot and nothing else of the store.
 ///
 /// # Security
 ///
@@ -175,15 +191,11 @@ pub(crate) enum Lookup {
 /// whether a stored digest shares those first 64 bits; learning that requires finding a secret
 /// whose SHA-256 matches 64 bits of a stored digest and tells nothing about the other 192 bits.
 pub struct KeyStore {
-    map: DashMap<KeyId, Box<Entry>, IdBuildHasher>,
+    map: Table<Entry>,
     policy: KeyPolicy,
 }
 
 impl KeyStore {
-    /// Number of shards. Many shards keep readers on different keys from sharing a lock's
-    /// cache line, which each read lock writes.
-    const SHARDS: usize = 128;
-
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
@@ -194,11 +206,7 @@ impl KeyStore {
     #[must_use]
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            map: DashMap::with_capacity_and_hasher_and_shard_amount(
-                capacity,
-                IdBuildHasher::default(),
-                Self::SHARDS,
-            ),
+            map: Table::with_capacity(capacity),
             policy: KeyPolicy::default(),
         }
     }
@@ -250,20 +258,21 @@ impl KeyStore {
         self.policy.check(new.expiry(), now)?;
         loop {
             let issued = new.generate(now)?;
-            if !self.map.contains_key(&issued.record.id()) {
+            let id = issued.record.id().as_u64();
+            if self.map.read(id).get(id).is_none() {
                 return Ok(issued);
             }
         }
     }
 
     fn insert_new(&self, record: &KeyRecord) -> Result<(), InvalidRecord> {
-        match self.map.entry(record.id()) {
-            MapEntry::Occupied(_) => Err(InvalidRecord::IdCollision),
-            MapEntry::Vacant(v) => {
-                v.insert(Box::new(Entry::from_record(record.clone())));
-                Ok(())
-            }
+        let id = record.id().as_u64();
+        let mut shard = self.map.write(id);
+        if shard.get(id).is_some() {
+            return Err(InvalidRecord::IdCollision);
         }
+        shard.insert_new(Entry::from_record(record.clone()));
+        Ok(())
     }
 
     /// Stores a record. If the store already has this key, the two versions are merged with
@@ -289,24 +298,25 @@ impl KeyStore {
     /// As [`KeyStore::insert`].
     pub fn merge(&self, record: KeyRecord) -> Result<Option<KeyRecord>, InvalidRecord> {
         record.validate()?;
-        match self.map.entry(record.id()) {
-            MapEntry::Occupied(mut o) => {
-                if o.get().digest != record.digest {
-                    return Err(InvalidRecord::IdCollision);
-                }
-                let held = o.get().to_record();
-                let merged = held.merged_with(&record);
-                if merged == held {
-                    return Ok(None);
-                }
-                **o.get_mut() = Entry::from_record(merged.clone());
-                Ok(Some(merged))
-            }
-            MapEntry::Vacant(v) => {
-                v.insert(Box::new(Entry::from_record(record.clone())));
-                Ok(Some(record))
-            }
+        let id = record.id().as_u64();
+        let mut shard = self.map.write(id);
+        let Some(e) = shard.get_mut(id) else {
+            shard.insert_new(Entry::from_record(record.clone()));
+            return Ok(Some(record));
+        };
+        if e.digest != record.digest {
+            return Err(InvalidRecord::IdCollision);
         }
+        let held = e.to_record();
+        let merged = held.merged_with(&record);
+        if merged == held {
+            return Ok(None);
+        }
+        // The record says nothing of the window: it is kept.
+        let window = e.window.load(Ordering::Relaxed);
+        *e = Entry::from_record(merged.clone());
+        e.window.store(window, Ordering::Relaxed);
+        Ok(Some(merged))
     }
 
     /// Stores every record (see [`KeyStore::insert`]), returning how many were stored.
@@ -330,7 +340,9 @@ impl KeyStore {
     /// Every record, in no particular order: the form to persist. Never contains a plaintext key.
     #[must_use]
     pub fn export(&self) -> Vec<KeyRecord> {
-        self.map.iter().map(|e| e.value().to_record()).collect()
+        let mut all = Vec::with_capacity(self.len());
+        self.map.for_each(|e| all.push(e.to_record()));
+        all
     }
 
     /// Every record, sorted by creation time then id.
@@ -344,7 +356,8 @@ impl KeyStore {
     /// The record of the key with this id.
     #[must_use]
     pub fn get(&self, id: KeyId) -> Option<KeyRecord> {
-        self.map.get(&id).map(|e| e.to_record())
+        let id = id.as_u64();
+        self.map.read(id).get(id).map(Entry::to_record)
     }
 
     /// Revokes the key: it is refused from the moment this returns. Revoking a revoked key keeps
@@ -354,7 +367,8 @@ impl KeyStore {
     ///
     /// [`StoreError::NotFound`] if no key has this id.
     pub fn revoke(&self, id: KeyId, now: UnixTime) -> Result<KeyRecord, StoreError> {
-        let mut e = self.map.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let mut shard = self.map.write(id.as_u64());
+        let e = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
         if e.revoked_at == NEVER {
             e.revoked_at = now.as_secs();
         }
@@ -373,18 +387,23 @@ impl KeyStore {
         list: IpAllowlist,
         now: UnixTime,
     ) -> Result<KeyRecord, StoreError> {
-        let mut e = self.map.get_mut(&id).ok_or(StoreError::NotFound)?;
+        let mut shard = self.map.write(id.as_u64());
+        let e = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
         let updated = e.to_record().allowlist_changed(list, now);
-        let last_used = e.last_used_at.load(Ordering::Relaxed);
-        let fresh = Entry::from_record(updated.clone());
-        fresh.last_used_at.store(last_used, Ordering::Relaxed);
-        **e = fresh;
+        let (last_used, window) = (
+            e.last_used_at.load(Ordering::Relaxed),
+            e.window.load(Ordering::Relaxed),
+        );
+        *e = Entry::from_record(updated.clone());
+        e.last_used_at.store(last_used, Ordering::Relaxed);
+        e.window.store(window, Ordering::Relaxed);
         Ok(updated)
     }
 
     /// Deletes the key's record.
     pub fn remove(&self, id: KeyId) -> Option<KeyRecord> {
-        self.map.remove(&id).map(|(_, e)| e.to_record())
+        let id = id.as_u64();
+        self.map.write(id).remove(id).map(|e| e.to_record())
     }
 
     /// Issues a replacement for an active key, with the same name, scopes, expiry, rate limit
@@ -408,8 +427,9 @@ impl KeyStore {
         while self.insert_new(&plan.new.record).is_err() {
             plan = Rotation::plan(&template, grace, now)?;
         }
-        match self.map.get_mut(&id) {
-            Some(mut e) => {
+        let mut shard = self.map.write(id.as_u64());
+        match shard.get_mut(id.as_u64()) {
+            Some(e) => {
                 e.expires_at = e
                     .expires_at
                     .min(plan.old.expires_at.map_or(NEVER, UnixTime::as_secs));
@@ -417,6 +437,7 @@ impl KeyStore {
             }
             None => {
                 // Removed by another thread meanwhile: keep the store as that thread left it.
+                drop(shard);
                 self.remove(plan.new.record.id());
                 return Err(StoreError::NotFound);
             }
@@ -433,7 +454,7 @@ impl KeyStore {
     /// Whether the store holds no key.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.len() == 0
     }
 
     /// Finds the key with this digest and reports its state at `now` for a request from
@@ -447,7 +468,8 @@ impl KeyStore {
     ) -> Lookup {
         let now = now.as_secs();
         let id = digest.id();
-        let Some(e) = self.map.get(&id) else {
+        let shard = self.map.read(id.as_u64());
+        let Some(e) = shard.get(id.as_u64()) else {
             return Lookup::Unknown;
         };
         if e.digest != *digest {
@@ -479,6 +501,157 @@ impl KeyStore {
     }
 }
 
+/// What [`KeyStore::lookup_counting`] learns: the key's refusal, or its grant-to-be with the
+/// window's answer.
+pub(crate) enum Counted {
+    Refused(Lookup),
+    Active {
+        id: KeyId,
+        limit_id: KeyId,
+        name: KeyName,
+        scopes: Scopes,
+        quota: Quota,
+        limit: LimitDecision,
+    },
+}
+
+impl KeyStore {
+    /// [`KeyStore::lookup`], and for an active key one request counted in its window, kept in
+    /// its entry (`default` is the quota of keys without their own). A key that shares the
+    /// window of the key it replaced counts in that key's entry (its own when that one is gone).
+    #[inline(always)]
+    pub(crate) fn lookup_counting(
+        &self,
+        digest: &KeyDigest,
+        now: UnixTime,
+        client: Option<IpAddr>,
+        default: Quota,
+    ) -> Counted {
+        let secs = now.as_secs();
+        let id = digest.id();
+        let shard = self.map.read(id.as_u64());
+        let Some(e) = shard.get(id.as_u64()) else {
+            return Counted::Refused(Lookup::Unknown);
+        };
+        if e.digest != *digest {
+            return Counted::Refused(Lookup::Unknown);
+        }
+        if e.revoked_at != NEVER {
+            return Counted::Refused(Lookup::Revoked(id));
+        }
+        if secs >= e.expires_at {
+            return Counted::Refused(Lookup::Expired(id));
+        }
+        let limit_id = match &e.extra {
+            None => id,
+            Some(x) if x.allowed_ips.allows(client) => x.shares_limit_with.unwrap_or(id),
+            Some(_) => return Counted::Refused(Lookup::AddressNotAllowed(id)),
+        };
+        if e.last_used_at.load(Ordering::Relaxed) < secs {
+            e.last_used_at.fetch_max(secs, Ordering::Relaxed);
+        }
+        let quota = e.rate_limit.unwrap_or(default);
+        if limit_id == id {
+            return Counted::Active {
+                id,
+                limit_id,
+                name: e.name.clone(),
+                scopes: e.scopes,
+                quota,
+                limit: count_in(&e.window, quota, secs),
+            };
+        }
+        let (name, scopes) = (e.name.clone(), e.scopes);
+        let limit = {
+            // The other entry may be on this shard: this one's lock is let go first.
+            drop(shard);
+            let other = self.map.read(limit_id.as_u64());
+            match other.get(limit_id.as_u64()) {
+                Some(shared) => count_in(&shared.window, quota, secs),
+                None => {
+                    drop(other);
+                    match self.map.read(id.as_u64()).get(id.as_u64()) {
+                        Some(own) => count_in(&own.window, quota, secs),
+                        None => return Counted::Refused(Lookup::Unknown),
+                    }
+                }
+            }
+        };
+        Counted::Active {
+            id,
+            limit_id,
+            name,
+            scopes,
+            quota,
+            limit,
+        }
+    }
+
+    /// The state of the window kept in `id`'s entry under `quota` at `now`, without counting;
+    /// an empty window when no key has this id.
+    pub(crate) fn peek_window(&self, id: KeyId, quota: Quota, now: UnixTime) -> RateLimit {
+        let secs = now.as_secs();
+        let end = window_end(quota, secs);
+        let held = self
+            .map
+            .read(id.as_u64())
+            .get(id.as_u64())
+            .map_or(0, |e| e.window.load(Ordering::Relaxed));
+        let (reset_at, count) = ((held >> 32) as u32, held as u32);
+        if reset_at >= end && reset_at - end <= quota.period_secs() {
+            window_state(quota, count, reset_at)
+        } else {
+            window_state(quota, 0, end)
+        }
+    }
+}
+
+/// The end of the window of `quota` holding `now`, saturated to `u32` (a 60-second period, the
+/// spec's, divides by a constant).
+#[inline(always)]
+fn window_end(quota: Quota, now: u64) -> u32 {
+    let period = u64::from(quota.period_secs());
+    let start = if period == 60 { now / 60 } else { now / period };
+    u32::try_from(start.saturating_add(1).saturating_mul(period)).unwrap_or(u32::MAX)
+}
+
+#[inline(always)]
+fn window_state(quota: Quota, count: u32, reset_at: u32) -> RateLimit {
+    RateLimit {
+        limit: quota.limit(),
+        remaining: quota.limit().saturating_sub(count),
+        reset_at: UnixTime::from_secs(u64::from(reset_at)),
+        period_secs: quota.period_secs(),
+        policy: LimitPolicy::Key,
+    }
+}
+
+/// Counts one request in the window held in `cell` under `quota` at `now`, if it has room, with
+/// the [`RateLimiter`](crate::RateLimiter)'s rules: a new window when the held one is over, or
+/// when it lies more than one window ahead (counted while the clock ran ahead, and the clock
+/// was corrected); a time up to one window behind counts in the held window; a refused request
+/// is not counted.
+#[inline(always)]
+fn count_in(cell: &AtomicU64, quota: Quota, now: u64) -> LimitDecision {
+    let (limit, period) = (quota.limit(), quota.period_secs());
+    let end = window_end(quota, now);
+    let mut current = cell.load(Ordering::Relaxed);
+    loop {
+        let (mut reset_at, mut count) = ((current >> 32) as u32, current as u32);
+        if reset_at < end || reset_at - end > period {
+            (reset_at, count) = (end, 0);
+        }
+        if count >= limit {
+            return LimitDecision::Limited(window_state(quota, limit, reset_at));
+        }
+        let next = (u64::from(reset_at) << 32) | u64::from(count + 1);
+        match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return LimitDecision::Allowed(window_state(quota, count + 1, reset_at)),
+            Err(seen) => current = seen,
+        }
+    }
+}
+
 impl Default for KeyStore {
     fn default() -> Self {
         Self::new()
@@ -488,7 +661,7 @@ impl Default for KeyStore {
 impl fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyStore")
-            .field("keys", &self.map.len())
+            .field("keys", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -500,6 +673,57 @@ mod tests {
     use crate::scope::Preset;
 
     const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
+
+    #[test]
+    fn windows_in_entries_survive_merges_and_are_shared_by_replacements() {
+        let store = KeyStore::new();
+        let quota = Quota::per_minute(2);
+        let issued = store
+            .issue(&NewKey::new("ci", Preset::ReadOnly).rate_limit(quota), NOW)
+            .unwrap();
+        let digest = issued.key.digest();
+        let count =
+            |d: &KeyDigest, t: UnixTime| match store.lookup_counting(d, t, None, Quota::SPEC) {
+                Counted::Active { limit, .. } => limit.is_allowed(),
+                Counted::Refused(_) => panic!("the key is active"),
+            };
+        assert!(count(&digest, NOW));
+        // A record merged in (as from the data file or another instance) keeps the window.
+        let later = issued
+            .record
+            .clone()
+            .with_last_used_at(Some(NOW.plus_secs(1)));
+        assert!(store.merge(later).unwrap().is_some());
+        assert!(count(&digest, NOW.plus_secs(1)));
+        assert!(!count(&digest, NOW.plus_secs(2)));
+        store
+            .set_allowed_ips(issued.record.id(), IpAllowlist::default(), NOW.plus_secs(2))
+            .unwrap();
+        assert!(!count(&digest, NOW.plus_secs(3)));
+        assert_eq!(
+            store
+                .peek_window(issued.record.id(), quota, NOW.plus_secs(3))
+                .remaining,
+            0
+        );
+        // The replacement counts in the replaced key's window, full until the next window.
+        let rotation = store
+            .rotate(
+                issued.record.id(),
+                Duration::from_secs(3600),
+                NOW.plus_secs(3),
+            )
+            .unwrap();
+        assert!(!count(&rotation.new.key.digest(), NOW.plus_secs(4)));
+        let next = UnixTime::from_secs((NOW.as_secs() / 60 + 1) * 60);
+        assert!(count(&rotation.new.key.digest(), next));
+        assert!(count(&digest, next));
+        assert!(!count(&rotation.new.key.digest(), next));
+        // A clock one window ahead, then corrected: counting resumes at the corrected time.
+        let ahead = next.plus_secs(600);
+        assert!(count(&digest, ahead));
+        assert!(count(&digest, next.plus_secs(1)));
+    }
 
     #[test]
     fn issue_get_list_revoke_remove() {

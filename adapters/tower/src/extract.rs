@@ -1,8 +1,6 @@
 //! The authenticated key, as seen by handlers.
 
-use std::sync::Arc;
-
-use sitequest_auth::{KeyId, RateLimit, Scopes};
+use sitequest_auth::{KeyId, KeyName, RateLimit, Scopes};
 
 /// The key that made a granted request: in the request's extensions, and an axum extractor.
 ///
@@ -12,8 +10,8 @@ use sitequest_auth::{KeyId, RateLimit, Scopes};
 pub struct AuthenticatedKey {
     /// The key's public id.
     pub id: KeyId,
-    /// The key's name, shared with the key store (no copy per request).
-    pub name: Arc<str>,
+    /// The key's name (inline up to 23 bytes, longer names shared with the key store).
+    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

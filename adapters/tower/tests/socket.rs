@@ -330,8 +330,13 @@ async fn outside_limiter_decides_and_its_outage_is_a_503() {
     let res = get("/read", Some(bearer.clone())).await.unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(header(&res, "retry-after"), Some("50"));
-    // The authorizer's own limiter is not used.
+    // The authorizer's own windows are not used.
     assert!(auth.limiter().is_empty());
+    let record = auth.store().list().pop().unwrap();
+    assert_eq!(
+        auth.window(&record, T0).remaining,
+        record.rate_limit.unwrap_or(auth.quota()).limit()
+    );
     // Unknown keys are refused before the outside limiter is asked.
     let res = get("/read", None).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);

@@ -339,7 +339,7 @@ impl Rotations {
 pub(super) fn window_text(state: &AppState, r: &KeyRecord, now: UnixTime) -> String {
     let quota = r.rate_limit.unwrap_or(state.core.auth.quota());
     if state.core.limiter.is_none() {
-        let w = state.core.auth.limiter().peek(r.limit_id(), quota, now);
+        let w = state.core.auth.window(r, now);
         format!("{} / {}", w.limit - w.remaining, w.limit)
     } else {
         // Counted in Redis: what this instance served this minute.
