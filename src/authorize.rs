@@ -210,14 +210,12 @@ impl Authorizer {
             Counted::Active {
                 id,
                 limit_id,
-                name,
                 scopes,
                 quota,
                 limit,
             } => self.decide(
                 Authenticated {
                     key_id: id,
-                    name,
                     scopes,
                     quota,
                     limit_id,
@@ -279,12 +277,10 @@ impl Authorizer {
             Lookup::Active {
                 id,
                 limit_id,
-                name,
                 scopes,
                 rate_limit,
             } => Ok(Authenticated {
                 key_id: id,
-                name,
                 scopes,
                 quota: rate_limit.unwrap_or(self.quota),
                 limit_id,
@@ -295,8 +291,7 @@ impl Authorizer {
 
     /// Steps 4 to 6 of [the order of checks](Authorizer#order-of-checks), given the limiter's
     /// answer for this request: a 429 if it was limited, then a 403 if the key lacks a required
-    /// scope, else a grant, which takes the key's name from `key` (no reference count is
-    /// touched).
+    /// scope, else a grant.
     #[inline]
     pub fn decide(
         &self,
@@ -328,7 +323,6 @@ impl Authorizer {
         }
         Decision::Granted(Grant {
             key_id: key.key_id,
-            name: key.name,
             scopes: key.scopes,
             rate_limit: rate,
         })

@@ -4,7 +4,6 @@
 use crate::bearer::BearerError;
 use crate::digest::KeyId;
 use crate::error::ErrorCode;
-use crate::name::KeyName;
 use crate::quota::Quota;
 use crate::rate_limit::RateLimit;
 use crate::scope::Scopes;
@@ -15,8 +14,6 @@ use crate::scope::Scopes;
 pub struct Authenticated {
     /// The key's id.
     pub key_id: KeyId,
-    /// The key's name: short names inline, longer ones shared with the store.
-    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's quota: its own, or the authorizer's default.
@@ -68,9 +65,6 @@ impl Decision {
 pub struct Grant {
     /// The key that made the request.
     pub key_id: KeyId,
-    /// The key's name, copied from the key's entry (see [`KeyName`]): naming the key costs no
-    /// second lookup.
-    pub name: KeyName,
     /// All the scopes the key holds.
     pub scopes: Scopes,
     /// The key's window after counting this request.

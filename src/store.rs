@@ -2,7 +2,7 @@
 
 use core::fmt;
 use core::net::IpAddr;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::address::IpAllowlist;
@@ -15,7 +15,7 @@ use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
-use crate::table::{Keyed, Table};
+use crate::table::{self, Table};
 use crate::time::UnixTime;
 
 /// A rotation: the replacement key and the old key's record with its shortened expiry.
@@ -67,26 +67,67 @@ pub enum StoreError {
     NotActive,
 }
 
-/// A stored key, inline in its table slot (at most 128 bytes with the slot's tag), with its
-/// rate-limit window beside the fields the hot path reads, and [`Extra`] for the keys that need
-/// it.
-struct Entry {
+/// What a request reads of a stored key, with its rate-limit window: one cache line.
+#[repr(C, align(64))]
+struct Hot {
     digest: KeyDigest,
     /// The key's rate-limit window as [`Authorizer::authorize`](crate::Authorizer::authorize)
     /// counts it: the end of the window (seconds, saturated to `u32`) in the high half, the
     /// requests counted in it in the low half; zero before the first.
     window: AtomicU64,
-    /// Zero until first use.
-    last_used_at: AtomicU64,
     /// `NEVER` when the key has no expiry.
     expires_at: u64,
+    rate_limit: Option<Quota>,
+    /// The second of the last use, saturated to `u32` (zero before the first): a request
+    /// writes the exact time in the cold part only when this second has passed.
+    used_at: AtomicU32,
+    scopes: Scopes,
+    /// [`USED`], [`REVOKED`], [`EXTRA`].
+    flags: u8,
+}
+
+/// The slot holds a key.
+const USED: u8 = 1;
+/// The key is revoked.
+const REVOKED: u8 = 2;
+/// The key has an allowlist or shares a window: see [`Extra`].
+const EXTRA: u8 = 4;
+
+const _: () = assert!(core::mem::size_of::<Hot>() == 64);
+
+impl table::Hot for Hot {
+    fn vacant() -> Self {
+        Self {
+            digest: KeyDigest::from_bytes([0; 32]),
+            window: AtomicU64::new(0),
+            expires_at: 0,
+            rate_limit: None,
+            used_at: AtomicU32::new(0),
+            scopes: Scopes::empty(),
+            flags: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn is_used(&self) -> bool {
+        self.flags & USED != 0
+    }
+
+    #[inline(always)]
+    fn id(&self) -> u64 {
+        self.digest.id().as_u64()
+    }
+}
+
+/// The rest of a stored key, read to name it, list it or export it, and by requests of keys
+/// with an [`Extra`].
+struct Cold {
+    name: KeyName,
+    created_at: u64,
     /// `NEVER` while the key is not revoked.
     revoked_at: u64,
-    created_at: u64,
-    /// Copied into every grant: inline up to 23 bytes (see [`KeyName`]).
-    name: KeyName,
-    rate_limit: Option<Quota>,
-    scopes: Scopes,
+    /// Zero until first use.
+    last_used_at: AtomicU64,
     last4: Last4,
     /// What few keys have: an allowlist, a window shared with a rotated key.
     extra: Option<Box<Extra>>,
@@ -104,52 +145,78 @@ fn opt(t: u64) -> Option<UnixTime> {
     (t != NEVER).then_some(UnixTime::from_secs(t))
 }
 
-impl Entry {
-    fn from_record(r: KeyRecord) -> Self {
-        Self {
-            digest: r.digest,
-            window: AtomicU64::new(0),
-            last_used_at: AtomicU64::new(r.last_used_at.map_or(0, UnixTime::as_secs)),
-            expires_at: r.expires_at.map_or(NEVER, UnixTime::as_secs),
-            revoked_at: r.revoked_at.map_or(NEVER, UnixTime::as_secs),
-            created_at: r.created_at.as_secs(),
-            name: KeyName::from(r.name),
-            rate_limit: r.rate_limit,
-            scopes: r.scopes,
-            last4: r.last4,
-            extra: (!r.allowed_ips.is_empty()
-                || r.allowed_ips_changed_at.is_some()
-                || r.shares_limit_with.is_some())
-            .then(|| {
-                Box::new(Extra {
-                    allowed_ips: r.allowed_ips,
-                    allowed_ips_changed_at: r.allowed_ips_changed_at,
-                    shares_limit_with: r.shares_limit_with,
-                })
-            }),
-        }
-    }
+/// Seconds saturated to `u32`.
+#[inline(always)]
+fn secs32(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
 
-    fn to_record(&self) -> KeyRecord {
-        let last_used = self.last_used_at.load(Ordering::Relaxed);
-        let record = KeyRecord::new(
-            self.digest,
-            self.name.as_str(),
-            self.scopes,
-            UnixTime::from_secs(self.created_at),
-            self.last4,
-        )
-        .with_expires_at(opt(self.expires_at))
-        .with_revoked_at(opt(self.revoked_at))
-        .with_rate_limit(self.rate_limit)
-        .with_last_used_at((last_used != 0).then_some(UnixTime::from_secs(last_used)));
-        match &self.extra {
-            None => record,
-            Some(x) => record
-                .with_allowed_ips(x.allowed_ips.clone(), x.allowed_ips_changed_at)
-                .with_shared_limit(x.shares_limit_with),
-        }
+/// A stored key's two parts, made from its record.
+fn entry(r: KeyRecord) -> (Hot, Cold) {
+    let last_used = r.last_used_at.map_or(0, UnixTime::as_secs);
+    let extra = (!r.allowed_ips.is_empty()
+        || r.allowed_ips_changed_at.is_some()
+        || r.shares_limit_with.is_some())
+    .then(|| {
+        Box::new(Extra {
+            allowed_ips: r.allowed_ips,
+            allowed_ips_changed_at: r.allowed_ips_changed_at,
+            shares_limit_with: r.shares_limit_with,
+        })
+    });
+    let flags = USED
+        | if r.revoked_at.is_some() { REVOKED } else { 0 }
+        | if extra.is_some() { EXTRA } else { 0 };
+    let hot = Hot {
+        digest: r.digest,
+        window: AtomicU64::new(0),
+        expires_at: r.expires_at.map_or(NEVER, UnixTime::as_secs),
+        rate_limit: r.rate_limit,
+        used_at: AtomicU32::new(secs32(last_used)),
+        scopes: r.scopes,
+        flags,
+    };
+    let cold = Cold {
+        name: KeyName::from(r.name),
+        created_at: r.created_at.as_secs(),
+        revoked_at: r.revoked_at.map_or(NEVER, UnixTime::as_secs),
+        last_used_at: AtomicU64::new(last_used),
+        last4: r.last4,
+        extra,
+    };
+    (hot, cold)
+}
+
+/// The record of a stored key.
+fn record(hot: &Hot, cold: &Cold) -> KeyRecord {
+    let last_used = cold.last_used_at.load(Ordering::Relaxed);
+    let record = KeyRecord::new(
+        hot.digest,
+        cold.name.as_str(),
+        hot.scopes,
+        UnixTime::from_secs(cold.created_at),
+        cold.last4,
+    )
+    .with_expires_at(opt(hot.expires_at))
+    .with_revoked_at(opt(cold.revoked_at))
+    .with_rate_limit(hot.rate_limit)
+    .with_last_used_at((last_used != 0).then_some(UnixTime::from_secs(last_used)));
+    match &cold.extra {
+        None => record,
+        Some(x) => record
+            .with_allowed_ips(x.allowed_ips.clone(), x.allowed_ips_changed_at)
+            .with_shared_limit(x.shares_limit_with),
     }
+}
+
+/// Replaces a stored key's parts with those of `r`, keeping its window (a record says nothing
+/// of it).
+fn replace(slot: (&mut Hot, &mut Cold), r: KeyRecord) {
+    let window = slot.0.window.load(Ordering::Relaxed);
+    let (hot, cold) = entry(r);
+    hot.window.store(window, Ordering::Relaxed);
+    *slot.0 = hot;
+    *slot.1 = cold;
 }
 
 /// What the hot path learns about a presented digest.
@@ -161,28 +228,20 @@ pub(crate) enum Lookup {
     Active {
         id: KeyId,
         limit_id: KeyId,
-        name: KeyName,
         scopes: Scopes,
         rate_limit: Option<Quota>,
     },
 }
 
-impl Keyed for Entry {
-    #[inline(always)]
-    fn id(&self) -> u64 {
-        self.digest.id().as_u64()
-    }
-}
-
-const _: () = assert!(core::mem::size_of::<Option<Entry>>() <= 128);
 
 /// A concurrent in-memory store of key records, indexed by key id.
 ///
 /// Lookups take a shard read lock; issuing, revoking and removing take a shard write lock, so
 /// readers on other shards never wait and every reader sees a change as soon as the call that
-/// made it returns. Each key is stored inline in its own 128-byte slot of an open-addressed
-/// table indexed by its already-uniform id, with its rate-limit window: authorizing a request
-/// reads that slot and nothing else of the store.
+/// made it returns. What a request reads of a key, with its rate-limit window, is one 64-byte
+/// slot of an open-addressed table indexed by the key's already-uniform id: authorizing a
+/// request of a key without an allowlist reads that line and nothing else of the store. The
+/// key's name and the rest of its record are kept beside it, read to name, list or export it.
 ///
 /// # Security
 ///
@@ -191,7 +250,7 @@ const _: () = assert!(core::mem::size_of::<Option<Entry>>() <= 128);
 /// whether a stored digest shares those first 64 bits; learning that requires finding a secret
 /// whose SHA-256 matches 64 bits of a stored digest and tells nothing about the other 192 bits.
 pub struct KeyStore {
-    map: Table<Entry>,
+    map: Table<Hot, Cold>,
     policy: KeyPolicy,
 }
 
@@ -259,7 +318,7 @@ impl KeyStore {
         loop {
             let issued = new.generate(now)?;
             let id = issued.record.id().as_u64();
-            if self.map.read(id).get(id).is_none() {
+            if self.map.read(id).find(id).is_none() {
                 return Ok(issued);
             }
         }
@@ -268,10 +327,11 @@ impl KeyStore {
     fn insert_new(&self, record: &KeyRecord) -> Result<(), InvalidRecord> {
         let id = record.id().as_u64();
         let mut shard = self.map.write(id);
-        if shard.get(id).is_some() {
+        if shard.find(id).is_some() {
             return Err(InvalidRecord::IdCollision);
         }
-        shard.insert_new(Entry::from_record(record.clone()));
+        let (hot, cold) = entry(record.clone());
+        shard.insert_new(hot, cold);
         Ok(())
     }
 
@@ -300,22 +360,20 @@ impl KeyStore {
         record.validate()?;
         let id = record.id().as_u64();
         let mut shard = self.map.write(id);
-        let Some(e) = shard.get_mut(id) else {
-            shard.insert_new(Entry::from_record(record.clone()));
+        let Some((hot, cold)) = shard.get_mut(id) else {
+            let (hot, cold) = entry(record.clone());
+            shard.insert_new(hot, cold);
             return Ok(Some(record));
         };
-        if e.digest != record.digest {
+        if hot.digest != record.digest {
             return Err(InvalidRecord::IdCollision);
         }
-        let held = e.to_record();
+        let held = self::record(hot, cold);
         let merged = held.merged_with(&record);
         if merged == held {
             return Ok(None);
         }
-        // The record says nothing of the window: it is kept.
-        let window = e.window.load(Ordering::Relaxed);
-        *e = Entry::from_record(merged.clone());
-        e.window.store(window, Ordering::Relaxed);
+        replace((hot, cold), merged.clone());
         Ok(Some(merged))
     }
 
@@ -341,7 +399,7 @@ impl KeyStore {
     #[must_use]
     pub fn export(&self) -> Vec<KeyRecord> {
         let mut all = Vec::with_capacity(self.len());
-        self.map.for_each(|e| all.push(e.to_record()));
+        self.map.for_each(|hot, cold| all.push(record(hot, cold)));
         all
     }
 
@@ -357,7 +415,15 @@ impl KeyStore {
     #[must_use]
     pub fn get(&self, id: KeyId) -> Option<KeyRecord> {
         let id = id.as_u64();
-        self.map.read(id).get(id).map(Entry::to_record)
+        self.map.read(id).get(id).map(|(hot, cold)| record(hot, cold))
+    }
+
+    /// The name of the key with this id (a [`Grant`](crate::Grant) does not carry it: see
+    /// [`KeyName`]).
+    #[must_use]
+    pub fn name(&self, id: KeyId) -> Option<KeyName> {
+        let id = id.as_u64();
+        self.map.read(id).get(id).map(|(_, cold)| cold.name.clone())
     }
 
     /// Revokes the key: it is refused from the moment this returns. Revoking a revoked key keeps
@@ -368,11 +434,12 @@ impl KeyStore {
     /// [`StoreError::NotFound`] if no key has this id.
     pub fn revoke(&self, id: KeyId, now: UnixTime) -> Result<KeyRecord, StoreError> {
         let mut shard = self.map.write(id.as_u64());
-        let e = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
-        if e.revoked_at == NEVER {
-            e.revoked_at = now.as_secs();
+        let (hot, cold) = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
+        if cold.revoked_at == NEVER {
+            cold.revoked_at = now.as_secs();
+            hot.flags |= REVOKED;
         }
-        Ok(e.to_record())
+        Ok(record(hot, cold))
     }
 
     /// Limits the key to client addresses in `list` (empty: any address) from the moment this
@@ -388,22 +455,19 @@ impl KeyStore {
         now: UnixTime,
     ) -> Result<KeyRecord, StoreError> {
         let mut shard = self.map.write(id.as_u64());
-        let e = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
-        let updated = e.to_record().allowlist_changed(list, now);
-        let (last_used, window) = (
-            e.last_used_at.load(Ordering::Relaxed),
-            e.window.load(Ordering::Relaxed),
-        );
-        *e = Entry::from_record(updated.clone());
-        e.last_used_at.store(last_used, Ordering::Relaxed);
-        e.window.store(window, Ordering::Relaxed);
+        let (hot, cold) = shard.get_mut(id.as_u64()).ok_or(StoreError::NotFound)?;
+        let updated = record(hot, cold).allowlist_changed(list, now);
+        replace((hot, cold), updated.clone());
         Ok(updated)
     }
 
     /// Deletes the key's record.
     pub fn remove(&self, id: KeyId) -> Option<KeyRecord> {
         let id = id.as_u64();
-        self.map.write(id).remove(id).map(|e| e.to_record())
+        self.map
+            .write(id)
+            .remove(id)
+            .map(|(hot, cold)| record(&hot, &cold))
     }
 
     /// Issues a replacement for an active key, with the same name, scopes, expiry, rate limit
@@ -429,11 +493,11 @@ impl KeyStore {
         }
         let mut shard = self.map.write(id.as_u64());
         match shard.get_mut(id.as_u64()) {
-            Some(e) => {
-                e.expires_at = e
+            Some((hot, cold)) => {
+                hot.expires_at = hot
                     .expires_at
                     .min(plan.old.expires_at.map_or(NEVER, UnixTime::as_secs));
-                plan.old = e.to_record();
+                plan.old = record(hot, cold);
             }
             None => {
                 // Removed by another thread meanwhile: keep the store as that thread left it.
@@ -466,39 +530,66 @@ impl KeyStore {
         now: UnixTime,
         client: Option<IpAddr>,
     ) -> Lookup {
-        let now = now.as_secs();
+        let secs = now.as_secs();
         let id = digest.id();
         let shard = self.map.read(id.as_u64());
-        let Some(e) = shard.get(id.as_u64()) else {
+        let Some(i) = shard.find(id.as_u64()) else {
             return Lookup::Unknown;
         };
-        if e.digest != *digest {
-            return Lookup::Unknown;
-        }
-        if e.revoked_at != NEVER {
-            return Lookup::Revoked(id);
-        }
-        if now >= e.expires_at {
-            return Lookup::Expired(id);
-        }
-        let mut limit_id = id;
-        if let Some(x) = &e.extra {
-            if !x.allowed_ips.allows(client) {
-                return Lookup::AddressNotAllowed(id);
-            }
-            limit_id = x.shares_limit_with.unwrap_or(id);
-        }
-        if e.last_used_at.load(Ordering::Relaxed) < now {
-            e.last_used_at.fetch_max(now, Ordering::Relaxed);
-        }
+        let hot = shard.hot(i);
+        let limit_id = match check(hot, &shard, i, digest, secs, client) {
+            Ok(limit_id) => limit_id,
+            Err(refused) => return refused,
+        };
         Lookup::Active {
             id,
             limit_id,
-            name: e.name.clone(),
-            scopes: e.scopes,
-            rate_limit: e.rate_limit,
+            scopes: hot.scopes,
+            rate_limit: hot.rate_limit,
         }
     }
+}
+
+/// The checks of a lookup that found `hot` in slot `i` of `shard`: the whole digest, revoked,
+/// expired, the allowlist; then the use recorded. The id whose window the key counts in, or
+/// the refusal.
+#[inline(always)]
+fn check(
+    hot: &Hot,
+    shard: &table::Slots<Hot, Cold>,
+    i: usize,
+    digest: &KeyDigest,
+    secs: u64,
+    client: Option<IpAddr>,
+) -> Result<KeyId, Lookup> {
+    let id = digest.id();
+    if hot.digest != *digest {
+        return Err(Lookup::Unknown);
+    }
+    if hot.flags & REVOKED != 0 {
+        return Err(Lookup::Revoked(id));
+    }
+    if secs >= hot.expires_at {
+        return Err(Lookup::Expired(id));
+    }
+    let mut limit_id = id;
+    if hot.flags & EXTRA != 0 {
+        if let Some(x) = shard.cold(i).and_then(|c| c.extra.as_deref()) {
+            if !x.allowed_ips.allows(client) {
+                return Err(Lookup::AddressNotAllowed(id));
+            }
+            limit_id = x.shares_limit_with.unwrap_or(id);
+        }
+    }
+    // The exact time is written once a second at most; `u32::MAX` is every time from 2106.
+    let now32 = secs32(secs);
+    if hot.used_at.load(Ordering::Relaxed) < now32 || now32 == u32::MAX {
+        hot.used_at.fetch_max(now32, Ordering::Relaxed);
+        if let Some(cold) = shard.cold(i) {
+            cold.last_used_at.fetch_max(secs, Ordering::Relaxed);
+        }
+    }
+    Ok(limit_id)
 }
 
 /// What [`KeyStore::lookup_counting`] learns: the key's refusal, or its grant-to-be with the
@@ -508,7 +599,6 @@ pub(crate) enum Counted {
     Active {
         id: KeyId,
         limit_id: KeyId,
-        name: KeyName,
         scopes: Scopes,
         quota: Quota,
         limit: LimitDecision,
@@ -530,57 +620,38 @@ impl KeyStore {
         let secs = now.as_secs();
         let id = digest.id();
         let shard = self.map.read(id.as_u64());
-        let Some(e) = shard.get(id.as_u64()) else {
+        let Some(i) = shard.find(id.as_u64()) else {
             return Counted::Refused(Lookup::Unknown);
         };
-        if e.digest != *digest {
-            return Counted::Refused(Lookup::Unknown);
-        }
-        if e.revoked_at != NEVER {
-            return Counted::Refused(Lookup::Revoked(id));
-        }
-        if secs >= e.expires_at {
-            return Counted::Refused(Lookup::Expired(id));
-        }
-        let limit_id = match &e.extra {
-            None => id,
-            Some(x) if x.allowed_ips.allows(client) => x.shares_limit_with.unwrap_or(id),
-            Some(_) => return Counted::Refused(Lookup::AddressNotAllowed(id)),
+        let hot = shard.hot(i);
+        let limit_id = match check(hot, &shard, i, digest, secs, client) {
+            Ok(limit_id) => limit_id,
+            Err(refused) => return Counted::Refused(refused),
         };
-        if e.last_used_at.load(Ordering::Relaxed) < secs {
-            e.last_used_at.fetch_max(secs, Ordering::Relaxed);
-        }
-        let quota = e.rate_limit.unwrap_or(default);
+        let (scopes, quota) = (hot.scopes, hot.rate_limit.unwrap_or(default));
         if limit_id == id {
             return Counted::Active {
                 id,
                 limit_id,
-                name: e.name.clone(),
-                scopes: e.scopes,
+                scopes,
                 quota,
-                limit: count_in(&e.window, quota, secs),
+                limit: count_in(&hot.window, quota, secs),
             };
         }
-        let (name, scopes) = (e.name.clone(), e.scopes);
-        let limit = {
-            // The other entry may be on this shard: this one's lock is let go first.
-            drop(shard);
-            let other = self.map.read(limit_id.as_u64());
-            match other.get(limit_id.as_u64()) {
-                Some(shared) => count_in(&shared.window, quota, secs),
-                None => {
-                    drop(other);
-                    match self.map.read(id.as_u64()).get(id.as_u64()) {
-                        Some(own) => count_in(&own.window, quota, secs),
-                        None => return Counted::Refused(Lookup::Unknown),
-                    }
-                }
-            }
+        // The other entry may be on this shard: this one's lock is let go first.
+        drop(shard);
+        let counted_in = |key: KeyId| {
+            let shard = self.map.read(key.as_u64());
+            let i = shard.find(key.as_u64())?;
+            Some(count_in(&shard.hot(i).window, quota, secs))
+        };
+        // The replaced key's window, or the key's own once that key is gone.
+        let Some(limit) = counted_in(limit_id).or_else(|| counted_in(id)) else {
+            return Counted::Refused(Lookup::Unknown);
         };
         Counted::Active {
             id,
             limit_id,
-            name,
             scopes,
             quota,
             limit,
@@ -592,11 +663,10 @@ impl KeyStore {
     pub(crate) fn peek_window(&self, id: KeyId, quota: Quota, now: UnixTime) -> RateLimit {
         let secs = now.as_secs();
         let end = window_end(quota, secs);
-        let held = self
-            .map
-            .read(id.as_u64())
-            .get(id.as_u64())
-            .map_or(0, |e| e.window.load(Ordering::Relaxed));
+        let shard = self.map.read(id.as_u64());
+        let held = shard
+            .find(id.as_u64())
+            .map_or(0, |i| shard.hot(i).window.load(Ordering::Relaxed));
         let (reset_at, count) = ((held >> 32) as u32, held as u32);
         if reset_at >= end && reset_at - end <= quota.period_secs() {
             window_state(quota, count, reset_at)

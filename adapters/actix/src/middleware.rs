@@ -186,7 +186,7 @@ where
         // Core's request steps, the same for every adapter: decided here, or counted outside.
         match auth.begin(&request, config.limiter.is_some(), config.observer.as_ref()) {
             Step::Decided(Decision::Granted(grant)) => {
-                let rate = admit(grant, &req);
+                let rate = admit(auth, grant, &req);
                 ResponseFuture::granted(self.inner.call(req), rate, now)
             }
             Step::Decided(Decision::Denied(denial)) => {
@@ -239,7 +239,7 @@ where
     let (key_id, now) = (pending.key_id(), pending.now());
     match pending.finish(auth, answer, config.observer.as_ref()) {
         Finish::Decided(Decision::Granted(grant)) => {
-            let rate = admit(grant, &req);
+            let rate = admit(auth, grant, &req);
             Ok((inner.call(req), rate))
         }
         Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, req, now)),
@@ -257,18 +257,19 @@ where
     }
 }
 
-/// Puts the [`AuthenticatedKey`] in the request's extensions (the grant's name moves into it)
+/// Puts the [`AuthenticatedKey`] in the request's extensions (the key's name read from the store)
 /// and returns the window for the response's headers.
 ///
 /// Unlike the tower layer it does not mark the `Authorization` value sensitive: actix gives
 /// mutable access to request headers only through `ServiceRequest::headers_mut`, which panics
 /// when the request is shared (an outer middleware holding a clone of the `HttpRequest`).
-fn admit(grant: Grant, req: &ServiceRequest) -> RateLimit {
+fn admit(auth: &Authorizer, grant: Grant, req: &ServiceRequest) -> RateLimit {
     tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
     let rate = grant.rate_limit;
     req.extensions_mut().insert(AuthenticatedKey {
         id: grant.key_id,
-        name: grant.name,
+        // Removed since it was granted (a race with an admin call): no name to give.
+        name: auth.store().name(grant.key_id).unwrap_or_default(),
         scopes: grant.scopes,
         rate_limit: rate,
     });

@@ -223,7 +223,7 @@ where
         // Core's request steps, the same for every adapter: decided here, or counted outside.
         match auth.begin(&request, layer.limiter.is_some(), layer.observer.as_ref()) {
             Step::Decided(Decision::Granted(grant)) => {
-                let rate = admit(grant, &mut req);
+                let rate = admit(auth, grant, &mut req);
                 // The service polled ready is called at once, so no clone is needed.
                 ResponseFuture::granted(self.inner.call(req), rate, now)
             }
@@ -278,7 +278,7 @@ where
     let (key_id, now) = (pending.key_id(), pending.now());
     match pending.finish(auth, answer, layer.observer.as_ref()) {
         Finish::Decided(Decision::Granted(grant)) => {
-            let rate = admit(grant, &mut req);
+            let rate = admit(auth, grant, &mut req);
             Ok((inner.call(req), rate))
         }
         Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, now)),
@@ -296,10 +296,10 @@ where
     }
 }
 
-/// Puts the [`AuthenticatedKey`] in the request (the grant's name moves into it), marks its
+/// Puts the [`AuthenticatedKey`] in the request (the key's name read from the store), marks its
 /// `Authorization` value sensitive (so header-logging layers inside print `Sensitive`, not the
 /// key), and returns the window for the response's headers.
-fn admit<B>(grant: Grant, req: &mut Request<B>) -> RateLimit {
+fn admit<B>(auth: &Authorizer, grant: Grant, req: &mut Request<B>) -> RateLimit {
     if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
         value.set_sensitive(true);
     }
@@ -307,7 +307,8 @@ fn admit<B>(grant: Grant, req: &mut Request<B>) -> RateLimit {
     let rate = grant.rate_limit;
     req.extensions_mut().insert(AuthenticatedKey {
         id: grant.key_id,
-        name: grant.name,
+        // Removed since it was granted (a race with an admin call): no name to give.
+        name: auth.store().name(grant.key_id).unwrap_or_default(),
         scopes: grant.scopes,
         rate_limit: rate,
     });
