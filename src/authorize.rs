@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::address_limiter::AddressLimiter;
-use crate::bearer::parse_bearer;
+use crate::bearer::bearer_digest;
 use crate::decision::{Authenticated, Decision, Denial, DenialReason, Grant};
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
@@ -194,18 +194,29 @@ impl Authorizer {
     /// the request in its entry.
     #[inline(always)]
     fn authorize_counting_in_store(&self, request: &AuthRequest<'_>) -> Decision {
-        let key = match request.authorization {
-            None => return Decision::Denied(self.refuse(DenialReason::MissingHeader, request)),
-            Some(value) => match parse_bearer(value) {
-                Ok(key) => key,
-                Err(e) => {
-                    return Decision::Denied(self.refuse(DenialReason::Malformed(e), request))
-                }
-            },
+        // Every refusal goes through one site that builds it with the address's window, as in
+        // `authenticate_inline`: built at each site of refusal, the code that refuses a
+        // malformed header grew and cost the address's count twice over.
+        match self.count_in_store(request) {
+            Ok((key, limit)) => self.decide(key, limit, request.required, request.now),
+            Err(reason) => Decision::Denied(self.refuse(reason, request)),
+        }
+    }
+
+    /// Parses, hashes, looks the key up and counts the request in its entry: the key with the
+    /// limiter's answer, or why it is refused.
+    #[inline(always)]
+    fn count_in_store(
+        &self,
+        request: &AuthRequest<'_>,
+    ) -> Result<(Authenticated, LimitDecision), DenialReason> {
+        let digest = match request.authorization {
+            None => return Err(DenialReason::MissingHeader),
+            Some(value) => bearer_digest(value).map_err(DenialReason::Malformed)?,
         };
         match self
             .store
-            .lookup_counting(&key.digest(), request.now, request.client_ip, self.quota)
+            .lookup_counting(&digest, request.now, request.client_ip, self.quota)
         {
             Counted::Active {
                 id,
@@ -213,7 +224,7 @@ impl Authorizer {
                 scopes,
                 quota,
                 limit,
-            } => self.decide(
+            } => Ok((
                 Authenticated {
                     key_id: id,
                     scopes,
@@ -221,12 +232,8 @@ impl Authorizer {
                     limit_id,
                 },
                 limit,
-                request.required,
-                request.now,
-            ),
-            Counted::Refused(lookup) => {
-                Decision::Denied(self.refuse(refusal_reason(lookup), request))
-            }
+            )),
+            Counted::Refused(lookup) => Err(refusal_reason(lookup)),
         }
     }
 
@@ -234,18 +241,25 @@ impl Authorizer {
     /// the address's 429 past its quota.
     #[inline(always)]
     fn refuse(&self, reason: DenialReason, request: &AuthRequest<'_>) -> Denial {
-        let rate_limit = match (&self.addresses, request.client_ip) {
-            // One hash of the address: counted, or refused uncounted past the quota.
+        // One hash of the address: counted, or refused uncounted past the quota. Both answers
+        // are built here, in registers: a 429 built apart and merged through memory with the
+        // counted refusal was read back in wider words than it was written (a store-forwarding
+        // stall on every refusal, counted or not).
+        let (reason, rate_limit, retry_after) = match (&self.addresses, request.client_ip) {
             (Some(limiter), Some(ip)) => match limiter.check(ip, request.now) {
-                LimitDecision::Allowed(window) => Some(window),
-                LimitDecision::Limited(window) => return address_limited(window, request.now),
+                LimitDecision::Allowed(window) => (reason, Some(window), None),
+                LimitDecision::Limited(window) => (
+                    DenialReason::AddressRateLimited,
+                    Some(window),
+                    Some(window.seconds_to_reset(request.now).max(1)),
+                ),
             },
-            _ => None,
+            _ => (reason, None, None),
         };
         Denial {
             reason,
             rate_limit,
-            retry_after: None,
+            retry_after,
         }
     }
 
@@ -266,13 +280,11 @@ impl Authorizer {
     /// Parses, hashes and looks the key up: the key, or why it is refused.
     #[inline(always)]
     fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, DenialReason> {
-        let key = match request.authorization {
+        let digest = match request.authorization {
             None => return Err(DenialReason::MissingHeader),
-            Some(value) => parse_bearer(value).map_err(DenialReason::Malformed)?,
+            Some(value) => bearer_digest(value).map_err(DenialReason::Malformed)?,
         };
-        match self
-            .store
-            .lookup(&key.digest(), request.now, request.client_ip)
+        match self.store.lookup(&digest, request.now, request.client_ip)
         {
             Lookup::Active {
                 id,
@@ -337,14 +349,5 @@ fn refusal_reason(lookup: Lookup) -> DenialReason {
         Lookup::Expired(id) => DenialReason::Expired(id),
         Lookup::AddressNotAllowed(id) => DenialReason::AddressNotAllowed(id),
         Lookup::Unknown | Lookup::Active { .. } => DenialReason::UnknownKey,
-    }
-}
-
-/// The 429 of a client address past its quota of requests without a valid key.
-fn address_limited(window: RateLimit, now: UnixTime) -> Denial {
-    Denial {
-        reason: DenialReason::AddressRateLimited,
-        rate_limit: Some(window),
-        retry_after: Some(window.seconds_to_reset(now).max(1)),
     }
 }
