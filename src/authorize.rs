@@ -284,8 +284,7 @@ impl Authorizer {
             None => return Err(DenialReason::MissingHeader),
             Some(value) => bearer_digest(value).map_err(DenialReason::Malformed)?,
         };
-        match self.store.lookup(&digest, request.now, request.client_ip)
-        {
+        match self.store.lookup(&digest, request.now, request.client_ip) {
             Lookup::Active {
                 id,
                 limit_id,

@@ -233,7 +233,6 @@ pub(crate) enum Lookup {
     },
 }
 
-
 /// A concurrent in-memory store of key records, indexed by key id.
 ///
 /// Lookups take a shard read lock; issuing, revoking and removing take a shard write lock, so
@@ -415,7 +414,10 @@ impl KeyStore {
     #[must_use]
     pub fn get(&self, id: KeyId) -> Option<KeyRecord> {
         let id = id.as_u64();
-        self.map.read(id).get(id).map(|(hot, cold)| record(hot, cold))
+        self.map
+            .read(id)
+            .get(id)
+            .map(|(hot, cold)| record(hot, cold))
     }
 
     /// The name of the key with this id (a [`Grant`](crate::Grant) does not carry it: see
