@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::address_limiter::AddressLimiter;
 use crate::bearer::bearer_digest;
 use crate::decision::{Authenticated, Decision, Denial, DenialReason, Grant};
+use crate::digest::KeyDigest;
 use crate::limiter::RateLimiter;
 use crate::quota::Quota;
 use crate::rate_limit::{LimitDecision, RateLimit};
@@ -210,10 +211,7 @@ impl Authorizer {
         &self,
         request: &AuthRequest<'_>,
     ) -> Result<(Authenticated, LimitDecision), DenialReason> {
-        let digest = match request.authorization {
-            None => return Err(DenialReason::MissingHeader),
-            Some(value) => bearer_digest(value).map_err(DenialReason::Malformed)?,
-        };
+        let digest = request_digest(request)?;
         match self
             .store
             .lookup_counting(&digest, request.now, request.client_ip, self.quota)
@@ -280,10 +278,7 @@ impl Authorizer {
     /// Parses, hashes and looks the key up: the key, or why it is refused.
     #[inline(always)]
     fn lookup(&self, request: &AuthRequest<'_>) -> Result<Authenticated, DenialReason> {
-        let digest = match request.authorization {
-            None => return Err(DenialReason::MissingHeader),
-            Some(value) => bearer_digest(value).map_err(DenialReason::Malformed)?,
-        };
+        let digest = request_digest(request)?;
         match self.store.lookup(&digest, request.now, request.client_ip) {
             Lookup::Active {
                 id,
@@ -337,6 +332,16 @@ impl Authorizer {
             scopes: key.scopes,
             rate_limit: rate,
         })
+    }
+}
+
+/// Steps 1 and 2 of [the order of checks](Authorizer#order-of-checks), then step 3's hash: the
+/// digest of the request's key, or why there is none.
+#[inline(always)]
+fn request_digest(request: &AuthRequest<'_>) -> Result<KeyDigest, DenialReason> {
+    match request.authorization {
+        None => Err(DenialReason::MissingHeader),
+        Some(value) => bearer_digest(value).map_err(DenialReason::Malformed),
     }
 }
 
