@@ -5,7 +5,8 @@
 // each guarded route with its middleware (the fixture's authorizer, the table's scopes, the
 // fixture's limiter, a clock fixed at `Fixture::clock`, the connection's peer address as the
 // client's, behind `Fixture::trusted_proxies`) and a handler that counts itself in
-// `Fixture::handled` and answers `whoami` of its extracted key; then it calls `run_table`.
+// `Fixture::handled` and answers `whoami` of its extracted key and the `Authorization` value it
+// was handed; then it calls `run_table`.
 //
 // The including crate needs `reqwest`, `serde_json` and `sitequest-auth` among its
 // dev-dependencies, and a Tokio-based runtime (`#[tokio::test]` or `#[actix_web::test]`).
@@ -195,9 +196,16 @@ mod conformance {
         }
     }
 
-    /// What every adapter's handler answers: the extracted key's id, name and scopes.
-    pub(crate) fn whoami(id: KeyId, name: &str, scopes: Scopes) -> String {
-        format!("{id} {name} {scopes}")
+    /// What every adapter's handler answers: the extracted key's id, name and scopes, then the
+    /// `Debug` form of the `Authorization` value the handler was handed (`Sensitive` when the
+    /// adapter marked it so, else the key itself).
+    pub(crate) fn whoami(
+        id: KeyId,
+        name: &str,
+        scopes: Scopes,
+        authorization: &dyn std::fmt::Debug,
+    ) -> String {
+        format!("{id} {name} {scopes} {authorization:?}")
     }
 
     /// A response as the runner saw it.

@@ -163,7 +163,7 @@ where
 
     forward_ready!(inner);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
         let config = &self.config;
         let auth = &config.auth;
         let now = config.clock.now();
@@ -186,7 +186,7 @@ where
         // Core's request steps, the same for every adapter: decided here, or counted outside.
         match auth.begin(&request, config.limiter.is_some(), config.observer.as_ref()) {
             Step::Decided(Decision::Granted(grant)) => {
-                let rate = admit(auth, grant, &req);
+                let rate = admit(auth, grant, &mut req);
                 ResponseFuture::granted(self.inner.call(req), rate, now)
             }
             Step::Decided(Decision::Denied(denial)) => {
@@ -232,14 +232,14 @@ where
     let Waiting {
         inner,
         config,
-        req,
+        mut req,
         pending,
     } = w;
     let auth = &config.auth;
     let (key_id, now) = (pending.key_id(), pending.now());
     match pending.finish(auth, answer, config.observer.as_ref()) {
         Finish::Decided(Decision::Granted(grant)) => {
-            let rate = admit(auth, grant, &req);
+            let rate = admit(auth, grant, &mut req);
             Ok((inner.call(req), rate))
         }
         Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, req, now)),
@@ -257,13 +257,18 @@ where
     }
 }
 
-/// Puts the [`AuthenticatedKey`] in the request's extensions (the key's name read from the store)
-/// and returns the window for the response's headers.
+/// Puts the [`AuthenticatedKey`] in the request's extensions (the key's name read from the store),
+/// marks its `Authorization` value sensitive (so the request's `Debug` and header-logging
+/// middleware inside print `Sensitive`, not the key), and returns the window for the response's
+/// headers.
 ///
-/// Unlike the tower layer it does not mark the `Authorization` value sensitive: actix gives
-/// mutable access to request headers only through `ServiceRequest::headers_mut`, which panics
-/// when the request is shared (an outer middleware holding a clone of the `HttpRequest`).
-fn admit(auth: &Authorizer, grant: Grant, req: &ServiceRequest) -> RateLimit {
+/// Marking goes through `ServiceRequest::headers_mut`, which relies on the invariant actix's own
+/// routing and `NormalizePath` rely on: a request passed down the chain is not also held by a
+/// middleware outside (actix panics on such a request when it routes it).
+fn admit(auth: &Authorizer, grant: Grant, req: &mut ServiceRequest) -> RateLimit {
+    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
+        value.set_sensitive(true);
+    }
     tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
     let rate = grant.rate_limit;
     req.extensions_mut().insert(AuthenticatedKey {

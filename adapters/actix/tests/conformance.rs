@@ -5,7 +5,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, App, HttpRequest, HttpServer};
 use sitequest_auth::UnixTime;
 use sitequest_auth_actix::{AuthMiddleware, AuthenticatedKey, Clock, TimeProvider};
 
@@ -52,9 +53,14 @@ async fn every_case_of_the_shared_table() {
         let mut app = App::new();
         for (path, middleware) in &routes {
             let handled = handled.clone();
-            let handler = web::get().to(move |key: AuthenticatedKey| {
+            let handler = web::get().to(move |key: AuthenticatedKey, req: HttpRequest| {
                 handled.fetch_add(1, Ordering::SeqCst);
-                async move { whoami(key.id, &key.name, key.scopes) }
+                let authorization = req
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .cloned()
+                    .expect("a granted key's field");
+                async move { whoami(key.id, &key.name, key.scopes, &authorization) }
             });
             let resource = web::resource(path.as_str()).route(handler);
             app = match middleware {

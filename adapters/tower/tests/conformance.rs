@@ -7,6 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
+use axum::http::header::AUTHORIZATION;
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
 use sitequest_auth::UnixTime;
@@ -31,9 +33,10 @@ async fn every_case_of_the_shared_table() {
     let mut app = Router::new();
     for route in &fixture.routes {
         let handled = fixture.handled.clone();
-        let handler = get(move |key: AuthenticatedKey| {
+        let handler = get(move |key: AuthenticatedKey, headers: HeaderMap| {
             handled.fetch_add(1, Ordering::SeqCst);
-            async move { whoami(key.id, &key.name, key.scopes) }
+            let authorization = headers[AUTHORIZATION].clone();
+            async move { whoami(key.id, &key.name, key.scopes, &authorization) }
         });
         let handler = match route.guard {
             None => handler,
