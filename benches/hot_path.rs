@@ -179,11 +179,9 @@ struct Reference {
     slots: Box<[RefSlot]>,
     mask: usize,
     quota: Quota,
-    /// What core's API and store add, measured one at a time (see `reference`): a read lock of
-    /// one of 128 shards around the lookup, as the store's dashmap takes...
+    /// What core's store adds, measured apart (see `reference`): a read lock of one of 128
+    /// shards around the lookup, as the store's lock-striped table takes.
     shards: Box<[parking_lot::RwLock<()>]>,
-    /// ...and the key's name, an `Arc<str>` of its own allocation, cloned into each grant.
-    names: Box<[Arc<str>]>,
 }
 
 impl Reference {
@@ -209,14 +207,12 @@ impl Reference {
                 used: true,
             };
         }
-        let names = (0..len).map(|i| Arc::from(format!("key {i}"))).collect();
         let shards = (0..128).map(|_| parking_lot::RwLock::new(())).collect();
         Self {
             slots,
             mask,
             quota,
             shards,
-            names,
         }
     }
 
@@ -225,23 +221,22 @@ impl Reference {
     /// clock more than a window behind is a correction), scopes.
     #[inline]
     fn authorize(&self, header: Option<&[u8]>, required: Scopes, now: UnixTime) -> RefOutcome {
-        self.authorize_with::<false, false>(header, required, now).0
+        self.authorize_with::<false>(header, required, now)
     }
 
-    /// [`Reference::authorize`], with the shard lock (`LOCK`) and the name's clone (`NAME`)
-    /// that core's store and API add.
+    /// [`Reference::authorize`], with the shard lock (`LOCK`) that core's store adds.
     #[inline]
-    fn authorize_with<const LOCK: bool, const NAME: bool>(
+    fn authorize_with<const LOCK: bool>(
         &self,
         header: Option<&[u8]>,
         required: Scopes,
         now: UnixTime,
-    ) -> (RefOutcome, Option<Arc<str>>) {
+    ) -> RefOutcome {
         let Some(header) = header else {
-            return (RefOutcome::Missing, None);
+            return RefOutcome::Missing;
         };
         let Ok(key) = parse_bearer(header) else {
-            return (RefOutcome::Malformed, None);
+            return RefOutcome::Malformed;
         };
         let digest = key.digest();
         let id = digest.id().as_u64();
@@ -250,7 +245,7 @@ impl Reference {
         let slot = loop {
             let s = &self.slots[i];
             if !s.used {
-                return (RefOutcome::Unknown, None);
+                return RefOutcome::Unknown;
             }
             if id_of(&s.digest) == id {
                 break s;
@@ -258,14 +253,14 @@ impl Reference {
             i = (i + 1) & self.mask;
         };
         if !ct_eq32(&slot.digest, digest.as_bytes()) {
-            return (RefOutcome::Unknown, None);
+            return RefOutcome::Unknown;
         }
         if slot.revoked {
-            return (RefOutcome::Revoked, None);
+            return RefOutcome::Revoked;
         }
         let now = now.as_secs();
         if now >= slot.expires_at {
-            return (RefOutcome::Expired, None);
+            return RefOutcome::Expired;
         }
         let now32 = u32::try_from(now).unwrap_or(u32::MAX);
         if slot.last_used.load(Ordering::Relaxed) < now32 {
@@ -289,7 +284,7 @@ impl Reference {
                     remaining: 0,
                     reset_at: u64::from(reset_at),
                 };
-                return (RefOutcome::Limited(window), None);
+                return RefOutcome::Limited(window);
             }
             let next = (u64::from(reset_at) << 32) | u64::from(count + 1);
             match slot.window.compare_exchange_weak(
@@ -308,11 +303,10 @@ impl Reference {
             remaining: limit - count,
             reset_at: u64::from(reset_at),
         };
-        let name = NAME.then(|| self.names[i].clone());
         if slot.scopes.contains(required) {
-            (RefOutcome::Granted(window), name)
+            RefOutcome::Granted(window)
         } else {
-            (RefOutcome::Forbidden(window), name)
+            RefOutcome::Forbidden(window)
         }
     }
 }
@@ -491,31 +485,17 @@ fn reference(c: &mut Criterion) {
                 o
             })
         });
-        // What stands between core and the reference, added to the reference one at a time.
-        fn with<const LOCK: bool, const NAME: bool>(
-            g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-            name: &str,
-            n: usize,
-            keys: &Keys,
-            reference: &Reference,
-        ) {
-            let mut i = 0usize;
-            g.bench_function(BenchmarkId::new(name, n), |b| {
-                b.iter(|| {
-                    i = i.wrapping_add(1);
-                    let o = reference.authorize_with::<LOCK, NAME>(
-                        Some(keys.header(i)),
-                        Scopes::VPS_READ,
-                        NOW,
-                    );
-                    assert!(matches!(o.0, RefOutcome::Granted(_)));
-                    o
-                })
-            });
-        }
-        with::<true, false>(&mut g, "reference+shard_lock", n, &keys, &reference);
-        with::<false, true>(&mut g, "reference+name", n, &keys, &reference);
-        with::<true, true>(&mut g, "reference+shard_lock+name", n, &keys, &reference);
+        // What stands between core and the reference: the store's shard lock, added to it.
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("reference+shard_lock", n), |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let o =
+                    reference.authorize_with::<true>(Some(keys.header(i)), Scopes::VPS_READ, NOW);
+                assert!(matches!(o, RefOutcome::Granted(_)));
+                o
+            })
+        });
     }
     g.finish();
 }

@@ -45,9 +45,9 @@ rows = [
 ] + [
     (f"(what stands in the way) reference{extra}, {n:,} keys / reference design", m(f"reference/reference{extra}/{n}") / m(f"reference/reference/{n}"), None, None)
     for n in (1000, 1000000)
-    for extra in ("+shard_lock", "+name", "+shard_lock+name")
+    for extra in ("+shard_lock",)
 ] + [
-    (f"(what stands in the way) authorize, {n:,} keys / reference+shard_lock+name", m(f"reference/core/{n}") / m(f"reference/reference+shard_lock+name/{n}"), None, None)
+    (f"(what stands in the way) authorize, {n:,} keys / reference+shard_lock", m(f"reference/core/{n}") / m(f"reference/reference+shard_lock/{n}"), None, None)
     for n in (1000, 1000000)
 ] + [
     ("limiter hot key / governor check_key hot key", m("limiter/ours/hot_key") / m("limiter/governor/hot_key"), "<=", 0.4),
