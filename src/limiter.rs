@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use crate::digest::KeyId;
 use crate::id_hasher::IdBuildHasher;
 use crate::quota::Quota;
-use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
+use crate::rate_limit::{LimitDecision, RateLimit};
 use crate::time::UnixTime;
 
 /// Per-key state: 16 bytes with its key in the table.
@@ -146,21 +146,9 @@ impl RateLimiter {
         let reset_at = slot.reset_at;
         let decision = if slot.count < limit {
             slot.count += 1;
-            LimitDecision::Allowed(RateLimit {
-                limit,
-                remaining: limit - slot.count,
-                reset_at: UnixTime::from_secs(u64::from(reset_at)),
-                period_secs: quota.period_secs(),
-                policy: LimitPolicy::Key,
-            })
+            LimitDecision::Allowed(RateLimit::of_key(quota, slot.count, reset_at))
         } else {
-            LimitDecision::Limited(RateLimit {
-                limit,
-                remaining: 0,
-                reset_at: UnixTime::from_secs(u64::from(reset_at)),
-                period_secs: quota.period_secs(),
-                policy: LimitPolicy::Key,
-            })
+            LimitDecision::Limited(RateLimit::of_key(quota, limit, reset_at))
         };
         if reset_at < state.sweep_due {
             state.sweep_due = reset_at;
@@ -181,13 +169,7 @@ impl RateLimiter {
             }
             _ => (0, end),
         };
-        RateLimit {
-            limit: quota.limit(),
-            remaining: quota.limit().saturating_sub(count),
-            reset_at: UnixTime::from_secs(u64::from(reset_at)),
-            period_secs: quota.period_secs(),
-            policy: LimitPolicy::Key,
-        }
+        RateLimit::of_key(quota, count, reset_at)
     }
 
     /// Forgets `key`'s current window, as when a key is removed.
@@ -304,6 +286,7 @@ impl fmt::Debug for RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rate_limit::LimitPolicy;
 
     fn at(secs: u64) -> UnixTime {
         UnixTime::from_secs(secs)

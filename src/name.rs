@@ -1,16 +1,15 @@
-//! [`KeyName`]: a key's name as grants carry it.
+//! [`KeyName`]: a key's name as the store keeps it and hands it out.
 
 use core::fmt;
 use core::ops::Deref;
 
 use smol_str::SmolStr;
 
-/// A key's name, as a [`Grant`](crate::Grant) and an [`Authenticated`](crate::Authenticated) key
-/// carry it. Dereferences to `str`.
+/// A key's name, as the store keeps it in a key's entry and [`KeyStore::name`](crate::KeyStore::name)
+/// hands it out (the adapters give it to handlers with the granted key). Dereferences to `str`.
 ///
-/// A name of up to [`KeyName::INLINE_BYTES`] bytes is held inline: the store keeps it in the
-/// key's entry, so a grant copies 24 bytes it has already read and touches no other memory. A
-/// longer name is shared by reference count with the store.
+/// A name of up to [`KeyName::INLINE_BYTES`] bytes is held inline, so handing it out copies 24
+/// bytes and allocates nothing. A longer name is shared by reference count with the store.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyName(SmolStr);
 

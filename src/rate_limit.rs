@@ -47,6 +47,19 @@ impl LimitPolicy {
 }
 
 impl RateLimit {
+    /// A key's window under `quota` holding `count` requests and ending at `reset_at` (32-bit
+    /// seconds, as the limiters keep it).
+    #[inline(always)]
+    pub(crate) fn of_key(quota: crate::Quota, count: u32, reset_at: u32) -> Self {
+        Self {
+            limit: quota.limit(),
+            remaining: quota.limit().saturating_sub(count),
+            reset_at: UnixTime::from_secs(u64::from(reset_at)),
+            period_secs: quota.period_secs(),
+            policy: LimitPolicy::Key,
+        }
+    }
+
     /// Seconds from `now` until the window resets (zero if it already has).
     #[must_use]
     pub const fn seconds_to_reset(&self, now: UnixTime) -> u64 {

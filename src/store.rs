@@ -12,7 +12,7 @@ use crate::name::KeyName;
 use crate::new_key::{IssuedKey, NewKey};
 use crate::policy::KeyPolicy;
 use crate::quota::Quota;
-use crate::rate_limit::{LimitDecision, LimitPolicy, RateLimit};
+use crate::rate_limit::{LimitDecision, RateLimit};
 use crate::record::{InvalidRecord, KeyRecord, KeyStatus, MAX_TIME};
 use crate::scope::Scopes;
 use crate::table::{self, Table};
@@ -671,9 +671,9 @@ impl KeyStore {
             .map_or(0, |i| shard.hot(i).window.load(Ordering::Relaxed));
         let (reset_at, count) = ((held >> 32) as u32, held as u32);
         if reset_at >= end && reset_at - end <= quota.period_secs() {
-            window_state(quota, count, reset_at)
+            RateLimit::of_key(quota, count, reset_at)
         } else {
-            window_state(quota, 0, end)
+            RateLimit::of_key(quota, 0, end)
         }
     }
 }
@@ -685,17 +685,6 @@ fn window_end(quota: Quota, now: u64) -> u32 {
     let period = u64::from(quota.period_secs());
     let start = if period == 60 { now / 60 } else { now / period };
     u32::try_from(start.saturating_add(1).saturating_mul(period)).unwrap_or(u32::MAX)
-}
-
-#[inline(always)]
-fn window_state(quota: Quota, count: u32, reset_at: u32) -> RateLimit {
-    RateLimit {
-        limit: quota.limit(),
-        remaining: quota.limit().saturating_sub(count),
-        reset_at: UnixTime::from_secs(u64::from(reset_at)),
-        period_secs: quota.period_secs(),
-        policy: LimitPolicy::Key,
-    }
 }
 
 /// Counts one request in the window held in `cell` under `quota` at `now`, if it has room, with
@@ -714,11 +703,11 @@ fn count_in(cell: &AtomicU64, quota: Quota, now: u64) -> LimitDecision {
             (reset_at, count) = (end, 0);
         }
         if count >= limit {
-            return LimitDecision::Limited(window_state(quota, limit, reset_at));
+            return LimitDecision::Limited(RateLimit::of_key(quota, limit, reset_at));
         }
         let next = (u64::from(reset_at) << 32) | u64::from(count + 1);
         match cell.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return LimitDecision::Allowed(window_state(quota, count + 1, reset_at)),
+            Ok(_) => return LimitDecision::Allowed(RateLimit::of_key(quota, count + 1, reset_at)),
             Err(seen) => current = seen,
         }
     }
