@@ -107,6 +107,12 @@ impl Authorizer {
     }
 
     /// Sets the quota of keys that have none of their own.
+    ///
+    /// With windows in the store (the default), a key's window belongs to the store: every
+    /// authorizer over one store counts the key's requests in that one window, each with its
+    /// own default quota, so authorizers sharing a store should share the default quota too (two
+    /// different periods counting in one window reset each other's). Give an authorizer
+    /// [`Authorizer::with_limiter`] for windows of its own.
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = quota;
@@ -117,8 +123,10 @@ impl Authorizer {
     ///
     /// By default [`Authorizer::authorize`] counts each key's window in the key's own store
     /// entry, beside the fields it reads anyway, under the store's shard lock: no other memory
-    /// is touched. A separate limiter keeps windows across a key's removal and re-insertion and
-    /// can be given more stripes; the decisions are the same.
+    /// is touched (a removed key's window is kept by the store while it lasts, for its
+    /// replacement or its return). A separate limiter can be given more stripes, and its windows
+    /// are this authorizer's own rather than the store's (see [`Authorizer::with_quota`]); for
+    /// one authorizer over a store the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
         self.limiter = limiter;

@@ -18,6 +18,8 @@ use crate::scope::Scopes;
 use crate::table::{self, Table};
 use crate::time::UnixTime;
 
+use std::collections::HashMap;
+
 /// A rotation: the replacement key and the old key's record with its shortened expiry.
 ///
 /// [`KeyStore::rotate`] plans and applies one at once. A host that saves changes before it
@@ -251,6 +253,48 @@ pub(crate) enum Lookup {
 pub struct KeyStore {
     map: Table<Hot, Cold>,
     policy: KeyPolicy,
+    retired: parking_lot::Mutex<Retired>,
+}
+
+/// The rate-limit windows of removed keys, while they may still be counted in: by a replacement
+/// that shares the removed key's window (it keeps counting there after the key is gone), or by
+/// the same key stored again (its window comes back with it). A window that has ended is the
+/// same as none and is dropped.
+#[derive(Default)]
+struct Retired {
+    windows: HashMap<u64, AtomicU64>,
+    /// The latest time the ended windows were dropped at.
+    pruned_at: u64,
+}
+
+/// The most windows kept for removed keys: past it (removals of used keys faster than their
+/// windows end) a removed key's window is forgotten.
+const MAX_RETIRED: usize = 1 << 16;
+
+impl Retired {
+    /// Drops the windows that ended by `now`, at most once a second.
+    fn prune(&mut self, now: u64) {
+        if now > self.pruned_at {
+            self.pruned_at = now;
+            self.windows
+                .retain(|_, w| (w.load(Ordering::Relaxed) >> 32) > now);
+        }
+    }
+
+    /// Keeps `window`, the window of the removed key `id`.
+    fn keep(&mut self, id: u64, window: u64) {
+        if window == 0 || (window >> 32) <= self.pruned_at {
+            return;
+        }
+        if self.windows.len() >= MAX_RETIRED {
+            let now = self.pruned_at;
+            self.pruned_at = 0;
+            self.prune(now);
+        }
+        if self.windows.len() < MAX_RETIRED {
+            self.windows.insert(id, AtomicU64::new(window));
+        }
+    }
 }
 
 impl KeyStore {
@@ -266,6 +310,7 @@ impl KeyStore {
         Self {
             map: Table::with_capacity(capacity),
             policy: KeyPolicy::default(),
+            retired: parking_lot::Mutex::new(Retired::default()),
         }
     }
 
@@ -293,6 +338,7 @@ impl KeyStore {
     /// [`KeyPolicy`] refuses.
     pub fn issue(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         self.policy.check(new.expiry(), now)?;
+        self.retired.lock().prune(now.as_secs());
         loop {
             let issued = new.generate(now)?;
             match self.insert_new(&issued.record) {
@@ -330,8 +376,21 @@ impl KeyStore {
             return Err(InvalidRecord::IdCollision);
         }
         let (hot, cold) = entry(record.clone());
-        shard.insert_new(hot, cold);
+        shard.insert_new(self.with_retired_window(hot), cold);
         Ok(())
+    }
+
+    /// `hot`, with the window its key had when it was removed, if that is kept (called under
+    /// the key's shard's write lock, so no request counts in between).
+    fn with_retired_window(&self, hot: Hot) -> Hot {
+        let mut retired = self.retired.lock();
+        if retired.windows.is_empty() {
+            return hot;
+        }
+        if let Some(window) = retired.windows.remove(&table::Hot::id(&hot)) {
+            hot.window.store(window.into_inner(), Ordering::Relaxed);
+        }
+        hot
     }
 
     /// Stores a record. If the store already has this key, the two versions are merged with
@@ -361,7 +420,7 @@ impl KeyStore {
         let mut shard = self.map.write(id);
         let Some((hot, cold)) = shard.get_mut(id) else {
             let (hot, cold) = entry(record.clone());
-            shard.insert_new(hot, cold);
+            shard.insert_new(self.with_retired_window(hot), cold);
             return Ok(Some(record));
         };
         if hot.digest != record.digest {
@@ -463,13 +522,18 @@ impl KeyStore {
         Ok(updated)
     }
 
-    /// Deletes the key's record.
+    /// Deletes the key's record. Its rate-limit window is kept while it lasts: a replacement
+    /// that shares it ([`KeyStore::rotate`]) keeps counting there, and the key stored again
+    /// gets it back, so removing a key never hands out a fresh quota within a window.
     pub fn remove(&self, id: KeyId) -> Option<KeyRecord> {
         let id = id.as_u64();
-        self.map
-            .write(id)
-            .remove(id)
-            .map(|(hot, cold)| record(&hot, &cold))
+        let mut shard = self.map.write(id);
+        let (hot, cold) = shard.remove(id)?;
+        self.retired
+            .lock()
+            .keep(id, hot.window.load(Ordering::Relaxed));
+        drop(shard);
+        Some(record(&hot, &cold))
     }
 
     /// Issues a replacement for an active key, with the same name, scopes, expiry, rate limit
@@ -488,6 +552,7 @@ impl KeyStore {
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
         let template = self.get(id).ok_or(StoreError::NotFound)?;
+        self.retired.lock().prune(now.as_secs());
         let mut plan = Rotation::plan(&template, grace, now)?;
         // A replacement whose id a stored key has (a 2^-64 chance): plan another.
         while self.insert_new(&plan.new.record).is_err() {
@@ -642,15 +707,7 @@ impl KeyStore {
         }
         // The other entry may be on this shard: this one's lock is let go first.
         drop(shard);
-        let counted_in = |key: KeyId| {
-            let shard = self.map.read(key.as_u64());
-            let i = shard.find(key.as_u64())?;
-            Some(count_in(&shard.hot(i).window, quota, secs))
-        };
-        // The replaced key's window, or the key's own once that key is gone.
-        let Some(limit) = counted_in(limit_id).or_else(|| counted_in(id)) else {
-            return Counted::Refused(Lookup::Unknown);
-        };
+        let limit = self.count_shared(limit_id, quota, secs);
         Counted::Active {
             id,
             limit_id,
@@ -660,15 +717,41 @@ impl KeyStore {
         }
     }
 
-    /// The state of the window kept in `id`'s entry under `quota` at `now`, without counting;
-    /// an empty window when no key has this id.
+    /// Counts one request in the window of the replaced key `limit_id`: in its entry, or among
+    /// the retired windows once it is removed (one window for every key that shares it).
+    #[inline(never)]
+    fn count_shared(&self, limit_id: KeyId, quota: Quota, secs: u64) -> LimitDecision {
+        let id = limit_id.as_u64();
+        // The shard's lock is held while the retired windows are read, as `remove` and the
+        // inserts do, so the window cannot move between the two meanwhile.
+        let shard = self.map.read(id);
+        if let Some(i) = shard.find(id) {
+            return count_in(&shard.hot(i).window, quota, secs);
+        }
+        let mut retired = self.retired.lock();
+        retired.prune(secs);
+        let cell = retired
+            .windows
+            .entry(id)
+            .or_insert_with(|| AtomicU64::new(0));
+        count_in(cell, quota, secs)
+    }
+
+    /// The state of the window kept in `id`'s entry (or kept for it since it was removed) under
+    /// `quota` at `now`, without counting; an empty window when there is none.
     pub(crate) fn peek_window(&self, id: KeyId, quota: Quota, now: UnixTime) -> RateLimit {
         let secs = now.as_secs();
         let end = window_end(quota, secs);
         let shard = self.map.read(id.as_u64());
-        let held = shard
-            .find(id.as_u64())
-            .map_or(0, |i| shard.hot(i).window.load(Ordering::Relaxed));
+        let held = match shard.find(id.as_u64()) {
+            Some(i) => shard.hot(i).window.load(Ordering::Relaxed),
+            None => self
+                .retired
+                .lock()
+                .windows
+                .get(&id.as_u64())
+                .map_or(0, |w| w.load(Ordering::Relaxed)),
+        };
         let (reset_at, count) = ((held >> 32) as u32, held as u32);
         if reset_at >= end && reset_at - end <= quota.period_secs() {
             RateLimit::of_key(quota, count, reset_at)
@@ -784,6 +867,39 @@ mod tests {
         let ahead = next.plus_secs(600);
         assert!(count(&digest, ahead));
         assert!(count(&digest, next.plus_secs(1)));
+    }
+
+    #[test]
+    fn windows_of_removed_keys_are_kept_only_while_they_last() {
+        let store = KeyStore::new();
+        let used = store
+            .issue(&NewKey::new("used", Preset::ReadOnly), NOW)
+            .unwrap();
+        let unused = store
+            .issue(&NewKey::new("unused", Preset::ReadOnly), NOW)
+            .unwrap();
+        let _ = store.lookup_counting(&used.key.digest(), NOW, None, Quota::SPEC);
+        store.remove(used.record.id()).unwrap();
+        store.remove(unused.record.id()).unwrap();
+        // Only a window that counted something is kept, and it goes back with its key.
+        assert_eq!(store.retired.lock().windows.len(), 1);
+        store.insert(used.record.clone()).unwrap();
+        assert!(store.retired.lock().windows.is_empty());
+        store.remove(used.record.id()).unwrap();
+        assert_eq!(store.retired.lock().windows.len(), 1);
+        // Within its window it is kept; once the window has ended, the next call that knows the
+        // time drops it.
+        let next = NewKey::new("next", Preset::ReadOnly);
+        store.issue(&next, NOW.plus_secs(59)).unwrap();
+        assert_eq!(store.retired.lock().windows.len(), 1);
+        store.issue(&next, NOW.plus_secs(60)).unwrap();
+        assert!(store.retired.lock().windows.is_empty());
+        // A removal bounded by MAX_RETIRED: windows past it are not kept.
+        let mut retired = Retired::default();
+        for id in 0..MAX_RETIRED as u64 + 10 {
+            retired.keep(id, (u64::from(u32::MAX) << 32) | 1);
+        }
+        assert_eq!(retired.windows.len(), MAX_RETIRED);
     }
 
     #[test]

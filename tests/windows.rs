@@ -1,0 +1,149 @@
+//! A key's rate-limit window across removals and rotations: the same decisions whether the
+//! windows are counted in the store's entries (the default) or in a separate `RateLimiter`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sitequest_auth::{
+    AuthRequest, Authorizer, IssuedKey, KeyStore, NewKey, Preset, Quota, RateLimiter, Scopes,
+    UnixTime,
+};
+
+/// The start of a minute (1_800_000_000 is a multiple of 60).
+const T0: u64 = 1_800_000_000;
+
+fn at(secs: u64) -> UnixTime {
+    UnixTime::from_secs(secs)
+}
+
+fn header(key: &IssuedKey) -> String {
+    format!("Bearer {}", key.key.expose_secret().as_str())
+}
+
+/// How many of `n` requests with `key` at `now` are granted.
+fn granted(auth: &Authorizer, key: &IssuedKey, n: u32, now: u64) -> u32 {
+    let header = header(key);
+    (0..n)
+        .map(|_| {
+            let request = AuthRequest::new(Some(header.as_bytes()), Scopes::VPS_READ, at(now));
+            u32::from(auth.authorize(&request).is_granted())
+        })
+        .sum()
+}
+
+/// An authorizer over `store`, counting in the store's entries or in a separate limiter.
+fn authorizer(store: &Arc<KeyStore>, separate_limiter: bool) -> Authorizer {
+    let auth = Authorizer::new(store.clone());
+    if separate_limiter {
+        auth.with_limiter(RateLimiter::new())
+    } else {
+        auth
+    }
+}
+
+fn three_a_minute(store: &KeyStore) -> IssuedKey {
+    let new = NewKey::new("ci", Preset::ReadOnly).rate_limit(Quota::per_minute(3));
+    store.issue(&new, at(T0)).unwrap()
+}
+
+#[test]
+fn removing_the_rotated_key_does_not_give_its_replacement_a_fresh_quota() {
+    for separate_limiter in [false, true] {
+        let store = Arc::new(KeyStore::new());
+        let old = three_a_minute(&store);
+        let auth = authorizer(&store, separate_limiter);
+        let new = store
+            .rotate(old.record.id(), Duration::from_secs(5), at(T0))
+            .unwrap()
+            .new;
+        assert_eq!(granted(&auth, &old, 2, T0 + 1), 2);
+        assert_eq!(granted(&auth, &new, 1, T0 + 2), 1);
+        // The old key is gone (deleted after its grace, or pruned from the shared records):
+        // the replacement still counts in the window the two shared, which is full.
+        store.remove(old.record.id()).unwrap();
+        let record = store.get(new.record.id()).unwrap();
+        assert_eq!(auth.window(&record, at(T0 + 10)).remaining, 0);
+        assert_eq!(
+            granted(&auth, &new, 5, T0 + 10),
+            0,
+            "separate limiter: {separate_limiter}"
+        );
+        // The next window is the replacement's whole quota.
+        assert_eq!(auth.window(&record, at(T0 + 60)).remaining, 3);
+        assert_eq!(granted(&auth, &new, 5, T0 + 60), 3);
+    }
+}
+
+#[test]
+fn two_replacements_of_a_removed_key_share_one_window() {
+    for separate_limiter in [false, true] {
+        let store = Arc::new(KeyStore::new());
+        let a = three_a_minute(&store);
+        let auth = authorizer(&store, separate_limiter);
+        let b = store
+            .rotate(a.record.id(), Duration::from_secs(1), at(T0))
+            .unwrap()
+            .new;
+        store.remove(a.record.id()).unwrap();
+        // `b` rotated in turn: `c` shares the window `b` counts in, `a`'s.
+        let c = store
+            .rotate(b.record.id(), Duration::from_secs(3600), at(T0 + 120))
+            .unwrap()
+            .new;
+        let both = (0..3)
+            .map(|_| granted(&auth, &b, 1, T0 + 130) + granted(&auth, &c, 1, T0 + 130))
+            .sum::<u32>();
+        assert_eq!(both, 3, "separate limiter: {separate_limiter}");
+    }
+}
+
+#[test]
+fn a_removed_key_stored_again_gets_its_window_back() {
+    for separate_limiter in [false, true] {
+        let store = Arc::new(KeyStore::new());
+        let key = three_a_minute(&store);
+        let auth = authorizer(&store, separate_limiter);
+        assert_eq!(granted(&auth, &key, 2, T0 + 1), 2);
+        let record = store.remove(key.record.id()).unwrap();
+        assert_eq!(auth.window(&record, at(T0 + 2)).remaining, 1);
+        store.insert(record).unwrap();
+        assert_eq!(
+            granted(&auth, &key, 5, T0 + 2),
+            1,
+            "separate limiter: {separate_limiter}"
+        );
+    }
+}
+
+#[test]
+fn the_window_of_a_removed_key_ends_with_its_period() {
+    let store = Arc::new(KeyStore::new());
+    let key = three_a_minute(&store);
+    let auth = authorizer(&store, false);
+    assert_eq!(granted(&auth, &key, 3, T0 + 1), 3);
+    let record = store.remove(key.record.id()).unwrap();
+    // A key issued in the next minute drops the ended window; the key stored again starts afresh.
+    three_a_minute(&store);
+    store
+        .issue(&NewKey::new("later", Preset::ReadOnly), at(T0 + 61))
+        .unwrap();
+    store.insert(record).unwrap();
+    assert_eq!(granted(&auth, &key, 5, T0 + 61), 3);
+}
+
+#[test]
+fn authorizers_over_one_store_count_a_key_in_one_window() {
+    // Documented: the store's windows are the keys'; every authorizer over the store counts in
+    // them (give them one default quota, or each its own limiter for windows of its own).
+    let store = Arc::new(KeyStore::new());
+    let key = three_a_minute(&store);
+    let (api, mcp) = (
+        Authorizer::new(store.clone()),
+        Authorizer::new(store.clone()),
+    );
+    assert_eq!(granted(&api, &key, 2, T0 + 1), 2);
+    assert_eq!(granted(&mcp, &key, 2, T0 + 1), 1);
+    let (api, mcp) = (authorizer(&store, true), authorizer(&store, true));
+    assert_eq!(granted(&api, &key, 3, T0 + 61), 3);
+    assert_eq!(granted(&mcp, &key, 3, T0 + 61), 3);
+}
