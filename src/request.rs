@@ -1,5 +1,6 @@
 //! What the host knows about one request: [`AuthRequest`].
 
+use core::fmt;
 use core::net::IpAddr;
 
 use crate::scope::Scopes;
@@ -20,7 +21,10 @@ use crate::time::UnixTime;
 ///     .with_client_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
 /// assert_eq!(request.required, Scopes::VPS_READ);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Its `Debug` form gives the `Authorization` value's length, never its bytes (they are the
+/// key).
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuthRequest<'a> {
     /// The raw `Authorization` field value, which may not be UTF-8; `None` if the request had
@@ -33,6 +37,27 @@ pub struct AuthRequest<'a> {
     pub now: UnixTime,
     /// The client's address, when the host knows it.
     pub client_ip: Option<IpAddr>,
+}
+
+impl fmt::Debug for AuthRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// The credential, redacted: how long it is.
+        struct Redacted(usize);
+        impl fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<redacted, {} bytes>", self.0)
+            }
+        }
+        f.debug_struct("AuthRequest")
+            .field(
+                "authorization",
+                &self.authorization.map(|v| Redacted(v.len())),
+            )
+            .field("required", &self.required)
+            .field("now", &self.now)
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
 }
 
 impl<'a> AuthRequest<'a> {
@@ -84,5 +109,31 @@ impl<'a> AuthRequest<'a> {
     pub const fn with_client_ip(mut self, ip: IpAddr) -> Self {
         self.client_ip = Some(ip);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_the_credential_s_length_not_its_bytes() {
+        let key = "sq_live_0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let header = format!("Bearer {key}");
+        let request = AuthRequest::new(
+            Some(header.as_bytes()),
+            Scopes::VPS_READ,
+            UnixTime::from_secs(1_800_000_000),
+        );
+        let debug = format!("{request:?}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        // The bytes as a list of numbers: "B", "e", "a", "r" are 66, 101, 97, 114.
+        assert!(!debug.contains("66, 101, 97, 114"), "{debug}");
+        assert!(
+            debug.contains("authorization: Some(<redacted, 79 bytes>)"),
+            "{debug}"
+        );
+        let none = AuthRequest::new(None, Scopes::VPS_READ, UnixTime::from_secs(0));
+        assert!(format!("{none:?}").contains("authorization: None"));
     }
 }
