@@ -253,13 +253,14 @@ pub(crate) enum Lookup {
 pub struct KeyStore {
     map: Table<Hot, Cold>,
     policy: KeyPolicy,
-    retired: parking_lot::Mutex<Retired>,
+    retired: parking_lot::RwLock<Retired>,
 }
 
 /// The rate-limit windows of removed keys, while they may still be counted in: by a replacement
 /// that shares the removed key's window (it keeps counting there after the key is gone), or by
 /// the same key stored again (its window comes back with it). A window that has ended is the
-/// same as none and is dropped.
+/// same as none and is dropped, a minute after its end (so a request whose clock was read just
+/// before the end still finds it).
 #[derive(Default)]
 struct Retired {
     windows: HashMap<u64, AtomicU64>,
@@ -271,27 +272,25 @@ struct Retired {
 /// windows end) a removed key's window is forgotten.
 const MAX_RETIRED: usize = 1 << 16;
 
+/// How long after its end a kept window is dropped.
+const RETIRED_MARGIN_SECS: u64 = 60;
+
 impl Retired {
-    /// Drops the windows that ended by `now`, at most once a second.
+    /// Drops the windows that ended more than [`RETIRED_MARGIN_SECS`] before `now`, at most
+    /// once a second.
     fn prune(&mut self, now: u64) {
         if now > self.pruned_at {
             self.pruned_at = now;
-            self.windows
-                .retain(|_, w| (w.load(Ordering::Relaxed) >> 32) > now);
+            self.windows.retain(|_, w| {
+                (w.load(Ordering::Relaxed) >> 32).saturating_add(RETIRED_MARGIN_SECS) > now
+            });
         }
     }
 
-    /// Keeps `window`, the window of the removed key `id`.
+    /// Keeps `window`, the window of the removed key `id`, if it counted anything and there is
+    /// room.
     fn keep(&mut self, id: u64, window: u64) {
-        if window == 0 || (window >> 32) <= self.pruned_at {
-            return;
-        }
-        if self.windows.len() >= MAX_RETIRED {
-            let now = self.pruned_at;
-            self.pruned_at = 0;
-            self.prune(now);
-        }
-        if self.windows.len() < MAX_RETIRED {
+        if window != 0 && self.windows.len() < MAX_RETIRED {
             self.windows.insert(id, AtomicU64::new(window));
         }
     }
@@ -310,7 +309,7 @@ impl KeyStore {
         Self {
             map: Table::with_capacity(capacity),
             policy: KeyPolicy::default(),
-            retired: parking_lot::Mutex::new(Retired::default()),
+            retired: parking_lot::RwLock::new(Retired::default()),
         }
     }
 
@@ -338,7 +337,7 @@ impl KeyStore {
     /// [`KeyPolicy`] refuses.
     pub fn issue(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         self.policy.check(new.expiry(), now)?;
-        self.retired.lock().prune(now.as_secs());
+        self.retired.write().prune(now.as_secs());
         loop {
             let issued = new.generate(now)?;
             match self.insert_new(&issued.record) {
@@ -383,10 +382,10 @@ impl KeyStore {
     /// `hot`, with the window its key had when it was removed, if that is kept (called under
     /// the key's shard's write lock, so no request counts in between).
     fn with_retired_window(&self, hot: Hot) -> Hot {
-        let mut retired = self.retired.lock();
-        if retired.windows.is_empty() {
+        if self.retired.read().windows.is_empty() {
             return hot;
         }
+        let mut retired = self.retired.write();
         if let Some(window) = retired.windows.remove(&table::Hot::id(&hot)) {
             hot.window.store(window.into_inner(), Ordering::Relaxed);
         }
@@ -530,7 +529,7 @@ impl KeyStore {
         let mut shard = self.map.write(id);
         let (hot, cold) = shard.remove(id)?;
         self.retired
-            .lock()
+            .write()
             .keep(id, hot.window.load(Ordering::Relaxed));
         drop(shard);
         Some(record(&hot, &cold))
@@ -552,7 +551,7 @@ impl KeyStore {
         now: UnixTime,
     ) -> Result<Rotation, StoreError> {
         let template = self.get(id).ok_or(StoreError::NotFound)?;
-        self.retired.lock().prune(now.as_secs());
+        self.retired.write().prune(now.as_secs());
         let mut plan = Rotation::plan(&template, grace, now)?;
         // A replacement whose id a stored key has (a 2^-64 chance): plan another.
         while self.insert_new(&plan.new.record).is_err() {
@@ -728,7 +727,13 @@ impl KeyStore {
         if let Some(i) = shard.find(id) {
             return count_in(&shard.hot(i).window, quota, secs);
         }
-        let mut retired = self.retired.lock();
+        if let Some(cell) = self.retired.read().windows.get(&id) {
+            return count_in(cell, quota, secs);
+        }
+        // The first request since the window was dropped (or since the key was removed before
+        // it counted anything): a new cell, where the requests of every key that shares it
+        // count; ended ones are dropped meanwhile.
+        let mut retired = self.retired.write();
         retired.prune(secs);
         let cell = retired
             .windows
@@ -747,7 +752,7 @@ impl KeyStore {
             Some(i) => shard.hot(i).window.load(Ordering::Relaxed),
             None => self
                 .retired
-                .lock()
+                .read()
                 .windows
                 .get(&id.as_u64())
                 .map_or(0, |w| w.load(Ordering::Relaxed)),
@@ -882,18 +887,20 @@ mod tests {
         store.remove(used.record.id()).unwrap();
         store.remove(unused.record.id()).unwrap();
         // Only a window that counted something is kept, and it goes back with its key.
-        assert_eq!(store.retired.lock().windows.len(), 1);
+        assert_eq!(store.retired.read().windows.len(), 1);
         store.insert(used.record.clone()).unwrap();
-        assert!(store.retired.lock().windows.is_empty());
+        assert!(store.retired.read().windows.is_empty());
         store.remove(used.record.id()).unwrap();
-        assert_eq!(store.retired.lock().windows.len(), 1);
-        // Within its window it is kept; once the window has ended, the next call that knows the
-        // time drops it.
+        assert_eq!(store.retired.read().windows.len(), 1);
+        // Within its window, and a minute past its end (for requests whose clock was read
+        // before it), it is kept; then the next call that knows the time drops it.
         let next = NewKey::new("next", Preset::ReadOnly);
         store.issue(&next, NOW.plus_secs(59)).unwrap();
-        assert_eq!(store.retired.lock().windows.len(), 1);
-        store.issue(&next, NOW.plus_secs(60)).unwrap();
-        assert!(store.retired.lock().windows.is_empty());
+        assert_eq!(store.retired.read().windows.len(), 1);
+        store.issue(&next, NOW.plus_secs(60 + 59)).unwrap();
+        assert_eq!(store.retired.read().windows.len(), 1);
+        store.issue(&next, NOW.plus_secs(60 + 60)).unwrap();
+        assert!(store.retired.read().windows.is_empty());
         // A removal bounded by MAX_RETIRED: windows past it are not kept.
         let mut retired = Retired::default();
         for id in 0..MAX_RETIRED as u64 + 10 {

@@ -1,7 +1,9 @@
 //! A key's rate-limit window across removals and rotations: the same decisions whether the
 //! windows are counted in the store's entries (the default) or in a separate `RateLimiter`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::Duration;
 
 use sitequest_auth::{
@@ -146,4 +148,45 @@ fn authorizers_over_one_store_count_a_key_in_one_window() {
     let (api, mcp) = (authorizer(&store, true), authorizer(&store, true));
     assert_eq!(granted(&api, &key, 3, T0 + 61), 3);
     assert_eq!(granted(&mcp, &key, 3, T0 + 61), 3);
+}
+
+#[test]
+fn removing_and_storing_again_the_replaced_key_while_both_keys_count_never_over_grants() {
+    let store = Arc::new(KeyStore::new());
+    let new = NewKey::new("ci", Preset::ReadOnly).rate_limit(Quota::per_minute(50));
+    let old = Arc::new(store.issue(&new, at(T0)).unwrap());
+    let rotated = store
+        .rotate(old.record.id(), Duration::from_secs(3600), at(T0))
+        .unwrap();
+    let new = Arc::new(rotated.new);
+    let auth = Arc::new(Authorizer::new(store.clone()));
+    let total = Arc::new(AtomicU32::new(0));
+    let start = Arc::new(Barrier::new(4));
+    let mut threads: Vec<_> = [old.clone(), new.clone(), new.clone()]
+        .into_iter()
+        .map(|key| {
+            let (auth, total, start) = (auth.clone(), total.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..1_000 {
+                    // All in one window.
+                    let n = granted(&auth, &key, 1, T0 + 1 + i % 50);
+                    total.fetch_add(n, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let (store2, old_id) = (store.clone(), old.record.id());
+    threads.push(thread::spawn(move || {
+        start.wait();
+        for _ in 0..500 {
+            if let Some(record) = store2.remove(old_id) {
+                store2.insert(record).unwrap();
+            }
+        }
+    }));
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(total.load(Ordering::Relaxed), 50);
 }
