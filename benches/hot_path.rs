@@ -66,6 +66,8 @@ impl Keys {
         let mut order: Vec<u32> = (0..count as u32).collect();
         order.shuffle(&mut rng);
         let auth = Authorizer::new(store).with_quota(HUGE);
+        // The default configuration: windows counted in the store's entries.
+        assert!(auth.counts_in_store());
         Self {
             auth,
             headers,

@@ -56,12 +56,22 @@ use crate::time::UnixTime;
 pub struct Authorizer {
     store: Arc<KeyStore>,
     limiter: RateLimiter,
-    /// Whether keys' windows are counted in their store entries (the default) rather than in
-    /// `limiter` (after [`Authorizer::with_limiter`]).
+    /// Whether keys' windows are counted in their store entries (the default, holding a claim
+    /// of `store.claim_windows(quota)`) rather than in `limiter`.
     windows_in_store: bool,
+    /// Whether [`Authorizer::with_limiter`] was called: never in the store's windows then.
+    own_limiter: bool,
     quota: Quota,
     realm: Realm,
     addresses: Option<AddressLimiter>,
+}
+
+impl Drop for Authorizer {
+    fn drop(&mut self) {
+        if self.windows_in_store {
+            self.store.release_windows(self.quota);
+        }
+    }
 }
 
 impl Authorizer {
@@ -69,9 +79,10 @@ impl Authorizer {
     #[must_use]
     pub fn new(store: Arc<KeyStore>) -> Self {
         Self {
+            windows_in_store: store.claim_windows(Quota::SPEC),
+            own_limiter: false,
             store,
             limiter: RateLimiter::new(),
-            windows_in_store: true,
             quota: Quota::SPEC,
             realm: Realm::default(),
             addresses: Some(AddressLimiter::new(Quota::SPEC)),
@@ -109,13 +120,18 @@ impl Authorizer {
     /// Sets the quota of keys that have none of their own.
     ///
     /// With windows in the store (the default), a key's window belongs to the store: every
-    /// authorizer over one store counts the key's requests in that one window, each with its
-    /// own default quota, so authorizers sharing a store should share the default quota too (two
-    /// different periods counting in one window reset each other's). Give an authorizer
-    /// [`Authorizer::with_limiter`] for windows of its own.
+    /// authorizer over one store with the same default quota counts the key's requests in that
+    /// one window. An authorizer whose default quota differs from that of authorizers already
+    /// counting in the store's windows counts in a [`RateLimiter`] of its own instead (two
+    /// periods counting in one window would reset each other's), as after
+    /// [`Authorizer::with_limiter`].
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
+        if self.windows_in_store {
+            self.store.release_windows(self.quota);
+        }
         self.quota = quota;
+        self.windows_in_store = !self.own_limiter && self.store.claim_windows(quota);
         self
     }
 
@@ -129,9 +145,20 @@ impl Authorizer {
     /// one authorizer over a store the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
+        if self.windows_in_store {
+            self.store.release_windows(self.quota);
+        }
         self.limiter = limiter;
         self.windows_in_store = false;
+        self.own_limiter = true;
         self
+    }
+
+    /// Whether requests are counted in the store's windows (the default) rather than in
+    /// [`Authorizer::limiter`]: see [`Authorizer::with_quota`] and [`Authorizer::with_limiter`].
+    #[must_use]
+    pub fn counts_in_store(&self) -> bool {
+        self.windows_in_store
     }
 
     /// The key store.

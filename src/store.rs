@@ -254,6 +254,9 @@ pub struct KeyStore {
     map: Table<Hot, Cold>,
     policy: KeyPolicy,
     retired: parking_lot::RwLock<Retired>,
+    /// The default quotas of the authorizers that count in this store's windows, each with how
+    /// many do: one quota at a time (see [`KeyStore::claim_windows`]).
+    window_quotas: parking_lot::Mutex<Vec<(Quota, usize)>>,
 }
 
 /// The rate-limit windows of removed keys, while they may still be counted in: by a replacement
@@ -310,6 +313,7 @@ impl KeyStore {
             map: Table::with_capacity(capacity),
             policy: KeyPolicy::default(),
             retired: parking_lot::RwLock::new(Retired::default()),
+            window_quotas: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -713,6 +717,33 @@ impl KeyStore {
             scopes,
             quota,
             limit,
+        }
+    }
+
+    /// Whether an authorizer whose default quota is `quota` may count in this store's windows:
+    /// yes unless an authorizer that does has another default quota (two periods counting in
+    /// one window would reset each other's, and neither would ever limit). A `true` is held
+    /// until [`KeyStore::release_windows`].
+    pub(crate) fn claim_windows(&self, quota: Quota) -> bool {
+        let mut claims = self.window_quotas.lock();
+        if claims.iter().any(|&(q, _)| q != quota) {
+            return false;
+        }
+        match claims.first_mut() {
+            Some((_, n)) => *n += 1,
+            None => claims.push((quota, 1)),
+        }
+        true
+    }
+
+    /// Gives back a claim of [`KeyStore::claim_windows`] that returned `true`.
+    pub(crate) fn release_windows(&self, quota: Quota) {
+        let mut claims = self.window_quotas.lock();
+        if let Some(i) = claims.iter().position(|&(q, _)| q == quota) {
+            claims[i].1 -= 1;
+            if claims[i].1 == 0 {
+                claims.swap_remove(i);
+            }
         }
     }
 

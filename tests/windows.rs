@@ -134,20 +134,44 @@ fn the_window_of_a_removed_key_ends_with_its_period() {
 }
 
 #[test]
-fn authorizers_over_one_store_count_a_key_in_one_window() {
-    // Documented: the store's windows are the keys'; every authorizer over the store counts in
-    // them (give them one default quota, or each its own limiter for windows of its own).
+fn authorizers_over_one_store_with_one_default_quota_count_a_key_in_one_window() {
     let store = Arc::new(KeyStore::new());
     let key = three_a_minute(&store);
     let (api, mcp) = (
         Authorizer::new(store.clone()),
         Authorizer::new(store.clone()),
     );
+    assert!(api.counts_in_store() && mcp.counts_in_store());
     assert_eq!(granted(&api, &key, 2, T0 + 1), 2);
     assert_eq!(granted(&mcp, &key, 2, T0 + 1), 1);
+    // With limiters of their own, each has its own windows.
     let (api, mcp) = (authorizer(&store, true), authorizer(&store, true));
     assert_eq!(granted(&api, &key, 3, T0 + 61), 3);
     assert_eq!(granted(&mcp, &key, 3, T0 + 61), 3);
+}
+
+#[test]
+fn authorizers_with_different_default_quotas_are_each_limited() {
+    let store = Arc::new(KeyStore::new());
+    let key = store
+        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
+        .unwrap();
+    let per_minute = Authorizer::new(store.clone()).with_quota(Quota::new(2, 60).unwrap());
+    let per_hour = Authorizer::new(store.clone()).with_quota(Quota::new(2, 3600).unwrap());
+    // The second counts in a limiter of its own: in one window the two would reset each other's.
+    assert!(per_minute.counts_in_store());
+    assert!(!per_hour.counts_in_store());
+    let (mut minute, mut hour) = (0, 0);
+    for i in 0..20 {
+        minute += granted(&per_minute, &key, 1, T0 + 1 + i);
+        hour += granted(&per_hour, &key, 1, T0 + 1 + i);
+    }
+    assert_eq!((minute, hour), (2, 2));
+    // Once the per-minute authorizer is dropped, a new per-hour one counts in the store.
+    drop(per_minute);
+    let again = Authorizer::new(store.clone()).with_quota(Quota::new(2, 3600).unwrap());
+    assert!(again.counts_in_store());
+    assert_eq!(granted(&again, &key, 5, T0 + 30), 2);
 }
 
 #[test]
