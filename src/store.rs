@@ -562,21 +562,33 @@ impl KeyStore {
             plan = Rotation::plan(&template, grace, now)?;
         }
         let mut shard = self.map.write(id.as_u64());
-        match shard.get_mut(id.as_u64()) {
+        let outcome = match shard.get_mut(id.as_u64()) {
+            // Revoked (or expired) by another call meanwhile: no replacement for it.
+            Some((hot, cold)) if record(hot, cold).status(now) != KeyStatus::Active => {
+                Err(StoreError::NotActive)
+            }
             Some((hot, cold)) => {
                 hot.expires_at = hot
                     .expires_at
                     .min(plan.old.expires_at.map_or(NEVER, UnixTime::as_secs));
                 plan.old = record(hot, cold);
+                Ok(())
             }
-            None => {
-                // Removed by another thread meanwhile: keep the store as that thread left it.
-                drop(shard);
-                self.remove(plan.new.record.id());
-                return Err(StoreError::NotFound);
+            // Removed by another call meanwhile.
+            None => Err(StoreError::NotFound),
+        };
+        drop(shard);
+        match outcome {
+            Ok(()) => Ok(plan),
+            Err(e) => {
+                // Keep the store as the other call left it. The replacement was never
+                // returned, so nothing counted in its window.
+                self.map
+                    .write(plan.new.record.id().as_u64())
+                    .remove(plan.new.record.id().as_u64());
+                Err(e)
             }
         }
-        Ok(plan)
     }
 
     /// Number of stored keys, revoked and expired ones included.

@@ -214,3 +214,41 @@ fn removing_and_storing_again_the_replaced_key_while_both_keys_count_never_over_
     }
     assert_eq!(total.load(Ordering::Relaxed), 50);
 }
+
+#[test]
+fn a_rotation_racing_a_revocation_never_replaces_a_revoked_key() {
+    let store = Arc::new(KeyStore::new());
+    let mut replacements = 0;
+    for round in 0..200 {
+        let key = store
+            .issue(&NewKey::new("ci", Preset::ReadOnly), at(T0))
+            .unwrap();
+        let id = key.record.id();
+        let start = Arc::new(Barrier::new(2));
+        let revoker = {
+            let (store, start) = (store.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                // Later each round, so that some revocations land while the rotation is
+                // generating the replacement.
+                for _ in 0..round * 20 {
+                    std::hint::spin_loop();
+                }
+                store.revoke(id, at(T0 + 1)).unwrap();
+            })
+        };
+        start.wait();
+        let rotated = store.rotate(id, Duration::from_secs(60), at(T0 + 1));
+        revoker.join().unwrap();
+        if let Ok(rotation) = rotated {
+            // The rotation took effect before the revocation: its view of the old key is
+            // active, and the replacement stays.
+            assert_eq!(rotation.old.revoked_at, None, "round {round}");
+            assert!(store.get(rotation.new.record.id()).is_some());
+            replacements += 1;
+        }
+        // A refused rotation left no replacement behind.
+        store.remove(id);
+        assert_eq!(store.len(), replacements, "round {round}");
+    }
+}
