@@ -68,9 +68,7 @@ pub struct Authorizer {
 
 impl Drop for Authorizer {
     fn drop(&mut self) {
-        if self.windows_in_store {
-            self.store.release_windows(self.quota);
-        }
+        self.release_windows();
     }
 }
 
@@ -127,9 +125,7 @@ impl Authorizer {
     /// [`Authorizer::with_limiter`].
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
-        if self.windows_in_store {
-            self.store.release_windows(self.quota);
-        }
+        self.release_windows();
         self.quota = quota;
         self.windows_in_store = !self.own_limiter && self.store.claim_windows(quota);
         self
@@ -145,13 +141,19 @@ impl Authorizer {
     /// one authorizer over a store the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
-        if self.windows_in_store {
-            self.store.release_windows(self.quota);
-        }
+        self.release_windows();
         self.limiter = limiter;
         self.windows_in_store = false;
         self.own_limiter = true;
         self
+    }
+
+    /// Gives back this authorizer's claim on the store's windows, if it holds one.
+    fn release_windows(&mut self) {
+        if self.windows_in_store {
+            self.store.release_windows(self.quota);
+            self.windows_in_store = false;
+        }
     }
 
     /// Whether requests are counted in the store's windows (the default) rather than in

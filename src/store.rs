@@ -800,12 +800,8 @@ impl KeyStore {
                 .get(&id.as_u64())
                 .map_or(0, |w| w.load(Ordering::Relaxed)),
         };
-        let (reset_at, count) = ((held >> 32) as u32, held as u32);
-        if reset_at >= end && reset_at - end <= quota.period_secs() {
-            RateLimit::of_key(quota, count, reset_at)
-        } else {
-            RateLimit::of_key(quota, 0, end)
-        }
+        let (reset_at, count) = held_window(held, end, quota.period_secs());
+        RateLimit::of_key(quota, count, reset_at)
     }
 }
 
@@ -816,6 +812,19 @@ fn window_end(quota: Quota, now: u64) -> u32 {
     let period = u64::from(quota.period_secs());
     let start = if period == 60 { now / 60 } else { now / period };
     u32::try_from(start.saturating_add(1).saturating_mul(period)).unwrap_or(u32::MAX)
+}
+
+/// The window a cell holding `held` stands for when the current one ends at `end`: its end and
+/// count, or a new window (`end`, 0) when the held one is over or lies more than one window
+/// ahead.
+#[inline(always)]
+fn held_window(held: u64, end: u32, period: u32) -> (u32, u32) {
+    let (reset_at, count) = ((held >> 32) as u32, held as u32);
+    if reset_at < end || reset_at - end > period {
+        (end, 0)
+    } else {
+        (reset_at, count)
+    }
 }
 
 /// Counts one request in the window held in `cell` under `quota` at `now`, if it has room, with
@@ -829,10 +838,7 @@ fn count_in(cell: &AtomicU64, quota: Quota, now: u64) -> LimitDecision {
     let end = window_end(quota, now);
     let mut current = cell.load(Ordering::Relaxed);
     loop {
-        let (mut reset_at, mut count) = ((current >> 32) as u32, current as u32);
-        if reset_at < end || reset_at - end > period {
-            (reset_at, count) = (end, 0);
-        }
+        let (reset_at, count) = held_window(current, end, period);
         if count >= limit {
             return LimitDecision::Limited(RateLimit::of_key(quota, limit, reset_at));
         }

@@ -43,6 +43,14 @@ fn authorizer(store: &Arc<KeyStore>, separate_limiter: bool) -> Authorizer {
     }
 }
 
+/// The replacement of `key`, rotated at `now` with `grace_secs` of grace.
+fn rotate(store: &KeyStore, key: &IssuedKey, grace_secs: u64, now: u64) -> IssuedKey {
+    store
+        .rotate(key.record.id(), Duration::from_secs(grace_secs), at(now))
+        .unwrap()
+        .new
+}
+
 fn three_a_minute(store: &KeyStore) -> IssuedKey {
     let new = NewKey::new("ci", Preset::ReadOnly).rate_limit(Quota::per_minute(3));
     store.issue(&new, at(T0)).unwrap()
@@ -54,10 +62,7 @@ fn removing_the_rotated_key_does_not_give_its_replacement_a_fresh_quota() {
         let store = Arc::new(KeyStore::new());
         let old = three_a_minute(&store);
         let auth = authorizer(&store, separate_limiter);
-        let new = store
-            .rotate(old.record.id(), Duration::from_secs(5), at(T0))
-            .unwrap()
-            .new;
+        let new = rotate(&store, &old, 5, T0);
         assert_eq!(granted(&auth, &old, 2, T0 + 1), 2);
         assert_eq!(granted(&auth, &new, 1, T0 + 2), 1);
         // The old key is gone (deleted after its grace, or pruned from the shared records):
@@ -82,16 +87,10 @@ fn two_replacements_of_a_removed_key_share_one_window() {
         let store = Arc::new(KeyStore::new());
         let a = three_a_minute(&store);
         let auth = authorizer(&store, separate_limiter);
-        let b = store
-            .rotate(a.record.id(), Duration::from_secs(1), at(T0))
-            .unwrap()
-            .new;
+        let b = rotate(&store, &a, 1, T0);
         store.remove(a.record.id()).unwrap();
         // `b` rotated in turn: `c` shares the window `b` counts in, `a`'s.
-        let c = store
-            .rotate(b.record.id(), Duration::from_secs(3600), at(T0 + 120))
-            .unwrap()
-            .new;
+        let c = rotate(&store, &b, 3600, T0 + 120);
         let both = (0..3)
             .map(|_| granted(&auth, &b, 1, T0 + 130) + granted(&auth, &c, 1, T0 + 130))
             .sum::<u32>();
@@ -179,10 +178,7 @@ fn removing_and_storing_again_the_replaced_key_while_both_keys_count_never_over_
     let store = Arc::new(KeyStore::new());
     let new = NewKey::new("ci", Preset::ReadOnly).rate_limit(Quota::per_minute(50));
     let old = Arc::new(store.issue(&new, at(T0)).unwrap());
-    let rotated = store
-        .rotate(old.record.id(), Duration::from_secs(3600), at(T0))
-        .unwrap();
-    let new = Arc::new(rotated.new);
+    let new = Arc::new(rotate(&store, &old, 3600, T0));
     let auth = Arc::new(Authorizer::new(store.clone()));
     let total = Arc::new(AtomicU32::new(0));
     let start = Arc::new(Barrier::new(4));
