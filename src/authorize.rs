@@ -56,20 +56,14 @@ use crate::time::UnixTime;
 pub struct Authorizer {
     store: Arc<KeyStore>,
     limiter: RateLimiter,
-    /// Whether keys' windows are counted in their store entries (the default, holding a claim
-    /// of `store.claim_windows(quota)`) rather than in `limiter`.
+    /// Whether keys' windows are counted in the store (the default) rather than in `limiter`.
     windows_in_store: bool,
-    /// Whether [`Authorizer::with_limiter`] was called: never in the store's windows then.
-    own_limiter: bool,
+    /// Where the store counts keys without a quota of their own under `quota`: in their
+    /// entries (`None`), or in the store's limiter for `quota`'s period.
+    default_windows: Option<Arc<RateLimiter>>,
     quota: Quota,
     realm: Realm,
     addresses: Option<AddressLimiter>,
-}
-
-impl Drop for Authorizer {
-    fn drop(&mut self) {
-        self.release_windows();
-    }
 }
 
 impl Authorizer {
@@ -77,8 +71,8 @@ impl Authorizer {
     #[must_use]
     pub fn new(store: Arc<KeyStore>) -> Self {
         Self {
-            windows_in_store: store.claim_windows(Quota::SPEC),
-            own_limiter: false,
+            windows_in_store: true,
+            default_windows: store.windows_of_period(Quota::SPEC.period_secs()),
             store,
             limiter: RateLimiter::new(),
             quota: Quota::SPEC,
@@ -117,17 +111,18 @@ impl Authorizer {
 
     /// Sets the quota of keys that have none of their own.
     ///
-    /// With windows in the store (the default), a key's window belongs to the store: every
-    /// authorizer over one store with the same default quota counts the key's requests in that
-    /// one window. An authorizer whose default quota differs from that of authorizers already
-    /// counting in the store's windows counts in a [`RateLimiter`] of its own instead (two
-    /// periods counting in one window would reset each other's), as after
-    /// [`Authorizer::with_limiter`].
+    /// With windows in the store (the default), a key's window belongs to the store, whatever
+    /// the order authorizers are built in: a key with a quota of its own counts in one window
+    /// under every authorizer over the store, and a key without one counts in one window per
+    /// period of the authorizers' default quotas (each authorizer applies its own limit to the
+    /// count of its period's window). Windows of the spec's one-minute period are kept in the
+    /// keys' entries; those of another period in a limiter the store keeps for that period
+    /// (one window cannot hold two periods: they would reset each other's and neither would
+    /// limit).
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
-        self.release_windows();
         self.quota = quota;
-        self.windows_in_store = !self.own_limiter && self.store.claim_windows(quota);
+        self.default_windows = self.store.windows_of_period(quota.period_secs());
         self
     }
 
@@ -141,23 +136,13 @@ impl Authorizer {
     /// one authorizer over a store the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.release_windows();
         self.limiter = limiter;
         self.windows_in_store = false;
-        self.own_limiter = true;
         self
     }
 
-    /// Gives back this authorizer's claim on the store's windows, if it holds one.
-    fn release_windows(&mut self) {
-        if self.windows_in_store {
-            self.store.release_windows(self.quota);
-            self.windows_in_store = false;
-        }
-    }
-
     /// Whether requests are counted in the store's windows (the default) rather than in
-    /// [`Authorizer::limiter`]: see [`Authorizer::with_quota`] and [`Authorizer::with_limiter`].
+    /// [`Authorizer::limiter`] (after [`Authorizer::with_limiter`]).
     #[must_use]
     pub fn counts_in_store(&self) -> bool {
         self.windows_in_store
@@ -182,10 +167,14 @@ impl Authorizer {
     #[must_use]
     pub fn window(&self, record: &crate::KeyRecord, now: UnixTime) -> RateLimit {
         let quota = record.rate_limit.unwrap_or(self.quota);
-        if self.windows_in_store {
-            self.store.peek_window(record.limit_id(), quota, now)
-        } else {
-            self.limiter.peek(record.limit_id(), quota, now)
+        match (
+            self.windows_in_store,
+            &self.default_windows,
+            record.rate_limit,
+        ) {
+            (true, Some(limiter), None) => limiter.peek(record.limit_id(), quota, now),
+            (true, _, _) => self.store.peek_window(record.limit_id(), quota, now),
+            (false, _, _) => self.limiter.peek(record.limit_id(), quota, now),
         }
     }
 
@@ -249,10 +238,13 @@ impl Authorizer {
         request: &AuthRequest<'_>,
     ) -> Result<(Authenticated, LimitDecision), DenialReason> {
         let digest = request_digest(request)?;
-        match self
-            .store
-            .lookup_counting(&digest, request.now, request.client_ip, self.quota)
-        {
+        match self.store.lookup_counting(
+            &digest,
+            request.now,
+            request.client_ip,
+            self.quota,
+            self.default_windows.as_deref(),
+        ) {
             Counted::Active {
                 id,
                 limit_id,

@@ -2,7 +2,8 @@
 //! [`Pending::finish`], which both framework adapters drive with their own request and response
 //! types (as rustls's shared connection core sits under its client and server).
 //!
-//! The steps, in order: decide at once with the authorizer's own limiter, or authenticate and
+//! The steps, in order: decide at once, counting where the authorizer counts (the store's
+//! windows by default, see [`Authorizer::authorize`]), or authenticate and
 //! hand the adapter the key to count in its outside limiter; then decide with the limiter's
 //! answer. The observer is told of every decision exactly once, where it is made. What is left to
 //! an adapter is what only it can do: read the request, wait for the limiter under its own
@@ -51,8 +52,9 @@ pub enum Finish {
 }
 
 impl Authorizer {
-    /// Begins one request in an adapter: with `outside_limiter` false the decision, counted in
-    /// the authorizer's own limiter ([`Authorizer::authorize`]); with it true, a refusal at once
+    /// Begins one request in an adapter: with `outside_limiter` false the decision, counted
+    /// where [`Authorizer::authorize`] counts (the store's windows by default); with it true, a
+    /// refusal at once
     /// or the key to count outside ([`Authorizer::authenticate`]). `observer`, if any, is told
     /// of a decision made here.
     #[inline]

@@ -3,11 +3,13 @@
 use core::fmt;
 use core::net::IpAddr;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::address::IpAllowlist;
 use crate::digest::{KeyDigest, KeyId};
 use crate::key::Last4;
+use crate::limiter::RateLimiter;
 use crate::name::KeyName;
 use crate::new_key::{IssuedKey, NewKey};
 use crate::policy::KeyPolicy;
@@ -254,10 +256,16 @@ pub struct KeyStore {
     map: Table<Hot, Cold>,
     policy: KeyPolicy,
     retired: parking_lot::RwLock<Retired>,
-    /// The default quotas of the authorizers that count in this store's windows, each with how
-    /// many do: one quota at a time (see [`KeyStore::claim_windows`]).
-    window_quotas: parking_lot::Mutex<Vec<(Quota, usize)>>,
+    /// The windows of keys without a quota of their own under a default quota whose period is
+    /// not [`ENTRY_PERIOD_SECS`], one limiter per period (see [`KeyStore::windows_of_period`]).
+    period_windows: parking_lot::Mutex<Vec<(u32, Arc<RateLimiter>)>>,
 }
+
+/// The period of the default quotas whose windows are kept in the keys' entries: the spec's
+/// minute. A key's entry holds one window, so only one period can count there for keys without
+/// a quota of their own (two periods in one window would reset each other's and neither would
+/// limit); keys with a quota of their own always count in their entry.
+pub(crate) const ENTRY_PERIOD_SECS: u32 = Quota::SPEC.period_secs();
 
 /// The rate-limit windows of removed keys, while they may still be counted in: by a replacement
 /// that shares the removed key's window (it keeps counting there after the key is gone), or by
@@ -272,7 +280,7 @@ struct Retired {
 }
 
 /// The most windows kept for removed keys: past it (removals of used keys faster than their
-/// windows end) a removed key's window is forgotten.
+/// windows end) the window that ends first is forgotten to make room.
 const MAX_RETIRED: usize = 1 << 16;
 
 /// How long after its end a kept window is dropped.
@@ -280,9 +288,10 @@ const RETIRED_MARGIN_SECS: u64 = 60;
 
 impl Retired {
     /// Drops the windows that ended more than [`RETIRED_MARGIN_SECS`] before `now`, at most
-    /// once a second.
+    /// once per second the clock reads (a clock stepped ahead and then corrected prunes again
+    /// at the corrected time).
     fn prune(&mut self, now: u64) {
-        if now > self.pruned_at {
+        if now != self.pruned_at {
             self.pruned_at = now;
             self.windows.retain(|_, w| {
                 (w.load(Ordering::Relaxed) >> 32).saturating_add(RETIRED_MARGIN_SECS) > now
@@ -290,10 +299,26 @@ impl Retired {
         }
     }
 
-    /// Keeps `window`, the window of the removed key `id`, if it counted anything and there is
-    /// room.
+    /// Makes room for one more window when [`MAX_RETIRED`] are kept, by dropping the one that
+    /// ends first (the least likely to be counted in again). A scan, only when full.
+    fn make_room(&mut self) {
+        if self.windows.len() < MAX_RETIRED {
+            return;
+        }
+        let first = self
+            .windows
+            .iter()
+            .min_by_key(|(_, w)| w.load(Ordering::Relaxed) >> 32)
+            .map(|(&id, _)| id);
+        if let Some(id) = first {
+            self.windows.remove(&id);
+        }
+    }
+
+    /// Keeps `window`, the window of the removed key `id`, if it counted anything.
     fn keep(&mut self, id: u64, window: u64) {
-        if window != 0 && self.windows.len() < MAX_RETIRED {
+        if window != 0 {
+            self.make_room();
             self.windows.insert(id, AtomicU64::new(window));
         }
     }
@@ -313,7 +338,7 @@ impl KeyStore {
             map: Table::with_capacity(capacity),
             policy: KeyPolicy::default(),
             retired: parking_lot::RwLock::new(Retired::default()),
-            window_quotas: parking_lot::Mutex::new(Vec::new()),
+            period_windows: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -363,6 +388,7 @@ impl KeyStore {
     /// As for [`KeyStore::issue`].
     pub fn prepare(&self, new: &NewKey, now: UnixTime) -> Result<IssuedKey, InvalidRecord> {
         self.policy.check(new.expiry(), now)?;
+        self.retired.write().prune(now.as_secs());
         loop {
             let issued = new.generate(now)?;
             let id = issued.record.id().as_u64();
@@ -689,7 +715,8 @@ pub(crate) enum Counted {
 
 impl KeyStore {
     /// [`KeyStore::lookup`], and for an active key one request counted in its window, kept in
-    /// its entry (`default` is the quota of keys without their own). A key that shares the
+    /// its entry (`default` is the quota of keys without their own, counted in
+    /// `default_windows` when given: see [`KeyStore::windows_of_period`]). A key that shares the
     /// window of the key it replaced counts in that key's entry (its own when that one is gone).
     #[inline(always)]
     pub(crate) fn lookup_counting(
@@ -698,6 +725,7 @@ impl KeyStore {
         now: UnixTime,
         client: Option<IpAddr>,
         default: Quota,
+        default_windows: Option<&RateLimiter>,
     ) -> Counted {
         let secs = now.as_secs();
         let id = digest.id();
@@ -710,7 +738,23 @@ impl KeyStore {
             Ok(limit_id) => limit_id,
             Err(refused) => return Counted::Refused(refused),
         };
-        let (scopes, quota) = (hot.scopes, hot.rate_limit.unwrap_or(default));
+        let scopes = hot.scopes;
+        let quota = match (hot.rate_limit, default_windows) {
+            (Some(own), _) => own,
+            (None, None) => default,
+            // A default quota of another period than the entries' counts in the store's limiter
+            // for that period.
+            (None, Some(limiter)) => {
+                drop(shard);
+                return Counted::Active {
+                    id,
+                    limit_id,
+                    scopes,
+                    quota: default,
+                    limit: limiter.check(limit_id, default, now),
+                };
+            }
+        };
         if limit_id == id {
             return Counted::Active {
                 id,
@@ -732,31 +776,20 @@ impl KeyStore {
         }
     }
 
-    /// Whether an authorizer whose default quota is `quota` may count in this store's windows:
-    /// yes unless an authorizer that does has another default quota (two periods counting in
-    /// one window would reset each other's, and neither would ever limit). A `true` is held
-    /// until [`KeyStore::release_windows`].
-    pub(crate) fn claim_windows(&self, quota: Quota) -> bool {
-        let mut claims = self.window_quotas.lock();
-        if claims.iter().any(|&(q, _)| q != quota) {
-            return false;
+    /// Where keys without a quota of their own count under a default quota of `period` seconds:
+    /// in their entries (`None`) for [`ENTRY_PERIOD_SECS`], else in the store's limiter for that
+    /// period, one for every authorizer with that period whatever the order they were built in.
+    pub(crate) fn windows_of_period(&self, period: u32) -> Option<Arc<RateLimiter>> {
+        if period == ENTRY_PERIOD_SECS {
+            return None;
         }
-        match claims.first_mut() {
-            Some((_, n)) => *n += 1,
-            None => claims.push((quota, 1)),
+        let mut limiters = self.period_windows.lock();
+        if let Some((_, limiter)) = limiters.iter().find(|(p, _)| *p == period) {
+            return Some(limiter.clone());
         }
-        true
-    }
-
-    /// Gives back a claim of [`KeyStore::claim_windows`] that returned `true`.
-    pub(crate) fn release_windows(&self, quota: Quota) {
-        let mut claims = self.window_quotas.lock();
-        if let Some(i) = claims.iter().position(|&(q, _)| q == quota) {
-            claims[i].1 -= 1;
-            if claims[i].1 == 0 {
-                claims.swap_remove(i);
-            }
-        }
+        let limiter = Arc::new(RateLimiter::new());
+        limiters.push((period, limiter.clone()));
+        Some(limiter)
     }
 
     /// Counts one request in the window of the replaced key `limit_id`: in its entry, or among
@@ -777,7 +810,11 @@ impl KeyStore {
         // it counted anything): a new cell, where the requests of every key that shares it
         // count; ended ones are dropped meanwhile.
         let mut retired = self.retired.write();
+        if let Some(cell) = retired.windows.get(&id) {
+            return count_in(cell, quota, secs);
+        }
         retired.prune(secs);
+        retired.make_room();
         let cell = retired
             .windows
             .entry(id)
@@ -881,7 +918,8 @@ mod tests {
             .unwrap();
         let digest = issued.key.digest();
         let count =
-            |d: &KeyDigest, t: UnixTime| match store.lookup_counting(d, t, None, Quota::SPEC) {
+            |d: &KeyDigest, t: UnixTime| match store.lookup_counting(d, t, None, Quota::SPEC, None)
+            {
                 Counted::Active { limit, .. } => limit.is_allowed(),
                 Counted::Refused(_) => panic!("the key is active"),
             };
@@ -932,7 +970,7 @@ mod tests {
         let unused = store
             .issue(&NewKey::new("unused", Preset::ReadOnly), NOW)
             .unwrap();
-        let _ = store.lookup_counting(&used.key.digest(), NOW, None, Quota::SPEC);
+        let _ = store.lookup_counting(&used.key.digest(), NOW, None, Quota::SPEC, None);
         store.remove(used.record.id()).unwrap();
         store.remove(unused.record.id()).unwrap();
         // Only a window that counted something is kept, and it goes back with its key.
@@ -950,12 +988,69 @@ mod tests {
         assert_eq!(store.retired.read().windows.len(), 1);
         store.issue(&next, NOW.plus_secs(60 + 60)).unwrap();
         assert!(store.retired.read().windows.is_empty());
-        // A removal bounded by MAX_RETIRED: windows past it are not kept.
+        // Bounded by MAX_RETIRED: past it, the windows that end first make room for the newest.
         let mut retired = Retired::default();
         for id in 0..MAX_RETIRED as u64 + 10 {
-            retired.keep(id, (u64::from(u32::MAX) << 32) | 1);
+            retired.keep(id, ((1_000 + id) << 32) | 1);
         }
         assert_eq!(retired.windows.len(), MAX_RETIRED);
+        assert!(!retired.windows.contains_key(&9));
+        assert!(retired.windows.contains_key(&10));
+        assert!(retired.windows.contains_key(&(MAX_RETIRED as u64 + 9)));
+    }
+
+    #[test]
+    fn a_clock_stepped_ahead_and_back_does_not_stop_the_pruning() {
+        let mut retired = Retired::default();
+        retired.prune(NOW.as_secs() + 100_000);
+        let end = NOW.as_secs() + 60;
+        retired.keep(1, (end << 32) | 1);
+        // Back at the right time, a minute past the window's end: dropped.
+        retired.prune(end + RETIRED_MARGIN_SECS);
+        assert!(retired.windows.is_empty());
+    }
+
+    #[test]
+    fn keys_preparing_and_inserting_prune_the_windows_of_removed_keys() {
+        let store = KeyStore::new();
+        let new = NewKey::new("used", Preset::ReadOnly);
+        let used = store.prepare(&new, NOW).unwrap();
+        store.insert(used.record.clone()).unwrap();
+        let _ = store.lookup_counting(&used.key.digest(), NOW, None, Quota::SPEC, None);
+        store.remove(used.record.id()).unwrap();
+        assert_eq!(store.retired.read().windows.len(), 1);
+        // A host that prepares keys (and inserts them itself) prunes with the time it passes.
+        store.prepare(&new, NOW.plus_secs(180)).unwrap();
+        assert!(store.retired.read().windows.is_empty());
+    }
+
+    #[test]
+    fn the_window_a_replacement_opens_for_a_removed_key_is_bounded_too() {
+        let store = KeyStore::new();
+        let old = store
+            .issue(&NewKey::new("old", Preset::ReadOnly), NOW)
+            .unwrap();
+        let rotation = store
+            .rotate(old.record.id(), Duration::from_secs(600), NOW)
+            .unwrap();
+        // Removed before it counted anything: no window kept for it.
+        store.remove(old.record.id()).unwrap();
+        {
+            let mut retired = store.retired.write();
+            retired.pruned_at = NOW.as_secs();
+            let end = NOW.as_secs() + 60;
+            for id in 0..MAX_RETIRED as u64 {
+                retired.windows.insert(id, AtomicU64::new((end << 32) | 1));
+            }
+        }
+        let digest = rotation.new.key.digest();
+        match store.lookup_counting(&digest, NOW, None, Quota::SPEC, None) {
+            Counted::Active { limit, .. } => assert!(limit.is_allowed()),
+            Counted::Refused(_) => panic!("the replacement is active"),
+        }
+        let retired = store.retired.read();
+        assert_eq!(retired.windows.len(), MAX_RETIRED);
+        assert!(retired.windows.contains_key(&old.record.id().as_u64()));
     }
 
     #[test]

@@ -149,28 +149,68 @@ fn authorizers_over_one_store_with_one_default_quota_count_a_key_in_one_window()
     assert_eq!(granted(&mcp, &key, 3, T0 + 61), 3);
 }
 
+fn per_hour(store: &Arc<KeyStore>, limit: u32) -> Authorizer {
+    Authorizer::new(store.clone()).with_quota(Quota::new(limit, 3600).unwrap())
+}
+
 #[test]
-fn authorizers_with_different_default_quotas_are_each_limited() {
+fn authorizers_with_one_default_quota_share_a_window_whatever_order_they_are_built_in() {
+    let store = Arc::new(KeyStore::new());
+    let key = store
+        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
+        .unwrap();
+    // Both built with the spec's quota first, then both given another one.
+    let (api, mcp) = (
+        Authorizer::new(store.clone()),
+        Authorizer::new(store.clone()),
+    );
+    let hourly = Quota::new(2, 3600).unwrap();
+    let (api, mcp) = (api.with_quota(hourly), mcp.with_quota(hourly));
+    let total: u32 = (0..10)
+        .map(|i| granted(&api, &key, 1, T0 + 1 + i) + granted(&mcp, &key, 1, T0 + 1 + i))
+        .sum();
+    assert_eq!(total, 2);
+    assert!(api.counts_in_store() && mcp.counts_in_store());
+}
+
+#[test]
+fn authorizers_with_different_periods_are_each_limited_and_share_with_their_own_period() {
     let store = Arc::new(KeyStore::new());
     let key = store
         .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
         .unwrap();
     let per_minute = Authorizer::new(store.clone()).with_quota(Quota::new(2, 60).unwrap());
-    let per_hour = Authorizer::new(store.clone()).with_quota(Quota::new(2, 3600).unwrap());
-    // The second counts in a limiter of its own: in one window the two would reset each other's.
-    assert!(per_minute.counts_in_store());
-    assert!(!per_hour.counts_in_store());
-    let (mut minute, mut hour) = (0, 0);
+    let hour = per_hour(&store, 2);
+    // In one window the two periods would reset each other's and neither would limit.
+    let (mut minute, mut hourly) = (0, 0);
     for i in 0..20 {
         minute += granted(&per_minute, &key, 1, T0 + 1 + i);
-        hour += granted(&per_hour, &key, 1, T0 + 1 + i);
+        hourly += granted(&hour, &key, 1, T0 + 1 + i);
     }
-    assert_eq!((minute, hour), (2, 2));
-    // Once the per-minute authorizer is dropped, a new per-hour one counts in the store.
+    assert_eq!((minute, hourly), (2, 2));
+    // A per-hour authorizer built later, once the per-minute one is gone, counts in the same
+    // hourly window as the first: nothing left this hour.
     drop(per_minute);
-    let again = Authorizer::new(store.clone()).with_quota(Quota::new(2, 3600).unwrap());
-    assert!(again.counts_in_store());
-    assert_eq!(granted(&again, &key, 5, T0 + 30), 2);
+    let again = per_hour(&store, 2);
+    assert_eq!(granted(&again, &key, 5, T0 + 30), 0);
+    assert_eq!(granted(&hour, &key, 5, T0 + 30), 0);
+    // The next hour has room for two, whichever authorizer counts them.
+    assert_eq!(granted(&again, &key, 1, T0 + 3600), 1);
+    assert_eq!(granted(&hour, &key, 5, T0 + 3600), 1);
+}
+
+#[test]
+fn a_key_with_its_own_quota_counts_in_one_window_under_every_authorizer() {
+    let store = Arc::new(KeyStore::new());
+    let key = three_a_minute(&store);
+    let (minute, hour) = (Authorizer::new(store.clone()), per_hour(&store, 100));
+    // Its quota is its own whatever the authorizer's default: three a minute in all.
+    let total: u32 = (0..5)
+        .map(|_| granted(&minute, &key, 1, T0 + 1) + granted(&hour, &key, 1, T0 + 1))
+        .sum();
+    assert_eq!(total, 3);
+    let window = hour.window(&key.record, at(T0 + 1));
+    assert_eq!((window.limit, window.remaining), (3, 0));
 }
 
 #[test]
