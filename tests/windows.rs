@@ -255,7 +255,8 @@ fn removing_and_storing_again_the_replaced_key_while_both_keys_count_never_over_
 fn a_rotation_racing_a_revocation_never_replaces_a_revoked_key() {
     let store = Arc::new(KeyStore::new());
     let mut replacements = 0;
-    for round in 0..200 {
+    // Five sweeps of the revocation's delay across the rotation's duration.
+    for round in 0..1_000 {
         let key = store
             .issue(&NewKey::new("ci", Preset::ReadOnly), at(T0))
             .unwrap();
@@ -267,7 +268,7 @@ fn a_rotation_racing_a_revocation_never_replaces_a_revoked_key() {
                 start.wait();
                 // Later each round, so that some revocations land while the rotation is
                 // generating the replacement.
-                for _ in 0..round * 20 {
+                for _ in 0..(round % 200) * 20 {
                     std::hint::spin_loop();
                 }
                 store.revoke(id, at(T0 + 1)).unwrap();
