@@ -15,8 +15,10 @@ use crate::scope::Scopes;
 use crate::store::{Counted, KeyStore, Lookup};
 use crate::time::UnixTime;
 
-/// Authorizes requests against a [`KeyStore`], counting each key's window in its entry (or in a
-/// [`RateLimiter`], see [`Authorizer::with_limiter`]).
+/// Authorizes requests against a [`KeyStore`], counting each key's window in the store (in the
+/// key's entry, or for a default quota of another period than the minute in a limiter the store
+/// keeps for that period: see [`Authorizer::with_quota`]) or in a [`RateLimiter`] of its own
+/// ([`Authorizer::with_limiter`]).
 ///
 /// # Order of checks
 ///
@@ -119,6 +121,12 @@ impl Authorizer {
     /// keys' entries; those of another period in a limiter the store keeps for that period
     /// (one window cannot hold two periods: they would reset each other's and neither would
     /// limit).
+    ///
+    /// So each authorizer limits the count of its period's window: two with one period and
+    /// different limits count a key's requests together (after 10 requests through one allowing
+    /// 1,000 a minute, one allowing 10 a minute refuses the key for the rest of the minute), and
+    /// two with different periods do not see each other's requests. A key removed and stored
+    /// again with another quota of its own (or none) counts in another window from then on.
     #[must_use]
     pub fn with_quota(mut self, quota: Quota) -> Self {
         self.quota = quota;
@@ -128,12 +136,14 @@ impl Authorizer {
 
     /// Counts keys' windows in the given lock-striped limiter instead of in the store's entries.
     ///
-    /// By default [`Authorizer::authorize`] counts each key's window in the key's own store
-    /// entry, beside the fields it reads anyway, under the store's shard lock: no other memory
-    /// is touched (a removed key's window is kept by the store while it lasts, for its
-    /// replacement or its return). A separate limiter can be given more stripes, and its windows
-    /// are this authorizer's own rather than the store's (see [`Authorizer::with_quota`]); for
-    /// one authorizer over a store the decisions are the same.
+    /// By default [`Authorizer::authorize`] counts each key's window in the store: for a key
+    /// with a quota of its own or under a one-minute default quota, in the key's own entry,
+    /// beside the fields it reads anyway, under the store's shard lock, so no other memory is
+    /// touched (a removed key's window is kept by the store while it lasts, for its replacement
+    /// or its return). A separate limiter can be given more stripes, and its windows are this
+    /// authorizer's own rather than the store's (see [`Authorizer::with_quota`]): next to
+    /// authorizers counting in the store, each key gets a quota in each. For one authorizer over
+    /// a store the decisions are the same.
     #[must_use]
     pub fn with_limiter(mut self, limiter: RateLimiter) -> Self {
         self.limiter = limiter;
@@ -166,12 +176,14 @@ impl Authorizer {
     /// shares with the key it replaced), as [`Authorizer::authorize`] counts it, without counting.
     #[must_use]
     pub fn window(&self, record: &crate::KeyRecord, now: UnixTime) -> RateLimit {
-        let quota = record.rate_limit.unwrap_or(self.quota);
-        match (
-            self.windows_in_store,
-            &self.default_windows,
-            record.rate_limit,
-        ) {
+        // The quota the store holds for the key, which `authorize` reads (a record of the host's
+        // may differ: merging keeps the stored one).
+        let own = self
+            .store
+            .stored_rate_limit(record.id())
+            .unwrap_or(record.rate_limit);
+        let quota = own.unwrap_or(self.quota);
+        match (self.windows_in_store, &self.default_windows, own) {
             (true, Some(limiter), None) => limiter.peek(record.limit_id(), quota, now),
             (true, _, _) => self.store.peek_window(record.limit_id(), quota, now),
             (false, _, _) => self.limiter.peek(record.limit_id(), quota, now),

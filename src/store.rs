@@ -76,7 +76,8 @@ pub enum StoreError {
 struct Hot {
     digest: KeyDigest,
     /// The key's rate-limit window as [`Authorizer::authorize`](crate::Authorizer::authorize)
-    /// counts it: the end of the window (seconds, saturated to `u32`) in the high half, the
+    /// counts it for a key with a quota of its own or under a one-minute default quota (see
+    /// [`ENTRY_PERIOD_SECS`]): the end of the window (seconds, saturated to `u32`) in the high half, the
     /// requests counted in it in the low half; zero before the first.
     window: AtomicU64,
     /// `NEVER` when the key has no expiry.
@@ -267,6 +268,10 @@ pub struct KeyStore {
 /// limit); keys with a quota of their own always count in their entry.
 pub(crate) const ENTRY_PERIOD_SECS: u32 = Quota::SPEC.period_secs();
 
+/// Stripes of the limiter the store keeps for another period (see
+/// [`KeyStore::windows_of_period`]).
+const PERIOD_STRIPES: usize = 1024;
+
 /// The rate-limit windows of removed keys, while they may still be counted in: by a replacement
 /// that shares the removed key's window (it keeps counting there after the key is gone), or by
 /// the same key stored again (its window comes back with it). A window that has ended is the
@@ -280,8 +285,11 @@ struct Retired {
 }
 
 /// The most windows kept for removed keys: past it (removals of used keys faster than their
-/// windows end) the window that ends first is forgotten to make room.
+/// windows end) the windows that end first are forgotten to make room.
 const MAX_RETIRED: usize = 1 << 16;
+
+/// How many windows make room at once when [`MAX_RETIRED`] are kept.
+const RETIRED_EVICTED: usize = MAX_RETIRED / 8;
 
 /// How long after its end a kept window is dropped.
 const RETIRED_MARGIN_SECS: u64 = 60;
@@ -299,20 +307,24 @@ impl Retired {
         }
     }
 
-    /// Makes room for one more window when [`MAX_RETIRED`] are kept, by dropping the one that
-    /// ends first (the least likely to be counted in again). A scan, only when full.
+    /// Makes room for one more window when [`MAX_RETIRED`] are kept, by dropping the eighth
+    /// that end first (the least likely to be counted in again): one scan per
+    /// [`RETIRED_EVICTED`] windows kept past the bound, so a flood of removals pays a few
+    /// nanoseconds each rather than a scan each.
     fn make_room(&mut self) {
         if self.windows.len() < MAX_RETIRED {
             return;
         }
-        let first = self
+        let mut by_end: Vec<(u64, u64)> = self
             .windows
             .iter()
-            .min_by_key(|(_, w)| w.load(Ordering::Relaxed) >> 32)
-            .map(|(&id, _)| id);
-        if let Some(id) = first {
+            .map(|(&id, w)| (w.load(Ordering::Relaxed) >> 32, id))
+            .collect();
+        let (first, _, _) = by_end.select_nth_unstable(RETIRED_EVICTED - 1);
+        for &(_, id) in first.iter() {
             self.windows.remove(&id);
         }
+        self.windows.remove(&by_end[RETIRED_EVICTED - 1].1);
     }
 
     /// Keeps `window`, the window of the removed key `id`, if it counted anything.
@@ -717,7 +729,8 @@ impl KeyStore {
     /// [`KeyStore::lookup`], and for an active key one request counted in its window, kept in
     /// its entry (`default` is the quota of keys without their own, counted in
     /// `default_windows` when given: see [`KeyStore::windows_of_period`]). A key that shares the
-    /// window of the key it replaced counts in that key's entry (its own when that one is gone).
+    /// window of the key it replaced counts in that key's entry, or in the window the store
+    /// keeps for it once that key is removed.
     #[inline(always)]
     pub(crate) fn lookup_counting(
         &self,
@@ -779,6 +792,9 @@ impl KeyStore {
     /// Where keys without a quota of their own count under a default quota of `period` seconds:
     /// in their entries (`None`) for [`ENTRY_PERIOD_SECS`], else in the store's limiter for that
     /// period, one for every authorizer with that period whatever the order they were built in.
+    /// A period's limiter is kept for the store's life ([`PERIOD_STRIPES`] stripes, 128 KiB,
+    /// and 16 bytes per key counting in a current window), so that an authorizer built again
+    /// finds its windows.
     pub(crate) fn windows_of_period(&self, period: u32) -> Option<Arc<RateLimiter>> {
         if period == ENTRY_PERIOD_SECS {
             return None;
@@ -787,7 +803,7 @@ impl KeyStore {
         if let Some((_, limiter)) = limiters.iter().find(|(p, _)| *p == period) {
             return Some(limiter.clone());
         }
-        let limiter = Arc::new(RateLimiter::new());
+        let limiter = Arc::new(RateLimiter::with_stripes(PERIOD_STRIPES));
         limiters.push((period, limiter.clone()));
         Some(limiter)
     }
@@ -820,6 +836,13 @@ impl KeyStore {
             .entry(id)
             .or_insert_with(|| AtomicU64::new(0));
         count_in(cell, quota, secs)
+    }
+
+    /// The quota of its own the stored key `id` has (`Some(None)` for none), `None` if it is
+    /// not stored.
+    pub(crate) fn stored_rate_limit(&self, id: KeyId) -> Option<Option<Quota>> {
+        let shard = self.map.read(id.as_u64());
+        shard.find(id.as_u64()).map(|i| shard.hot(i).rate_limit)
     }
 
     /// The state of the window kept in `id`'s entry (or kept for it since it was removed) under
@@ -993,9 +1016,11 @@ mod tests {
         for id in 0..MAX_RETIRED as u64 + 10 {
             retired.keep(id, ((1_000 + id) << 32) | 1);
         }
-        assert_eq!(retired.windows.len(), MAX_RETIRED);
-        assert!(!retired.windows.contains_key(&9));
-        assert!(retired.windows.contains_key(&10));
+        // The first past it made room by dropping the eighth that end first.
+        let evicted = RETIRED_EVICTED as u64;
+        assert_eq!(retired.windows.len(), MAX_RETIRED - RETIRED_EVICTED + 10);
+        assert!(!retired.windows.contains_key(&(evicted - 1)));
+        assert!(retired.windows.contains_key(&evicted));
         assert!(retired.windows.contains_key(&(MAX_RETIRED as u64 + 9)));
     }
 
@@ -1011,7 +1036,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_preparing_and_inserting_prune_the_windows_of_removed_keys() {
+    fn preparing_keys_prunes_the_windows_of_removed_keys() {
         let store = KeyStore::new();
         let new = NewKey::new("used", Preset::ReadOnly);
         let used = store.prepare(&new, NOW).unwrap();
@@ -1049,7 +1074,7 @@ mod tests {
             Counted::Refused(_) => panic!("the replacement is active"),
         }
         let retired = store.retired.read();
-        assert_eq!(retired.windows.len(), MAX_RETIRED);
+        assert_eq!(retired.windows.len(), MAX_RETIRED - RETIRED_EVICTED + 1);
         assert!(retired.windows.contains_key(&old.record.id().as_u64()));
     }
 
