@@ -340,7 +340,7 @@ fn ct_eq32(a: &[u8; 32], b: &[u8; 32]) -> bool {
 /// same work: the same grant for the same key (id, limit, remaining, reset) and the same
 /// refusals. Runs on fresh tables, before any bench counts a request.
 fn verify_reference(keys: &Keys, reference: &Reference) {
-    for i in 0..keys.order.len().min(8) {
+    for i in 0..keys.order.len().min(5_000) {
         let h = keys.header(i);
         let core = keys
             .auth

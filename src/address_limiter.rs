@@ -35,9 +35,16 @@ const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 ///
 /// A fixed table of [`AddressLimiter::max_addresses`] slots of 16 bytes, allocated when the
 /// limiter is made. An address takes a free slot among the eight its hash names, else one whose
-/// window has ended, else the first of them is given to it (that address starts over). A flood
-/// of spoofed or distinct addresses therefore costs no memory, and each of its addresses gets
-/// no more than the quota.
+/// window has ended, else the first of them is handed to it with its count: past the table's
+/// capacity, addresses count together in the slots they are handed. A flood of spoofed or
+/// distinct addresses therefore costs no memory, and no address gets more than the quota (one
+/// that shares a slot with others may get less).
+///
+/// # Time
+///
+/// A time up to one window behind the latest a slot has counted at counts in that slot's
+/// window (two requests that read the clock either side of a window's end do not start it
+/// again); a time further behind is a corrected clock, and counting starts again there.
 ///
 /// ```
 /// use sitequest_auth::{AddressLimiter, Quota, UnixTime};
@@ -170,13 +177,19 @@ impl AddressLimiter {
         }
     }
 
-    /// The count of `state` in the window ending at `end` (0 for another window).
+    /// The window a slot holding `state` counts in when the window of the time read ends at
+    /// `end`: its end and count. The slot's window while it has not ended, also when it lies up
+    /// to one window ahead (the time was read just before the end of the window before it);
+    /// else a new window, (`end`, 0).
     #[inline(always)]
-    fn count_in(state: u64, end: u64) -> u64 {
-        if state >> COUNT_BITS == end {
-            state & COUNT_MASK
+    fn held(&self, state: u64, end: u64) -> (u64, u64) {
+        let held_end = state >> COUNT_BITS;
+        // One compare in the common case; the wrapping difference is large when the slot's
+        // window is behind.
+        if held_end == end || held_end.wrapping_sub(end) <= u64::from(self.quota.period_secs()) {
+            (held_end, state & COUNT_MASK)
         } else {
-            0
+            (end, 0)
         }
     }
 
@@ -198,9 +211,9 @@ impl AddressLimiter {
     #[must_use]
     pub fn peek(&self, ip: IpAddr, now: UnixTime) -> RateLimit {
         let end = self.window_end(now);
-        let count = self
-            .find(self.hash(ip))
-            .map_or(0, |s| Self::count_in(s.state.load(Ordering::Acquire), end));
+        let (end, count) = self.find(self.hash(ip)).map_or((end, 0), |s| {
+            self.held(s.state.load(Ordering::Acquire), end)
+        });
         self.rate_limit(count, end)
     }
 
@@ -229,7 +242,7 @@ impl AddressLimiter {
         };
         let mut state = slot.state.load(Ordering::Acquire);
         loop {
-            let count = Self::count_in(state, end);
+            let (end, count) = self.held(state, end);
             if count >= self.limit {
                 return LimitDecision::Limited(self.rate_limit(count, end));
             }
@@ -245,7 +258,7 @@ impl AddressLimiter {
     }
 
     /// A slot for an address not tracked yet: a free one of its eight, else one whose window
-    /// has ended, else the first.
+    /// has ended, else the first, whose count it takes on.
     #[cold]
     fn claim(&self, tag: u64, end: u64) -> Option<&Slot> {
         let base = (tag >> self.shift) as usize;
@@ -276,8 +289,10 @@ impl AddressLimiter {
                 .compare_exchange(old, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                // A new owner starts with an empty window.
-                s.state.store(end << COUNT_BITS, Ordering::Release);
+                // The slot's count is kept: a free slot or one whose window has ended counts
+                // nothing in this window, and an address handed a slot in use counts on from
+                // the count it finds (handed an empty window, addresses cycled past the table's
+                // capacity would each start over and never be limited).
                 // Two first requests of one address may claim two slots at once: the first of
                 // them in probe order (the one `find` returns) is kept, so the count is never
                 // split.
@@ -397,6 +412,35 @@ mod tests {
         assert!(l.check(a, far).is_allowed());
         assert!(l.check(a, far).is_allowed());
         assert!(!l.check(a, far).is_allowed());
+    }
+
+    #[test]
+    fn addresses_cycled_past_the_tables_capacity_get_no_more_than_the_quota() {
+        let l = AddressLimiter::with_max_addresses(Quota::per_minute(1), 64);
+        let allowed = (0..10)
+            .flat_map(|_| 0..1_000u32)
+            .filter(|&i| l.check(IpAddr::V4(i.into()), NOW).is_allowed())
+            .count();
+        // One request per slot, whichever addresses share it.
+        assert!(allowed <= 64, "{allowed}");
+    }
+
+    #[test]
+    fn a_time_read_before_the_windows_end_counts_in_the_current_window() {
+        let l = AddressLimiter::new(Quota::per_minute(3));
+        let a = ip("192.0.2.1");
+        let (before, current) = (NOW.plus_secs(59), NOW.plus_secs(60));
+        let allowed = (0..40)
+            .filter(|i| {
+                let now = if i % 4 == 3 { before } else { current };
+                l.check(a, now).is_allowed()
+            })
+            .count();
+        assert_eq!(allowed, 3);
+        assert_eq!(l.peek(a, before).remaining, 0);
+        assert_eq!(l.peek(a, before).reset_at, NOW.plus_secs(120));
+        // More than a window behind: a corrected clock, counted from there.
+        assert!(l.check(a, NOW.plus_secs(58).minus_secs(60)).is_allowed());
     }
 
     #[test]

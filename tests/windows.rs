@@ -51,6 +51,13 @@ fn rotate(store: &KeyStore, key: &IssuedKey, grace_secs: u64, now: u64) -> Issue
         .new
 }
 
+/// A key without a quota of its own.
+fn read_only(store: &KeyStore) -> IssuedKey {
+    store
+        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
+        .unwrap()
+}
+
 fn three_a_minute(store: &KeyStore) -> IssuedKey {
     let new = NewKey::new("ci", Preset::ReadOnly).rate_limit(Quota::per_minute(3));
     store.issue(&new, at(T0)).unwrap()
@@ -155,9 +162,7 @@ fn per_hour(store: &Arc<KeyStore>, limit: u32) -> Authorizer {
 #[test]
 fn authorizers_with_one_default_quota_share_a_window_whatever_order_they_are_built_in() {
     let store = Arc::new(KeyStore::new());
-    let key = store
-        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
-        .unwrap();
+    let key = read_only(&store);
     // Both built with the spec's quota first, then both given another one.
     let (api, mcp) = (
         Authorizer::new(store.clone()),
@@ -174,9 +179,7 @@ fn authorizers_with_one_default_quota_share_a_window_whatever_order_they_are_bui
 #[test]
 fn authorizers_with_different_periods_are_each_limited_and_share_with_their_own_period() {
     let store = Arc::new(KeyStore::new());
-    let key = store
-        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
-        .unwrap();
+    let key = read_only(&store);
     let per_minute = Authorizer::new(store.clone()).with_quota(Quota::new(2, 60).unwrap());
     let hour = per_hour(&store, 2);
     // In one window the two periods would reset each other's and neither would limit.
@@ -214,9 +217,7 @@ fn a_key_with_its_own_quota_counts_in_one_window_under_every_authorizer() {
 #[test]
 fn default_quotas_of_one_period_count_a_key_together_each_with_its_limit() {
     let store = Arc::new(KeyStore::new());
-    let key = store
-        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
-        .unwrap();
+    let key = read_only(&store);
     let generous = Authorizer::new(store.clone()).with_quota(Quota::new(1000, 60).unwrap());
     let strict = Authorizer::new(store.clone()).with_quota(Quota::new(10, 60).unwrap());
     assert_eq!(granted(&generous, &key, 10, T0 + 1), 10);
@@ -231,9 +232,7 @@ fn default_quotas_of_one_period_count_a_key_together_each_with_its_limit() {
 #[test]
 fn a_default_quota_of_another_period_is_peeked_where_it_counts() {
     let store = Arc::new(KeyStore::new());
-    let key = store
-        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
-        .unwrap();
+    let key = read_only(&store);
     let hour = per_hour(&store, 5);
     assert_eq!(granted(&hour, &key, 2, T0 + 1), 2);
     let window = hour.window(&key.record, at(T0 + 1));
@@ -249,9 +248,7 @@ fn a_default_quota_of_another_period_is_peeked_where_it_counts() {
 #[test]
 fn a_rotation_under_a_default_quota_of_another_period_keeps_the_window() {
     let store = Arc::new(KeyStore::new());
-    let old = store
-        .issue(&NewKey::new("a", Preset::ReadOnly), at(T0))
-        .unwrap();
+    let old = read_only(&store);
     let hour = per_hour(&store, 3);
     assert_eq!(granted(&hour, &old, 2, T0 + 1), 2);
     let new = rotate(&store, &old, 600, T0 + 2);

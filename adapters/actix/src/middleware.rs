@@ -46,6 +46,7 @@ pub struct AuthMiddleware {
     limiter_timeout: Duration,
     proxies: TrustedProxies,
     observer: Option<Observer>,
+    mark_sensitive: bool,
 }
 
 impl AuthMiddleware {
@@ -60,7 +61,21 @@ impl AuthMiddleware {
             limiter_timeout: LIMITER_TIMEOUT,
             proxies: TrustedProxies::default(),
             observer: None,
+            mark_sensitive: true,
         }
+    }
+
+    /// Whether a granted request's `Authorization` value is marked sensitive (the default), so
+    /// that its `Debug` and header-logging middleware inside print `Sensitive`, not the key.
+    ///
+    /// Marking changes the request's headers through `ServiceRequest::headers_mut`, which
+    /// panics when a middleware outside this one holds a clone of the `HttpRequest` across the
+    /// call (actix's own routing and `NormalizePath` panic on such a request too). If one of
+    /// yours does and cannot read the request from the response instead, turn marking off.
+    #[must_use]
+    pub fn with_sensitive_header(mut self, mark: bool) -> Self {
+        self.mark_sensitive = mark;
+        self
     }
 
     /// Tells `observer` about every decision, once per request, as soon as it is made (before
@@ -186,7 +201,7 @@ where
         // Core's request steps, the same for every adapter: decided here, or counted outside.
         match auth.begin(&request, config.limiter.is_some(), config.observer.as_ref()) {
             Step::Decided(Decision::Granted(grant)) => {
-                let rate = admit(auth, grant, &mut req);
+                let rate = admit(config, grant, &mut req);
                 ResponseFuture::granted(self.inner.call(req), rate, now)
             }
             Step::Decided(Decision::Denied(denial)) => {
@@ -239,7 +254,7 @@ where
     let (key_id, now) = (pending.key_id(), pending.now());
     match pending.finish(auth, answer, config.observer.as_ref()) {
         Finish::Decided(Decision::Granted(grant)) => {
-            let rate = admit(auth, grant, &mut req);
+            let rate = admit(&config, grant, &mut req);
             Ok((inner.call(req), rate))
         }
         Finish::Decided(Decision::Denied(denial)) => Err(refuse(auth, &denial, req, now)),
@@ -264,10 +279,14 @@ where
 ///
 /// Marking goes through `ServiceRequest::headers_mut`, which relies on the invariant actix's own
 /// routing and `NormalizePath` rely on: a request passed down the chain is not also held by a
-/// middleware outside (actix panics on such a request when it routes it).
-fn admit(auth: &Authorizer, grant: Grant, req: &mut ServiceRequest) -> RateLimit {
-    if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
-        value.set_sensitive(true);
+/// middleware outside (actix panics on such a request when it routes it); hosts that break it
+/// turn marking off ([`AuthMiddleware::with_sensitive_header`]).
+fn admit(config: &AuthMiddleware, grant: Grant, req: &mut ServiceRequest) -> RateLimit {
+    let auth = &config.auth;
+    if config.mark_sensitive {
+        if let Some(value) = req.headers_mut().get_mut(AUTHORIZATION) {
+            value.set_sensitive(true);
+        }
     }
     tracing::debug!(key_id = %grant.key_id, remaining = grant.rate_limit.remaining, "request granted");
     let rate = grant.rate_limit;

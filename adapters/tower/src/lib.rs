@@ -2,22 +2,30 @@
 //! rate limits, with the spec's headers and JSON errors. Works with axum, hyper and tonic.
 //!
 //! ```
+//! use std::net::SocketAddr;
 //! use std::sync::Arc;
-//! use axum::{routing::get, Router};
+//! use axum::{extract::ConnectInfo, routing::get, Router};
 //! use sitequest_auth::{Authorizer, KeyStore, Scopes};
-//! use sitequest_auth_tower::{AuthLayer, AuthenticatedKey};
+//! use sitequest_auth_tower::{AuthLayer, AuthenticatedKey, ClientIp};
 //!
 //! async fn list_servers(key: AuthenticatedKey) -> String {
 //!     format!("hello {}", key.name)
 //! }
 //!
 //! let auth = Arc::new(Authorizer::new(Arc::new(KeyStore::new())));
+//! // The client's address, for key allowlists and the quota of requests without a valid key:
+//! // serve with `app.into_make_service_with_connect_info::<SocketAddr>()`.
+//! let peer: ClientIp = |ext| ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
 //! let app: Router = Router::new().route(
 //!     "/v1/servers",
-//!     get(list_servers).layer(AuthLayer::new(auth.clone(), Scopes::VPS_READ)),
+//!     get(list_servers).layer(AuthLayer::new(auth.clone(), Scopes::VPS_READ).with_client_ip(peer)),
 //! );
 //! # let _ = app;
 //! ```
+//!
+//! Without [`AuthLayer::with_client_ip`] no client address is known: requests without a valid
+//! key are not counted per address (their 401s carry no rate-limit fields) and keys with an
+//! address allowlist are refused.
 //!
 //! Every response for a known key (2xx, 403, 429) carries `X-RateLimit-Limit`,
 //! `X-RateLimit-Remaining`, `X-RateLimit-Reset` (Unix seconds), and the IETF fields
