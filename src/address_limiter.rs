@@ -35,16 +35,25 @@ const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 ///
 /// A fixed table of [`AddressLimiter::max_addresses`] slots of 16 bytes, allocated when the
 /// limiter is made. An address takes a free slot among the eight its hash names, else one whose
-/// window has ended, else the first of them is handed to it with its count: past the table's
-/// capacity, addresses count together in the slots they are handed. A flood of spoofed or
-/// distinct addresses therefore costs no memory, and no address gets more than the quota (one
-/// that shares a slot with others may get less).
+/// window has ended, else the first of them, which starts over for it. A flood of spoofed or
+/// distinct addresses therefore costs no memory, and never refuses anyone for someone else's
+/// requests.
+///
+/// An address gets no more than the quota while the table tracks it. Past the table's capacity
+/// (more addresses with requests in one window than the table holds, or than the eight slots of
+/// a hash hold) addresses push each other out, and one pushed out starts over when it returns:
+/// the flood's addresses are then not limited. Handing a newcomer the count it pushes out
+/// instead would refuse a newcomer that never sent a request (someone reporting a leaked key,
+/// say) for as long as the flood lasts, and the quota protects nothing a flood could take: a
+/// key is looked up whatever its address's quota, so a request past it costs the same, and gets
+/// a 429 in place of a 401. Size the table above the addresses expected in one window.
 ///
 /// # Time
 ///
-/// A time up to one window behind the latest a slot has counted at counts in that slot's
-/// window (two requests that read the clock either side of a window's end do not start it
-/// again); a time further behind is a corrected clock, and counting starts again there.
+/// A slot counts in the window of the latest time it was counted at. A time in that window or
+/// in the one just before it counts there (two requests that read the clock either side of a
+/// window's end do not start it again); a time in an earlier window is a corrected clock, and
+/// counting starts again in its window.
 ///
 /// ```
 /// use sitequest_auth::{AddressLimiter, Quota, UnixTime};
@@ -289,10 +298,9 @@ impl AddressLimiter {
                 .compare_exchange(old, tag, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                // The slot's count is kept: a free slot or one whose window has ended counts
-                // nothing in this window, and an address handed a slot in use counts on from
-                // the count it finds (handed an empty window, addresses cycled past the table's
-                // capacity would each start over and never be limited).
+                // A new owner starts with an empty window: never refused for the requests of
+                // the address it pushed out (see the type's Memory section).
+                s.state.store(end << COUNT_BITS, Ordering::Release);
                 // Two first requests of one address may claim two slots at once: the first of
                 // them in probe order (the one `find` returns) is kept, so the count is never
                 // split.
@@ -415,14 +423,21 @@ mod tests {
     }
 
     #[test]
-    fn addresses_cycled_past_the_tables_capacity_get_no_more_than_the_quota() {
-        let l = AddressLimiter::with_max_addresses(Quota::per_minute(1), 64);
-        let allowed = (0..10)
-            .flat_map(|_| 0..1_000u32)
-            .filter(|&i| l.check(IpAddr::V4(i.into()), NOW).is_allowed())
-            .count();
-        // One request per slot, whichever addresses share it.
-        assert!(allowed <= 64, "{allowed}");
+    fn a_flood_past_the_tables_capacity_never_refuses_a_new_address() {
+        let l = AddressLimiter::with_max_addresses(Quota::per_minute(2), 64);
+        for i in 0..1_000u32 {
+            for _ in 0..3 {
+                let _ = l.check(IpAddr::V4(i.into()), NOW);
+            }
+        }
+        // Every slot is in use by an address past its quota; a newcomer's first requests are
+        // its own, and `peek` says what `check` does.
+        for i in 0..100u32 {
+            let newcomer = IpAddr::V4((1_000_000 + i).into());
+            assert_eq!(l.peek(newcomer, NOW).remaining, 2);
+            assert!(l.check(newcomer, NOW).is_allowed(), "{newcomer}");
+        }
+        assert!(l.len() <= 64);
     }
 
     #[test]

@@ -70,8 +70,9 @@ impl AuthMiddleware {
     ///
     /// Marking changes the request's headers through `ServiceRequest::headers_mut`, which
     /// panics when a middleware outside this one holds a clone of the `HttpRequest` across the
-    /// call (actix's own routing and `NormalizePath` panic on such a request too). If one of
-    /// yours does and cannot read the request from the response instead, turn marking off.
+    /// call. If one of yours wraps the same resource outside this one, does so, and cannot read
+    /// the request from the response instead, turn marking off. (Around a scope or the whole
+    /// app, actix's own routing panics on such a request before it gets here.)
     #[must_use]
     pub fn with_sensitive_header(mut self, mark: bool) -> Self {
         self.mark_sensitive = mark;
