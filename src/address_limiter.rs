@@ -44,9 +44,10 @@ const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 /// a hash hold) addresses push each other out, and one pushed out starts over when it returns:
 /// the flood's addresses are then not limited. Handing a newcomer the count it pushes out
 /// instead would refuse a newcomer that never sent a request (someone reporting a leaked key,
-/// say) for as long as the flood lasts, and the quota protects nothing a flood could take: a
-/// key is looked up whatever its address's quota, so a request past it costs the same, and gets
-/// a 429 in place of a 401. Size the table above the addresses expected in one window.
+/// say) for as long as the flood lasts, while the quota of requests without a valid key
+/// protects little a flood could take: [`Authorizer`](crate::Authorizer) looks a key up whatever
+/// its address's quota, so a request past it costs the same, and gets a 429 in place of a 401.
+/// Size the table above the addresses expected in one window.
 ///
 /// # Time
 ///
