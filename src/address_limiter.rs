@@ -36,8 +36,8 @@ const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 /// A fixed table of [`AddressLimiter::max_addresses`] slots of 16 bytes, allocated when the
 /// limiter is made. An address takes a free slot among the eight its hash names, else one whose
 /// window has ended, else the first of them, which starts over for it. A flood of spoofed or
-/// distinct addresses therefore costs no memory, and never refuses anyone for someone else's
-/// requests.
+/// distinct addresses therefore costs no memory, and does not refuse anyone for someone else's
+/// requests (but for the few in flight while a slot changes hands).
 ///
 /// An address gets no more than the quota while the table tracks it. Past the table's capacity
 /// (more addresses with requests in one window than the table holds, or than the eight slots of
@@ -51,10 +51,10 @@ const MAX_END: u64 = (1 << (64 - COUNT_BITS)) - 1;
 ///
 /// # Time
 ///
-/// A slot counts in the window of the latest time it was counted at. A time in that window or
-/// in the one just before it counts there (two requests that read the clock either side of a
-/// window's end do not start it again); a time in an earlier window is a corrected clock, and
-/// counting starts again in its window.
+/// A slot counts in one window. A time in that window or in the one just before it counts
+/// there (two requests that read the clock either side of a window's end do not start it
+/// again); a later time starts a new window; an earlier one is a corrected clock, and counting
+/// starts again in its window.
 ///
 /// ```
 /// use sitequest_auth::{AddressLimiter, Quota, UnixTime};
@@ -268,7 +268,7 @@ impl AddressLimiter {
     }
 
     /// A slot for an address not tracked yet: a free one of its eight, else one whose window
-    /// has ended, else the first, whose count it takes on.
+    /// has ended, else the first, which starts over for it.
     #[cold]
     fn claim(&self, tag: u64, end: u64) -> Option<&Slot> {
         let base = (tag >> self.shift) as usize;

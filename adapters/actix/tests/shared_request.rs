@@ -59,7 +59,7 @@ async fn served(mark_sensitive: bool) -> (u16, String, String) {
     let remaining = response
         .headers()
         .get("x-ratelimit-remaining")
-        .unwrap()
+        .expect("a granted response has its rate-limit headers")
         .to_str()
         .unwrap()
         .to_owned();
@@ -77,7 +77,7 @@ async fn a_request_held_outside_is_served_with_marking_off() {
 
 /// What marking off is for: with it on, actix panics on the shared request.
 #[actix_web::test]
-#[should_panic]
+#[should_panic(expected = "called `Option::unwrap()` on a `None` value")]
 async fn a_request_held_outside_panics_in_actix_with_marking_on() {
     let _ = served(true).await;
 }

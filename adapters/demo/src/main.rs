@@ -104,8 +104,8 @@ struct Cli {
     trusted_proxies: Vec<Cidr>,
     /// Requests without a valid key (missing, malformed, unknown, revoked or expired, or refused
     /// by the key's allowlist) allowed per client address (IPv6: per /64) per window, as
-    /// N/SECONDS; past it, 429 without looking at the key, valid keys from that address
-    /// included. Every 401 carries this window's rate-limit headers. Behind a reverse proxy,
+    /// N/SECONDS; past it, such requests get a 429 in place of the 401 (a valid key from that
+    /// address is still served). Every 401 carries this window's rate-limit headers. Behind a reverse proxy,
     /// set --trusted-proxy, or every client counts as the proxy.
     #[arg(long, value_name = "N/SECONDS", default_value = "60/60", value_parser = parse_quota)]
     unauthenticated_limit: Quota,
