@@ -105,15 +105,20 @@ impl AddressLimiter {
     }
 
     /// Counts each address under `quota`, tracking at most `max` of them (rounded up to a power
-    /// of two, at least 64).
+    /// of two, at least 64). A quota above 16,777,215 requests a window, the most a slot counts,
+    /// is lowered to that (and [`AddressLimiter::quota`] says so), so the windows reported are
+    /// the ones enforced.
     #[must_use]
     pub fn with_max_addresses(quota: Quota, max: usize) -> Self {
         let len = max.clamp(64, 1 << 30).next_power_of_two();
         let random = RandomState::new();
+        #[allow(clippy::cast_possible_truncation)] // COUNT_MASK fits in 24 bits
+        let quota =
+            Quota::new(quota.limit().min(COUNT_MASK as u32), quota.period_secs()).unwrap_or(quota);
         Self {
             quota,
             policy: LimitPolicy::Unauthenticated,
-            limit: u64::from(quota.limit()).min(COUNT_MASK),
+            limit: u64::from(quota.limit()),
             seeds: [random.hash_one(0x5eed_u64), random.hash_one(0xfeed_u64) | 1],
             shift: 64 - len.trailing_zeros(),
             slots: (0..len)
@@ -457,6 +462,30 @@ mod tests {
         assert_eq!(l.peek(a, before).reset_at, NOW.plus_secs(120));
         // More than a window behind: a corrected clock, counted from there.
         assert!(l.check(a, NOW.plus_secs(58).minus_secs(60)).is_allowed());
+    }
+
+    #[test]
+    fn a_quota_past_what_a_slot_counts_is_lowered_to_it() {
+        let l = AddressLimiter::new(Quota::new(u32::MAX, 60).unwrap());
+        assert_eq!(u64::from(l.quota().limit()), COUNT_MASK);
+        let a = ip("192.0.2.1");
+        assert!(l.check(a, NOW).is_allowed());
+        // One request short of what a slot counts.
+        let end = l.window_end(NOW);
+        let slot = l.find(l.hash(a)).unwrap();
+        slot.state
+            .store((end << COUNT_BITS) | (COUNT_MASK - 1), Ordering::Release);
+        assert_eq!(
+            l.check(a, NOW),
+            LimitDecision::Allowed(l.rate_limit(COUNT_MASK, end))
+        );
+        // Refused, and the refusal, `peek` and `exhausted` all say there is no room.
+        let LimitDecision::Limited(window) = l.check(a, NOW) else {
+            panic!("a full window allowed a request");
+        };
+        assert_eq!(window.remaining, 0);
+        assert_eq!(l.peek(a, NOW).remaining, 0);
+        assert_eq!(l.exhausted(a, NOW), Some(window));
     }
 
     #[test]
