@@ -320,11 +320,10 @@ impl Retired {
             .iter()
             .map(|(&id, w)| (w.load(Ordering::Relaxed) >> 32, id))
             .collect();
-        let (first, _, _) = by_end.select_nth_unstable(RETIRED_EVICTED - 1);
-        for &(_, id) in first.iter() {
+        by_end.select_nth_unstable(RETIRED_EVICTED - 1);
+        for &(_, id) in &by_end[..RETIRED_EVICTED] {
             self.windows.remove(&id);
         }
-        self.windows.remove(&by_end[RETIRED_EVICTED - 1].1);
     }
 
     /// Keeps `window`, the window of the removed key `id`, if it counted anything.
